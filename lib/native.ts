@@ -1,0 +1,281 @@
+/**
+ * Loads the native addon and describes its interface. The addon is built by the package's own
+ * install (cmake-js); when it is missing or fails to load, the error says which file was looked
+ * for, why it failed and how to rebuild. The CUDA backend and MPI are plugins the addon loads on
+ * demand, so their absence is reported by cudaStatus()/buildInfo(), not as a load failure.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import bindings from 'bindings';
+
+import { BackendError } from './errors';
+
+export interface BuildInfo {
+  version: string;
+  blas: string;
+  compiler: string;
+  pluginDir: string;
+  cudaBuilt: boolean;
+  mpiBuilt: boolean;
+}
+
+export interface CudaDeviceInfo {
+  name: string;
+  memory: number;
+  capability: string;
+}
+
+export interface CudaStatus {
+  built: boolean;
+  loaded: boolean;
+  nccl: boolean;
+  build: string;
+  available: boolean;
+  error?: string;
+  devices: CudaDeviceInfo[];
+}
+
+export interface PreparedArrays {
+  nUsers: number;
+  nItems: number;
+  rows: number;
+  droppedUsers: number;
+  droppedRows: number;
+  duplicates: number;
+  offsets: Uint32Array;
+  items: Uint32Array;
+  testItems: Uint32Array;
+  testNegatives: Uint32Array;
+  userIds: Float64Array;
+  itemIds: Float64Array;
+}
+
+export interface NativeModelConfig {
+  nUsers: number;
+  nItems: number;
+  factors: number;
+  layers: number[];
+  dropout: number;
+}
+
+export interface NativeTrainOptions {
+  batchSize: number;
+  negatives: number;
+  verifyNegatives: boolean;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  seed: number;
+  amp: boolean;
+  lossScale: number;
+  tf32: boolean;
+  validUsersPerBatch: number;
+  topk: number;
+  validNegatives: number;
+}
+
+export interface NativeDataArrays {
+  offsets: Uint32Array;
+  items: Uint32Array;
+  testItems: Uint32Array;
+  testNegatives: Uint32Array;
+  storedNegatives: number;
+}
+
+export interface TensorLayout {
+  name: string;
+  shape: number[];
+  offset: number;
+  count: number;
+}
+
+export interface NativeEpochStats {
+  samples: number;
+  steps: number;
+  loss: number;
+  seconds: number;
+  lossScale: number;
+  cancelled: boolean;
+}
+
+export interface NativeEvalStats {
+  hr: number;
+  ndcg: number;
+  users: number;
+  seconds: number;
+}
+
+export interface TrainerInfo {
+  backend: string;
+  device: string;
+  threads: number;
+  blas: string;
+  tf32: boolean;
+  rank: number;
+  worldSize: number;
+  communicator: string;
+  seed: number;
+  stepsPerEpoch: number;
+  samplesPerEpoch: number;
+  fingerprint: string;
+  peakMemory: number;
+}
+
+export interface NativeTrainer {
+  runEpoch(epoch: number, onProgress?: (done: number, total: number) => void): Promise<NativeEpochStats>;
+  evaluate(): Promise<NativeEvalStats>;
+  getParams(): Promise<Float32Array>;
+  setParams(p: Float32Array): Promise<void>;
+  getOptimizerState(): Promise<{ m: Float32Array; v: Float32Array; step: number }>;
+  setOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): Promise<void>;
+  cancel(): void;
+  close(): void;
+  readonly info: TrainerInfo;
+  readonly layout: TensorLayout[];
+}
+
+export interface NativeModelInfo {
+  backend: string;
+  device: string;
+  threads: number;
+  blas: string;
+  maxBatch: number;
+  hasSeen: boolean;
+  peakMemory: number;
+}
+
+export interface NativeRanked {
+  items: Uint32Array;
+  scores: Float32Array;
+}
+
+export interface NativeRecommendOptions {
+  k: number;
+  excludeSeen: boolean;
+  candidates?: Uint32Array;
+}
+
+export interface NativeModel {
+  score(users: Uint32Array, items: Uint32Array): Promise<Float32Array>;
+  scoreSync(users: Uint32Array, items: Uint32Array): Float32Array;
+  recommend(users: Uint32Array, opts: NativeRecommendOptions): Promise<NativeRanked>;
+  recommendSync(users: Uint32Array, opts: NativeRecommendOptions): NativeRanked;
+  setSeen(offsets: Uint32Array, items: Uint32Array): void;
+  benchResident(users: Uint32Array, items: Uint32Array, iterations: number): Promise<Float64Array>;
+  close(): void;
+  readonly info: NativeModelInfo;
+}
+
+export interface DropoutArgs {
+  dropout?: number;
+  seed?: number;
+  layer?: number;
+  epoch?: number;
+  pos0?: number;
+}
+
+/** Single ops on host arrays (tests and the self-test). */
+export interface NativeOpRunner {
+  readonly info: { backend: string; device: string; half: boolean; tf32: boolean };
+  philox(a: { keyLo: number; keyHi: number; counters: Uint32Array }): Uint32Array;
+  sampleBatch(a: {
+    offsets: Uint32Array; items: Uint32Array; nItems: number; negatives: number; verify: boolean;
+    seed: number; epoch: number; pos0: number; n: number;
+  }): { users: Uint32Array; items: Uint32Array; labels: Float32Array; samplesPerEpoch: number };
+  embedForward(a: EmbedArgs): { gmf: Float32Array; mlpIn: Float32Array };
+  embedBackward(a: EmbedArgs & { dGmf: Float32Array; dMlpIn: Float32Array }): {
+    mfUser: Float32Array; mfItem: Float32Array; mlpUser: Float32Array; mlpItem: Float32Array;
+  };
+  linearForward(a: LinearArgs & { x: Float32Array }): Float32Array;
+  linearBackward(a: LinearArgs & { x: Float32Array; y: Float32Array; dy: Float32Array; wantDx?: boolean }): {
+    dz: Float32Array; dx?: Float32Array; gradW: Float32Array; gradB: Float32Array;
+  };
+  headForward(a: HeadArgs): Float32Array;
+  headForwardBackward(a: HeadArgs & { labels: Float32Array; gradScale: number; lossScale?: number }): {
+    dGmf: Float32Array; dMlp: Float32Array; gradW: Float32Array; gradB: Float32Array; lossSum: number;
+  };
+  adamStep(a: {
+    params: Float32Array; grads: Float32Array; m: Float32Array; v: Float32Array;
+    lr: number; beta1: number; beta2: number; eps: number; step: number;
+  }): { params: Float32Array; m: Float32Array; v: Float32Array };
+  unscaleCheck(a: { grads: Float32Array; scale: number }): { grads: Float32Array; foundInf: boolean };
+  updateLossScale(a: { scale: number; foundInf: boolean; goodSteps: number; dynamic: boolean; growthInterval: number }): {
+    scale: number; goodSteps: number;
+  };
+  halfRoundTrip(x: Float32Array): Float32Array;
+  evalRank(a: { logits: Float32Array; masked: Uint8Array; nUsers: number; listLen: number; k: number }): {
+    hits: number; dcg: number; users: number;
+  };
+  matmulNt(a: { a: Float32Array; rows: number; cols: number; w: Float32Array; ldw: number; outCols: number }): Float32Array;
+  addRow(a: { x: Float32Array; rows: number; cols: number; row: Float32Array; relu: boolean }): Float32Array;
+}
+
+export interface EmbedArgs {
+  mfUser: Float32Array; mfItem: Float32Array; mlpUser: Float32Array; mlpItem: Float32Array;
+  factors: number; half: number; users: Uint32Array; items: Uint32Array; fp16?: boolean;
+}
+export interface LinearArgs extends DropoutArgs {
+  w: Float32Array; b: Float32Array; in: number; out: number; fp16?: boolean;
+}
+export interface HeadArgs {
+  gmf: Float32Array; mlp: Float32Array; w: Float32Array; b: Float32Array; factors: number; fp16?: boolean;
+}
+
+export interface NativeAddon {
+  buildInfo(): BuildInfo;
+  cudaStatus(): CudaStatus;
+  initDistributed(): { rank: number; size: number; library: string };
+  abortDistributed(code: number): void;
+  barrier(): void;
+  prepareFile(o: {
+    path: string; delimiter: string; skipLines: number; userCol: number; itemCol: number; timeCol: number;
+    minRatings: number; testNegatives: number; seed: number; threads?: number;
+  }): Promise<PreparedArrays>;
+  prepareSynthetic(o: { shape: string; seed: number; minRatings: number; testNegatives: number; threads?: number }): Promise<PreparedArrays>;
+  writeSyntheticCsv(o: { shape: string; seed: number; path: string }): Promise<{ rows: number; bytes: number }>;
+  paramLayout(c: NativeModelConfig): TensorLayout[];
+  syntheticShapes(): { name: string; users: number; items: number; interactions: number }[];
+  createTrainer(o: {
+    backend: string; device: number; threads: number; distributed: boolean;
+    model: NativeModelConfig; train: NativeTrainOptions; data: NativeDataArrays;
+  }): Promise<NativeTrainer>;
+  createModel(o: {
+    backend: string; device: number; threads: number; model: NativeModelConfig; params: Float32Array;
+    half: boolean; tf32: boolean; maxBatch: number;
+  }): Promise<NativeModel>;
+  OpRunner: new (o: { backend: string; device?: number; threads?: number; tf32?: boolean }) => NativeOpRunner;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The package root (the folder holding package.json), from dist/lib or lib. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 5; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'CMakeLists.txt'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..', '..');
+}
+
+/** The native addon; throws a BackendError explaining how to build it when it cannot load. */
+export function addon(): NativeAddon {
+  if (cached) return cached;
+  const root = packageRoot();
+  try {
+    const explicit = process.env.NCF_NATIVE_ADDON;
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    cached = (explicit ? require(path.resolve(explicit)) : bindings({ bindings: 'ncf_native', module_root: root })) as NativeAddon;
+    return cached;
+  } catch (err) {
+    throw new BackendError(
+      'ERR_UNAVAILABLE',
+      `the ncf-native addon could not be loaded: ${(err as Error).message}\n` +
+        `Build it with \`npm rebuild ncf-native\` (or \`npm run build:native\` in ${root}); ` +
+        'it needs cmake and a C++17 compiler, and OpenBLAS (libopenblas-dev) for full CPU speed.',
+      { cause: err },
+    );
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Checks of a device backend (CUDA) against the CPU backend: every op on the same random inputs,
+ * with a tolerance per precision: bitwise where both compute the same integer or IEEE-exact
+ * result (random streams, sampling, Adam, fp16 conversion), 1e-5 relative for fp32 GEMMs,
+ * 1e-2 for TF32 (10-bit mantissa) and 2e-2 for fp16 inputs, both accumulating in fp32.
+ */
+import type { NativeOpRunner } from '../native';
+import { type Check, check, property } from './check';
+import { tinyCsr } from './cpu-checks';
+import { Rng, exactlyEqual, relError } from './random';
+
+export const TOLERANCE = { fp32: 1e-5, tf32: 1e-2, fp16: 2e-2 } as const;
+export type GemmPrecision = keyof typeof TOLERANCE;
+
+export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: GemmPrecision): Check[] {
+  const fp16 = precision === 'fp16';
+  const tol = TOLERANCE[precision];
+  const rng = new Rng(precision === 'fp32' ? 101 : precision === 'tf32' ? 102 : 103);
+  const checks: Check[] = [];
+
+  if (precision === 'fp32') {
+    const counters = rng.u32s(4 * 4096, 0xffffffff);
+    const key = { keyLo: rng.u32(), keyHi: rng.u32() };
+    checks.push(property('philox: cuRAND device API = host', exactlyEqual(dev.philox({ ...key, counters }), cpu.philox({ ...key, counters }))));
+    const csr = tinyCsr(rng, 300, 500, 60);
+    for (const verify of [false, true]) {
+      const a = { ...csr, nItems: 500, negatives: 4, verify, seed: 9, epoch: 2, pos0: 1000, n: 20000 };
+      const d = dev.sampleBatch(a), c = cpu.sampleBatch(a);
+      checks.push(property(`sample_batch${verify ? ' (verified negatives)' : ''}`, exactlyEqual(d.users, c.users) && exactlyEqual(d.items, c.items) && exactlyEqual(d.labels, c.labels)));
+    }
+    const n = 1 << 14;
+    const adam = { params: rng.f32(n), grads: rng.f32(n, -0.1, 0.1), m: rng.f32(n, -0.01, 0.01), v: rng.f32(n, 0, 0.01), lr: 0.0045, beta1: 0.25, beta2: 0.5, eps: 1e-8, step: 7 };
+    const ad = dev.adamStep(adam), ac = cpu.adamStep(adam);
+    checks.push(property('adam_step', exactlyEqual(ad.params, ac.params) && exactlyEqual(ad.m, ac.m) && exactlyEqual(ad.v, ac.v)));
+    const half = rng.f32(4096, -70000, 70000);
+    half.set([65504, 65520, 1e-8, 6e-8, 0.1, NaN, -Infinity], 0);
+    checks.push(property('fp16 conversion', exactlyEqual(dev.halfRoundTrip(half).map((x) => (Number.isNaN(x) ? -1 : x)), cpu.halfRoundTrip(half).map((x) => (Number.isNaN(x) ? -1 : x)))));
+    const users = 2000, L = 101;
+    const logits = rng.f32(users * L);
+    for (let u = 0; u < users; u += 7) logits[u * L + 3] = logits[u * L]; // ties
+    const masked = Uint8Array.from({ length: users * L }, (_, i) => (i % L !== 0 && rng.below(20) === 0 ? 1 : 0));
+    const ed = dev.evalRank({ logits, masked, nUsers: users, listLen: L, k: 10 }), ec = cpu.evalRank({ logits, masked, nUsers: users, listLen: L, k: 10 });
+    checks.push(check('eval_rank', 'exact', Math.abs(ed.hits - ec.hits) + Math.abs(ed.dcg - ec.dcg) / Math.max(1, ec.dcg), 1e-12));
+    const lsd = dev.updateLossScale({ scale: 1024, foundInf: false, goodSteps: 1999, dynamic: true, growthInterval: 2000 });
+    const uc = dev.unscaleCheck({ grads: Float32Array.from([2, Infinity]), scale: 2 });
+    checks.push(property('loss scaling ops', lsd.scale === 2048 && uc.foundInf && uc.grads[0] === 1));
+  }
+
+  // Embeddings.
+  const U = 500, I = 300, f = 64, h = 128, n = 4096;
+  const t = { mfUser: rng.f32(U * f), mfItem: rng.f32(I * f), mlpUser: rng.f32(U * h), mlpItem: rng.f32(I * h), factors: f, half: h };
+  const users = rng.u32s(n, U), items = rng.u32s(n, I);
+  const ef = dev.embedForward({ ...t, users, items, fp16 }), cf = cpu.embedForward({ ...t, users, items });
+  checks.push(check('embed_forward', fp16 ? 'fp16' : 'exact', Math.max(relError(ef.gmf, cf.gmf), relError(ef.mlpIn, cf.mlpIn)), fp16 ? 1e-3 : 0));
+  const dGmf = rng.f32(n * f), dMlpIn = rng.f32(n * 2 * h);
+  const eb = dev.embedBackward({ ...t, users, items, dGmf, dMlpIn: fp16 ? cpu.halfRoundTrip(dMlpIn) : dMlpIn, fp16 });
+  const cb = cpu.embedBackward({ ...t, users, items, dGmf, dMlpIn: fp16 ? cpu.halfRoundTrip(dMlpIn) : dMlpIn });
+  checks.push(check('embed_backward (atomics vs ordered sums)', 'fp32', Math.max(relError(eb.mfUser, cb.mfUser), relError(eb.mfItem, cb.mfItem), relError(eb.mlpUser, cb.mlpUser), relError(eb.mlpItem, cb.mlpItem)), 1e-5));
+
+  // Hidden layers, with dropout, at the model's widths.
+  for (const [inW, out] of [[256, 256], [256, 128], [128, 64]] as const) {
+    const rows = 3000;
+    const x = rng.f32(rows * inW), w = rng.f32(out * inW, -0.1, 0.1), b = rng.f32(out, -0.1, 0.1);
+    const args = { w, b, in: inW, out, dropout: 0.5, seed: 77, layer: 1, epoch: 4, pos0: 12345 };
+    const xin = fp16 ? cpu.halfRoundTrip(x) : x;
+    const yd = dev.linearForward({ ...args, x: xin, fp16 }), yc = cpu.linearForward({ ...args, x: xin });
+    const maskSame = yd.every((v, i) => (v === 0) === (yc[i] === 0) || Math.abs(yc[i]) < 1e-3);
+    checks.push(check(`linear_forward ${inW}->${out} + dropout`, precision, relError(yd, yc), tol));
+    checks.push(property(`dropout mask ${inW}->${out} identical`, maskSame));
+    const dy = rng.f32(rows * out);
+    const yref = fp16 ? cpu.halfRoundTrip(yc) : yc;
+    const bd = dev.linearBackward({ ...args, x: xin, y: yref, dy: fp16 ? cpu.halfRoundTrip(dy) : dy, fp16 });
+    const bc = cpu.linearBackward({ ...args, x: xin, y: yref, dy: fp16 ? cpu.halfRoundTrip(dy) : dy });
+    checks.push(check(`linear_backward ${inW}->${out}`, precision, Math.max(relError(bd.gradW, bc.gradW), relError(bd.gradB, bc.gradB), relError(bd.dx!, bc.dx!)), tol));
+  }
+
+  // Output unit and loss.
+  const rows = 5000, width = 64;
+  const gmf = rng.f32(rows * f), mlp = rng.f32(rows * width, 0, 1), w = rng.f32(f + width, -0.3, 0.3), b = rng.f32(1);
+  const labels = Float32Array.from({ length: rows }, () => (rng.below(5) === 0 ? 1 : 0));
+  const mlpIn = fp16 ? cpu.halfRoundTrip(mlp) : mlp;
+  const hd = dev.headForwardBackward({ gmf, mlp: mlpIn, w, b, factors: f, labels, gradScale: 1 / rows, fp16 });
+  const hc = cpu.headForwardBackward({ gmf, mlp: mlpIn, w, b, factors: f, labels, gradScale: 1 / rows });
+  const hTol = fp16 ? 2e-3 : 1e-5;
+  checks.push(check('head_forward_backward', fp16 ? 'fp16' : 'fp32', Math.max(Math.abs(hd.lossSum - hc.lossSum) / hc.lossSum, relError(hd.gradW, hc.gradW), relError(hd.gradB, hc.gradB), relError(hd.dGmf, hc.dGmf), relError(hd.dMlp, hc.dMlp)), hTol));
+  const fd = dev.headForward({ gmf, mlp: mlpIn, w, b, factors: f, fp16 }), fc = cpu.headForward({ gmf, mlp: mlpIn, w, b, factors: f });
+  checks.push(check('head_forward', fp16 ? 'fp16' : 'fp32', relError(fd, fc), hTol));
+
+  if (!fp16) {
+    const r2 = 2000, cols = 128, ldw = 256, oc = 256;
+    const a = rng.f32(r2 * cols), ww = rng.f32(oc * ldw, -0.1, 0.1), row = rng.f32(oc);
+    const md = dev.matmulNt({ a, rows: r2, cols, w: ww, ldw, outCols: oc }), mc = cpu.matmulNt({ a, rows: r2, cols, w: ww, ldw, outCols: oc });
+    checks.push(check('matmul_nt', precision, relError(md, mc), tol));
+    const ad2 = dev.addRow({ x: mc, rows: r2, cols: oc, row, relu: true }), ac2 = cpu.addRow({ x: mc, rows: r2, cols: oc, row, relu: true });
+    if (precision === 'fp32') checks.push(check('add_row', 'exact', relError(ad2, ac2), 0));
+  }
+  return checks;
+}

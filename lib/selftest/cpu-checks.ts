@@ -1,0 +1,339 @@
+/**
+ * Checks of the CPU backend's ops against independent JavaScript references: known-answer
+ * vectors, hand-computed values, float64 loops and central finite differences of the native
+ * forward ops (for the backward ops).
+ */
+import type { NativeOpRunner } from '../native';
+import { type Check, check, property } from './check';
+import { affine, bce, sigmoid } from './reference';
+import { Rng, relError } from './random';
+
+/** Published Philox4x32-10 test vectors (Random123's kat_vectors). */
+export function philoxKat(r: NativeOpRunner): Check {
+  const cases: [number[], number[], number[]][] = [
+    [[0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]],
+    [[0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]],
+    [[0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0], [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]],
+  ];
+  const ok = cases.every(([ctr, key, want]) => {
+    const got = r.philox({ keyLo: key[0], keyHi: key[1], counters: Uint32Array.from(ctr) });
+    return want.every((w, i) => got[i] === w);
+  });
+  return property('philox4x32-10 known answers', ok);
+}
+
+/** A small CSR dataset: user u has items drawn without repetition, sorted. */
+export function tinyCsr(rng: Rng, users: number, items: number, perUser: number): { offsets: Uint32Array; items: Uint32Array } {
+  const offsets = new Uint32Array(users + 1);
+  const all: number[] = [];
+  for (let u = 0; u < users; u++) {
+    const set = new Set<number>();
+    const want = 1 + (u % perUser);
+    while (set.size < want) set.add(rng.below(items));
+    all.push(...[...set].sort((a, b) => a - b));
+    offsets[u + 1] = all.length;
+  }
+  return { offsets, items: Uint32Array.from(all) };
+}
+
+export function sampleChecks(r: NativeOpRunner): Check[] {
+  const rng = new Rng(11);
+  const nItems = 40;
+  const csr = tinyCsr(rng, 25, nItems, 12);
+  const P = csr.items.length, neg = 4, N = P * (1 + neg);
+  const base = { ...csr, nItems, negatives: neg, seed: 5, epoch: 3 };
+  const all = r.sampleBatch({ ...base, verify: false, pos0: 0, n: N });
+  const counts = new Map<string, number>();
+  for (let i = 0; i < N; i++) if (all.labels[i] === 1) counts.set(`${all.users[i]}:${all.items[i]}`, (counts.get(`${all.users[i]}:${all.items[i]}`) ?? 0) + 1);
+  let positivesOnce = counts.size === P && [...counts.values()].every((c) => c === 1);
+  for (let u = 0; u + 1 < csr.offsets.length; u++)
+    for (let j = csr.offsets[u]; j < csr.offsets[u + 1]; j++) positivesOnce &&= counts.get(`${u}:${csr.items[j]}`) === 1;
+  // Each user appears (1 + neg) times per positive it has.
+  const perUser = new Array<number>(25).fill(0);
+  for (let i = 0; i < N; i++) perUser[all.users[i]]++;
+  const usersOk = perUser.every((c, u) => c === (csr.offsets[u + 1] - csr.offsets[u]) * (1 + neg));
+  const a = r.sampleBatch({ ...base, verify: false, pos0: 7, n: 30 });
+  const b = r.sampleBatch({ ...base, verify: false, pos0: 7 + 13, n: 17 });
+  const split = b.items.every((v, i) => v === a.items[13 + i]) && b.users.every((v, i) => v === a.users[13 + i]);
+  const other = r.sampleBatch({ ...base, epoch: 4, verify: false, pos0: 0, n: N });
+  const reshuffled = other.users.some((u, i) => u !== all.users[i]);
+  const verified = r.sampleBatch({ ...base, verify: true, pos0: 0, n: N });
+  let clean = true;
+  for (let i = 0; i < N; i++) {
+    if (verified.labels[i] === 1) continue;
+    const u = verified.users[i];
+    for (let j = csr.offsets[u]; j < csr.offsets[u + 1]; j++) if (csr.items[j] === verified.items[i]) clean = false;
+  }
+  const unverifiedHits = (() => {
+    let hits = 0;
+    for (let i = 0; i < N; i++) {
+      if (all.labels[i] === 1) continue;
+      const u = all.users[i];
+      for (let j = csr.offsets[u]; j < csr.offsets[u + 1]; j++) if (csr.items[j] === all.items[i]) hits++;
+    }
+    return hits;
+  })();
+  return [
+    property('sample_batch: an epoch holds every positive once', positivesOnce),
+    property('sample_batch: 4 negatives per positive, same user', usersOk),
+    property('sample_batch: batches are slices of one epoch order', split),
+    property('sample_batch: a new epoch reshuffles', reshuffled),
+    property('sample_batch: --no-neg-trick negatives are unseen items', clean, `${unverifiedHits} seen items among shortcut negatives`),
+  ];
+}
+
+function tables(rng: Rng, users: number, items: number, f: number, h: number) {
+  return { mfUser: rng.f32(users * f), mfItem: rng.f32(items * f), mlpUser: rng.f32(users * h), mlpItem: rng.f32(items * h), factors: f, half: h };
+}
+
+export function embedChecks(r: NativeOpRunner): Check[] {
+  const rng = new Rng(21);
+  const U = 9, I = 7, f = 5, h = 3, n = 20;
+  const t = tables(rng, U, I, f, h);
+  const users = rng.u32s(n, U), items = rng.u32s(n, I);
+  const fwd = r.embedForward({ ...t, users, items });
+  const gmf = new Float32Array(n * f), mlp = new Float32Array(n * 2 * h);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < f; j++) gmf[i * f + j] = Math.fround(t.mfUser[users[i] * f + j] * t.mfItem[items[i] * f + j]);
+    for (let j = 0; j < h; j++) {
+      mlp[i * 2 * h + j] = t.mlpUser[users[i] * h + j];
+      mlp[i * 2 * h + h + j] = t.mlpItem[items[i] * h + j];
+    }
+  }
+  const dGmf = rng.f32(n * f), dMlpIn = rng.f32(n * 2 * h);
+  const bwd = r.embedBackward({ ...t, users, items, dGmf, dMlpIn });
+  const want = { mfUser: new Float64Array(U * f), mfItem: new Float64Array(I * f), mlpUser: new Float64Array(U * h), mlpItem: new Float64Array(I * h) };
+  for (let i = 0; i < n; i++) {
+    const u = users[i], v = items[i];
+    for (let j = 0; j < f; j++) {
+      want.mfUser[u * f + j] += dGmf[i * f + j] * t.mfItem[v * f + j];
+      want.mfItem[v * f + j] += dGmf[i * f + j] * t.mfUser[u * f + j];
+    }
+    for (let j = 0; j < h; j++) {
+      want.mlpUser[u * h + j] += dMlpIn[i * 2 * h + j];
+      want.mlpItem[v * h + j] += dMlpIn[i * 2 * h + h + j];
+    }
+  }
+  const err = Math.max(relError(bwd.mfUser, want.mfUser), relError(bwd.mfItem, want.mfItem), relError(bwd.mlpUser, want.mlpUser), relError(bwd.mlpItem, want.mlpItem));
+  return [
+    check('embed_forward (gather, GMF product, concat)', 'exact', Math.max(relError(fwd.gmf, gmf, 1), relError(fwd.mlpIn, mlp, 1)), 0),
+    check('embed_backward (scatter-add)', 'fp32', err, 1e-5),
+  ];
+}
+
+/** Inputs for a layer whose pre-activations all stay at least `margin` away from 0. */
+function layerInputs(rng: Rng, n: number, inW: number, out: number, margin: number) {
+  for (;;) {
+    const x = rng.f32(n * inW), w = rng.f32(out * inW, -0.5, 0.5), b = rng.f32(out, -0.5, 0.5);
+    const z = affine(x, w, b, n, inW, out);
+    if (z.every((v) => Math.abs(v) > margin)) return { x, w, b, z };
+  }
+}
+
+export function linearChecks(r: NativeOpRunner): Check[] {
+  const rng = new Rng(31);
+  const n = 5, inW = 6, out = 4;
+  const { x, w, b, z } = layerInputs(rng, n, inW, out, 0.02);
+  const args = { w, b, in: inW, out };
+  const y = r.linearForward({ ...args, x });
+  const relu = z.map((v) => Math.max(v, 0));
+  const checks: Check[] = [check('linear_forward (GEMM + bias + ReLU)', 'fp32', relError(y, relu), 1e-6)];
+
+  // Dropout: kept values are scaled copies, about p of them are dropped, and the mask belongs to
+  // the sample's position in the epoch, not to the row of the batch.
+  const big = { n: 400, in: 16, out: 24 };
+  const bx = rng.f32(big.n * big.in), bw = rng.f32(big.out * big.in), bb = rng.f32(big.out, 0.5, 1.5);
+  const bz = affine(bx, bw, bb, big.n, big.in, big.out);
+  const drop = { dropout: 0.5, seed: 3, layer: 1, epoch: 2 };
+  const yd = r.linearForward({ w: bw, b: bb, in: big.in, out: big.out, x: bx, ...drop, pos0: 100 });
+  let scaled = true, positive = 0, dropped = 0;
+  for (let i = 0; i < yd.length; i++) {
+    const want = Math.max(bz[i], 0);
+    if (want <= 0) continue;
+    positive++;
+    if (yd[i] === 0) dropped++;
+    else if (Math.abs(yd[i] - 2 * want) > 1e-5 * Math.max(1, want)) scaled = false;
+  }
+  const shifted = r.linearForward({ w: bw, b: bb, in: big.in, out: big.out, x: bx.subarray(big.in), ...drop, pos0: 101 });
+  const sameMask = shifted.every((v, i) => (v === 0) === (yd[big.out + i] === 0));
+  const rate = dropped / positive;
+  checks.push(
+    property('dropout: kept values scaled by 1/(1-p)', scaled),
+    check('dropout: drop rate near p = 0.5', 'stat', Math.abs(rate - 0.5), 0.05, `${(rate * 100).toFixed(1)}% dropped`),
+    property('dropout: mask follows the epoch position', sameMask),
+  );
+
+  // Backward: against the definition, and against finite differences of the forward op for
+  // L = sum(y * R).
+  const R = rng.f32(n * out);
+  const bk = r.linearBackward({ ...args, x, y, dy: R.slice() });
+  const dz = new Float64Array(n * out);
+  for (let i = 0; i < n * out; i++) dz[i] = y[i] > 0 ? R[i] : 0;
+  const gw = new Float64Array(out * inW), gb = new Float64Array(out), dx = new Float64Array(n * inW);
+  for (let i = 0; i < n; i++)
+    for (let o = 0; o < out; o++) {
+      gb[o] += dz[i * out + o];
+      for (let k = 0; k < inW; k++) {
+        gw[o * inW + k] += dz[i * out + o] * x[i * inW + k];
+        dx[i * inW + k] += dz[i * out + o] * w[o * inW + k];
+      }
+    }
+  checks.push(check('linear_backward vs definition', 'fp32', Math.max(relError(bk.gradW, gw), relError(bk.gradB, gb), relError(bk.dx!, dx)), 1e-5));
+  const loss = (xx: Float32Array, ww: Float32Array, bb2: Float32Array) => {
+    const yy = r.linearForward({ w: ww, b: bb2, in: inW, out, x: xx });
+    let s = 0;
+    for (let i = 0; i < yy.length; i++) s += yy[i] * R[i];
+    return s;
+  };
+  const fd = (buf: Float32Array, i: number, f: () => number, hstep = 1e-3) => {
+    const keep = buf[i];
+    buf[i] = keep + hstep;
+    const up = f();
+    buf[i] = keep - hstep;
+    const down = f();
+    buf[i] = keep;
+    return (up - down) / (2 * hstep);
+  };
+  const numW = Array.from({ length: w.length }, (_, i) => fd(w, i, () => loss(x, w, b)));
+  const numB = Array.from({ length: b.length }, (_, i) => fd(b, i, () => loss(x, w, b)));
+  const numX = Array.from({ length: x.length }, (_, i) => fd(x, i, () => loss(x, w, b)));
+  checks.push(check('linear_backward vs finite differences', 'fp32', Math.max(relError(bk.gradW, numW, 1e-2), relError(bk.gradB, numB, 1e-2), relError(bk.dx!, numX, 1e-2)), 2e-3));
+  return checks;
+}
+
+export function headChecks(r: NativeOpRunner): Check[] {
+  const rng = new Rng(41);
+  const n = 6, f = 3, m = 4;
+  const gmf = rng.f32(n * f), mlp = rng.f32(n * m), w = rng.f32(f + m), b = rng.f32(1);
+  const labels = Float32Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 1 : 0));
+  const scale = 1 / n;
+  const logits = r.headForward({ gmf, mlp, w, b, factors: f });
+  const z = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = b[0];
+    for (let j = 0; j < f; j++) s += w[j] * gmf[i * f + j];
+    for (let j = 0; j < m; j++) s += w[f + j] * mlp[i * m + j];
+    z[i] = s;
+  }
+  const out = r.headForwardBackward({ gmf, mlp, w, b, factors: f, labels, gradScale: scale });
+  let lossSum = 0;
+  const gw = new Float64Array(f + m), dG = new Float64Array(n * f), dM = new Float64Array(n * m);
+  let gb = 0;
+  for (let i = 0; i < n; i++) {
+    lossSum += bce(z[i], labels[i]);
+    const g = (sigmoid(z[i]) - labels[i]) * scale;
+    gb += g;
+    for (let j = 0; j < f; j++) {
+      gw[j] += g * gmf[i * f + j];
+      dG[i * f + j] = g * w[j];
+    }
+    for (let j = 0; j < m; j++) {
+      gw[f + j] += g * mlp[i * m + j];
+      dM[i * m + j] = g * w[f + j];
+    }
+  }
+  const meanLoss = () => r.headForwardBackward({ gmf, mlp, w, b, factors: f, labels, gradScale: scale }).lossSum * scale;
+  const fd = (buf: Float32Array, i: number) => {
+    const keep = buf[i];
+    const hstep = 1e-2;
+    buf[i] = keep + hstep;
+    const up = meanLoss();
+    buf[i] = keep - hstep;
+    const down = meanLoss();
+    buf[i] = keep;
+    return (up - down) / (2 * hstep);
+  };
+  const numW = Array.from({ length: w.length }, (_, i) => fd(w, i));
+  const numG = Array.from({ length: gmf.length }, (_, i) => fd(gmf, i));
+  const numM = Array.from({ length: mlp.length }, (_, i) => fd(mlp, i));
+  return [
+    check('head_forward (output unit)', 'fp32', relError(logits, z), 1e-6),
+    check('head_forward_backward: BCE loss', 'fp32', Math.abs(out.lossSum - lossSum) / lossSum, 1e-6),
+    check('head_forward_backward vs definition', 'fp32', Math.max(relError(out.gradW, gw), relError(out.gradB, [gb]), relError(out.dGmf, dG), relError(out.dMlp, dM)), 1e-5),
+    check('head_forward_backward vs finite differences', 'fp32', Math.max(relError(out.gradW, numW, 1e-2), relError(out.dGmf, numG, 1e-2), relError(out.dMlp, numM, 1e-2)), 2e-3),
+  ];
+}
+
+export function adamChecks(r: NativeOpRunner): Check[] {
+  const rng = new Rng(51);
+  const n = 64;
+  const params = rng.f32(n), grads = rng.f32(n, -0.1, 0.1), m = rng.f32(n, -0.01, 0.01), v = rng.f32(n, 0, 0.01);
+  const hp = { lr: 0.0045, beta1: 0.25, beta2: 0.5, eps: 1e-8, step: 3 };
+  const out = r.adamStep({ params, grads, m, v, ...hp });
+  const wantP = new Float64Array(n), wantM = new Float64Array(n), wantV = new Float64Array(n);
+  const bc1 = 1 - hp.beta1 ** hp.step, bc2 = 1 - hp.beta2 ** hp.step;
+  for (let i = 0; i < n; i++) {
+    wantM[i] = hp.beta1 * m[i] + (1 - hp.beta1) * grads[i];
+    wantV[i] = hp.beta2 * v[i] + (1 - hp.beta2) * grads[i] * grads[i];
+    wantP[i] = params[i] - (hp.lr / bc1) * wantM[i] / (Math.sqrt(wantV[i]) / Math.sqrt(bc2) + hp.eps);
+  }
+  return [check('adam_step (PyTorch form)', 'fp32', Math.max(relError(out.params, wantP), relError(out.m, wantM), relError(out.v, wantV)), 1e-6)];
+}
+
+/** Hand-made lists with known ranks: duplicates, ties and a miss. */
+export function evalChecks(r: NativeOpRunner): Check[] {
+  const L = 6, k = 3;
+  // user 0: positive 0.5; negatives 0.9, 0.5 (tie: counts ahead), 0.1, 0.2, 0.95 (a duplicate, masked) -> rank 2, hit
+  // user 1: positive 0.8; all negatives lower -> rank 0
+  // user 2: positive 0.1; four negatives higher -> rank 4 (>= k: miss)
+  const logits = Float32Array.from([0.5, 0.9, 0.5, 0.1, 0.2, 0.95, 0.8, 0.1, 0.2, 0.3, 0.4, 0.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.0]);
+  const masked = Uint8Array.from([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const res = r.evalRank({ logits, masked, nUsers: 3, listLen: L, k });
+  const dcg = 1 / Math.log2(2 + 2) + 1 / Math.log2(0 + 2);
+  return [
+    check('eval_rank: hits@3 (duplicate masked, tie counts against)', 'exact', Math.abs(res.hits - 2), 0),
+    check('eval_rank: DCG', 'fp64', Math.abs(res.dcg - dcg), 1e-12),
+  ];
+}
+
+export function halfChecks(r: NativeOpRunner): Check[] {
+  const x = Float32Array.from([1, -2.5, 65504, 65520, 1e-8, 6e-8, 0.1, 3e-5, NaN, -Infinity]);
+  const want = [1, -2.5, 65504, Infinity, 0, 5.960464477539063e-8, 0.0999755859375, 3.0040740966796875e-5, NaN, -Infinity];
+  const got = r.halfRoundTrip(x);
+  const ok = want.every((w, i) => Object.is(got[i], w) || (Number.isNaN(w) && Number.isNaN(got[i])));
+  return [property('fp16 conversion (round to nearest even)', ok, ok ? undefined : `got ${Array.from(got).join(', ')}`)];
+}
+
+export function lossScaleChecks(r: NativeOpRunner): Check[] {
+  const u = r.unscaleCheck({ grads: Float32Array.from([2, 4, -8]), scale: 4 });
+  const bad = r.unscaleCheck({ grads: Float32Array.from([1, Infinity]), scale: 2 });
+  const down = r.updateLossScale({ scale: 1024, foundInf: true, goodSteps: 5, dynamic: true, growthInterval: 2000 });
+  const up = r.updateLossScale({ scale: 1024, foundInf: false, goodSteps: 1999, dynamic: true, growthInterval: 2000 });
+  const stat = r.updateLossScale({ scale: 1024, foundInf: true, goodSteps: 3, dynamic: false, growthInterval: 2000 });
+  return [
+    property('unscale_check: divides by the scale', !u.foundInf && u.grads.join() === '0.5,1,-2'),
+    property('unscale_check: flags non-finite gradients', bad.foundInf),
+    property('update_loss_scale: halves on overflow, doubles after the interval', down.scale === 512 && up.scale === 2048 && up.goodSteps === 0),
+    property('update_loss_scale: a static scale stays', stat.scale === 1024),
+  ];
+}
+
+export function serveChecks(r: NativeOpRunner): Check[] {
+  const rng = new Rng(61);
+  const rows = 5, cols = 3, ldw = 7, oc = 4;
+  const a = rng.f32(rows * cols), w = rng.f32(oc * ldw), row = rng.f32(oc);
+  const got = r.matmulNt({ a, rows, cols, w, ldw, outCols: oc });
+  const want = new Float64Array(rows * oc);
+  for (let i = 0; i < rows; i++) for (let o = 0; o < oc; o++) for (let k = 0; k < cols; k++) want[i * oc + o] += a[i * cols + k] * w[o * ldw + k];
+  const added = r.addRow({ x: got, rows, cols: oc, row, relu: true });
+  const wantAdded = Array.from(want, (v, i) => Math.max(v + row[i % oc], 0));
+  return [
+    check('matmul_nt (column block of a weight)', 'fp32', relError(got, want), 1e-6),
+    check('add_row + ReLU', 'fp32', relError(added, wantAdded), 1e-6),
+  ];
+}
+
+export function cpuOpChecks(r: NativeOpRunner): Check[] {
+  return [
+    philoxKat(r),
+    ...sampleChecks(r),
+    ...embedChecks(r),
+    ...linearChecks(r),
+    ...headChecks(r),
+    ...adamChecks(r),
+    ...evalChecks(r),
+    ...halfChecks(r),
+    ...lossScaleChecks(r),
+    ...serveChecks(r),
+  ];
+}

@@ -1,0 +1,145 @@
+// The op vocabulary shared by the CPU and CUDA backends. Each op has one CPU implementation
+// (native/cpu/<family>.cc) and one CUDA implementation (native/cuda/<family>.cu) with the same
+// name and arguments; `ncf-native selftest` runs both on the same inputs and compares them.
+//
+// All pointers are backend memory: host memory for the CPU backend, device memory for CUDA.
+// Ops are asynchronous on CUDA (one stream); download() and sync() wait.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "adam_rule.h"
+#include "dropout.h"
+#include "sample_stream.h"
+#include "tensor.h"
+
+namespace ncf {
+
+struct EmbedTables {
+  const float* mf_user = nullptr;   // [n_users, factors]
+  const float* mf_item = nullptr;   // [n_items, factors]
+  const float* mlp_user = nullptr;  // [n_users, half]
+  const float* mlp_item = nullptr;  // [n_items, half]
+  int factors = 0;
+  int half = 0;
+};
+
+struct EmbedGrads {
+  float* mf_user = nullptr;
+  float* mf_item = nullptr;
+  float* mlp_user = nullptr;
+  float* mlp_item = nullptr;
+};
+
+// One hidden layer: y = dropout(relu(x W^T + b)), W is [out, in] row-major (PyTorch layout).
+struct LinearParams {
+  const float* w = nullptr;       // fp32 master weights
+  const void* w_half = nullptr;   // fp16 copy, used when the activations are fp16
+  const float* b = nullptr;
+  int in = 0;
+  int out = 0;
+};
+
+// The output unit: logit = w . [gmf ; mlp] + b.
+struct HeadParams {
+  const float* w = nullptr;  // [factors + mlp_width]
+  const float* b = nullptr;  // [1]
+  int factors = 0;
+  int mlp_width = 0;
+};
+
+// Dynamic or static loss scaling state for fp16 training, in backend memory.
+struct LossScaler {
+  float* scale = nullptr;       // current scale (the loss is multiplied by it)
+  int32_t* found_inf = nullptr; // set by unscale_check when a gradient is not finite
+  int32_t* good_steps = nullptr;// finite steps since the last change of scale
+  bool dynamic = true;
+  int growth_interval = 2000;   // double the scale after this many finite steps
+};
+
+// Running sums of the evaluation, in backend memory.
+struct EvalSums {
+  double dcg = 0.0;
+  uint64_t hits = 0;
+  uint64_t users = 0;
+};
+
+struct BackendInfo {
+  std::string name;          // "cpu" or "cuda"
+  std::string device;        // CPU model / GPU name
+  int threads = 1;           // CPU threads
+  bool half = false;         // supports fp16 activations (--amp)
+  bool tf32 = false;         // fp32 GEMMs use TF32 Tensor Cores
+  size_t memory_total = 0;   // device memory, bytes (0 for the CPU)
+  std::string blas;          // the GEMM library
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual BackendInfo info() const = 0;
+
+  // ---- memory -----------------------------------------------------------------------------
+  virtual void* alloc(size_t bytes) = 0;  // zero-filled
+  virtual void release(void* p) = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void zero(void* dst, size_t bytes) = 0;
+  virtual void sync() = 0;
+  virtual size_t peak_memory() const = 0;  // high-water mark of alloc(), bytes
+  virtual void set_tf32(bool on) = 0;
+
+  // ---- ops --------------------------------------------------------------------------------
+  // The n samples at epoch positions [pos0, pos0 + n): users, items, labels.
+  virtual void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
+                            uint32_t* items, float* labels) = 0;
+  // gmf[i] = mf_user[u_i] * mf_item[v_i] (elementwise); mlp_in[i] = [mlp_user[u_i] ; mlp_item[v_i]].
+  // mlp_in may be empty (full-catalog scoring needs only the GMF part).
+  virtual void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n, Mat gmf,
+                             Mat mlp_in) = 0;
+  // Scatters the gradients of gmf and mlp_in back into the (dense, zeroed) table gradients.
+  virtual void embed_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n,
+                              Mat d_gmf, Mat d_mlp_in, const EmbedGrads& g) = 0;
+  // y = dropout(relu(x W^T + b)).
+  virtual void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) = 0;
+  // dy (gradient at y) is turned in place into dz = dy * (y > 0) * dropout scale; then
+  // grad_w = dz^T x, grad_b = column sums of dz, and, if dx is not empty, dx = dz W.
+  virtual void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx,
+                               float* grad_w, float* grad_b) = 0;
+  // logits[i] = w . [gmf_i ; mlp_i] + b.
+  virtual void head_forward(Mat gmf, Mat mlp, const HeadParams& p, float* logits) = 0;
+  // Sigmoid-BCE against labels, in one pass: adds sum of losses to *loss_sum; the logit gradient
+  // (sigmoid(z) - y) * grad_scale (times the loss scale when a scaler is given) flows into
+  // d_gmf, d_mlp, grad_w and grad_b.
+  virtual void head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
+                                     const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
+                                     double* loss_sum) = 0;
+  // grads *= 1 / scale; sets *found_inf if any gradient is not finite.
+  virtual void unscale_check(float* grads, size_t n, const LossScaler& scaler) = 0;
+  // Adam over all n parameters; skipped entirely when skip_if (may be null) is non-zero.
+  virtual void adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
+                         const int32_t* skip_if) = 0;
+  // Halves the scale after an overflow, doubles it after growth_interval finite steps.
+  virtual void update_loss_scale(const LossScaler& scaler) = 0;
+  // dst (fp16) = src (fp32), rounding to nearest even; and back.
+  virtual void to_half(const float* src, void* dst, size_t n) = 0;
+  virtual void from_half(const void* src, float* dst, size_t n) = 0;
+  // For n_users lists of list_len logits (positive first): adds hits@k and DCG to *sums.
+  virtual void eval_rank(const float* logits, const uint8_t* masked, int n_users, int list_len, int k,
+                         EvalSums* sums) = 0;
+  // out = a W^T for a [rows, in] and W given as [out, ldw] rows of which the first `in` columns
+  // are used (a column block of a wider weight). fp32.
+  virtual void matmul_nt(Mat a, const float* w, int ldw, Mat out) = 0;
+  // y = x + row for each row of x, then ReLU if relu (y may be x).
+  virtual void add_row(Mat x, const float* row, Mat y, bool relu) = 0;
+  virtual void fill_u32(uint32_t* dst, uint32_t value, size_t n) = 0;
+  // out[4i..4i+3] = Philox4x32-10 block of counters[4i..4i+3] under key (the self-test checks the
+  // device's cuRAND-based generator against the host's).
+  virtual void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) = 0;
+};
+
+std::unique_ptr<Backend> create_cpu_backend(int threads);
+
+}  // namespace ncf

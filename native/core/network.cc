@@ -1,0 +1,87 @@
+#include "network.h"
+
+#include "errors.h"
+
+namespace ncf {
+
+Activations::Activations(Backend& be, const ModelConfig& cfg, DType dtype, int rows_, bool with_grads)
+    : rows(rows_),
+      users(be, size_t(rows_)),
+      items(be, size_t(rows_)),
+      labels(be, size_t(rows_)),
+      logits(be, size_t(rows_)),
+      gmf(be, rows_, cfg.factors, DType::F32),
+      mlp_in(be, rows_, cfg.layers[0], dtype) {
+  for (int l = 0; l < cfg.hidden_layers(); ++l) act.emplace_back(be, rows_, cfg.layers[l + 1], dtype);
+  if (!with_grads) return;
+  d_gmf = BackendMat(be, rows_, cfg.factors, DType::F32);
+  d_mlp_in = BackendMat(be, rows_, cfg.layers[0], dtype);
+  for (int l = 0; l < cfg.hidden_layers(); ++l) d_act.emplace_back(be, rows_, cfg.layers[l + 1], dtype);
+}
+
+Network::Network(Backend& be, const ModelConfig& cfg, bool half_activations)
+    : be_(&be), cfg_(cfg), layout_(ParamLayout::build(cfg)), half_(half_activations), params_(be, layout_.total) {
+  cfg_.validate();
+  if (half_ && !be.info().half)
+    fail(ErrorCode::Unavailable, "the " + be.info().name + " backend has no fp16 path (--amp needs the CUDA backend)");
+  if (half_)
+    for (int l = 0; l < cfg_.hidden_layers(); ++l)
+      w_half_.emplace_back(be, size_t(cfg_.layers[l + 1]) * size_t(cfg_.layers[l]));
+}
+
+void Network::upload_params(const std::vector<float>& host) {
+  if (host.size() != layout_.total)
+    fail(ErrorCode::InvalidArgument, "expected " + std::to_string(layout_.total) + " parameters, got " +
+                                         std::to_string(host.size()));
+  be_->upload(params_.get(), host.data(), host.size() * sizeof(float));
+  refresh_half();
+}
+
+std::vector<float> Network::download_params() const {
+  std::vector<float> host(layout_.total);
+  be_->download(host.data(), params_.get(), host.size() * sizeof(float));
+  return host;
+}
+
+void Network::refresh_half() {
+  for (size_t l = 0; l < w_half_.size(); ++l) be_->to_half(params_.get() + layout_.weight[l], w_half_[l].get(), w_half_[l].size());
+}
+
+EmbedTables Network::tables() const {
+  const float* p = params_.get();
+  return EmbedTables{p + layout_.mf_user, p + layout_.mf_item, p + layout_.mlp_user, p + layout_.mlp_item,
+                     cfg_.factors, cfg_.mlp_embed_dim()};
+}
+
+LinearParams Network::layer(int l) const {
+  const float* p = params_.get();
+  return LinearParams{p + layout_.weight[size_t(l)], half_ ? w_half_[size_t(l)].get() : nullptr,
+                      p + layout_.bias[size_t(l)], cfg_.layers[size_t(l)], cfg_.layers[size_t(l) + 1]};
+}
+
+HeadParams Network::head() const {
+  const float* p = params_.get();
+  return HeadParams{p + layout_.final_weight, p + layout_.final_bias, cfg_.factors, cfg_.layers.back()};
+}
+
+EmbedGrads Network::embed_grads(float* g) const {
+  return EmbedGrads{g + layout_.mf_user, g + layout_.mf_item, g + layout_.mlp_user, g + layout_.mlp_item};
+}
+
+void Network::forward_from_embeddings(Activations& a, int n) const {
+  Mat x = a.mlp_in.mat.head(n);
+  const Dropout none;
+  for (int l = 0; l < cfg_.hidden_layers(); ++l) {
+    Mat y = a.act[size_t(l)].mat.head(n);
+    be_->linear_forward(x, layer(l), none, y);
+    x = y;
+  }
+  be_->head_forward(a.gmf.mat.head(n), x, head(), a.logits.get());
+}
+
+void Network::forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const {
+  be_->embed_forward(tables(), users, items, n, a.gmf.mat.head(n), a.mlp_in.mat.head(n));
+  forward_from_embeddings(a, n);
+}
+
+}  // namespace ncf

@@ -1,0 +1,64 @@
+// NeuMF on a backend: the parameter buffer, the fp16 weight copies used under --amp, and the
+// forward pass built from the ops. Training (core/trainer) and serving (core/recommender) both
+// drive a Network.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "backend.h"
+#include "backend_array.h"
+#include "model_config.h"
+
+namespace ncf {
+
+// Per-row working memory for up to `rows` rows: sample arrays, activations and, for training,
+// their gradients. Activations are fp16 under --amp, fp32 otherwise; GMF values stay fp32.
+struct Activations {
+  int rows = 0;
+  BackendArray<uint32_t> users, items;
+  BackendArray<float> labels, logits;
+  BackendMat gmf, mlp_in;
+  std::vector<BackendMat> act;  // output of each hidden layer
+  BackendMat d_gmf, d_mlp_in;
+  std::vector<BackendMat> d_act;
+
+  Activations(Backend& be, const ModelConfig& cfg, DType dtype, int rows, bool with_grads);
+};
+
+class Network {
+ public:
+  Network(Backend& be, const ModelConfig& cfg, bool half_activations);
+
+  Backend& backend() const { return *be_; }
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  DType act_dtype() const { return half_ ? DType::F16 : DType::F32; }
+  float* params() const { return params_.get(); }
+
+  void upload_params(const std::vector<float>& host);
+  std::vector<float> download_params() const;
+  // Refreshes the fp16 copies of the hidden-layer weights after the fp32 weights changed.
+  void refresh_half();
+
+  EmbedTables tables() const;
+  LinearParams layer(int l) const;
+  HeadParams head() const;
+  // Pointers into a buffer laid out like the parameters (the gradients).
+  EmbedGrads embed_grads(float* grads) const;
+
+  // Hidden layers and head without dropout for the first n rows of a.gmf / a.mlp_in (already
+  // filled by embed_forward); logits into a.logits.
+  void forward_from_embeddings(Activations& a, int n) const;
+  // Full forward pass for n (user, item) pairs given in backend memory.
+  void forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const;
+
+ private:
+  Backend* be_;
+  ModelConfig cfg_;
+  ParamLayout layout_;
+  bool half_;
+  BackendArray<float> params_;
+  std::vector<BackendArray<uint16_t>> w_half_;
+};
+
+}  // namespace ncf

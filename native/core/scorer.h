@@ -1,0 +1,73 @@
+// Serving a trained NeuMF: scoring (user, item) pairs in batches, and top-K recommendation.
+//
+// Full-catalog recommendation does not recompute what does not depend on the user: the first
+// MLP layer is W1 [u ; i] + b1 = W1u u + (W1i i + b1), and the item part W1i i + b1 is computed
+// once for every item when the scorer is built. Per user only W1u u (one vector), the remaining
+// layers over all items and the GMF dot products are computed; the K best are selected on the
+// host, skipping the user's seen items when asked.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "backend.h"
+#include "backend_array.h"
+#include "model_config.h"
+#include "network.h"
+
+namespace ncf {
+
+struct ScorerOptions {
+  bool half = false;   // fp16 GEMMs for pair scoring (CUDA)
+  bool tf32 = true;    // TF32 for fp32 GEMMs (CUDA)
+  int max_rows = 1 << 16;  // pairs per forward pass
+};
+
+class Scorer {
+ public:
+  Scorer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const std::vector<float>& params,
+         const ScorerOptions& opt);
+  ~Scorer();
+
+  const ModelConfig& config() const { return cfg_; }
+  Backend& backend() { return *be_; }
+  int max_rows() const { return opt_.max_rows; }
+
+  // Probabilities sigmoid(logit) of n pairs given in host memory.
+  void score(const uint32_t* users, const uint32_t* items, size_t n, float* out);
+  // Pairs already in backend memory (for benchmarks without transfers); logits stay there.
+  void score_resident(const uint32_t* users, const uint32_t* items, int n);
+  // The seen items of each user (CSR, any order within a user), excluded on request.
+  void set_seen(std::vector<uint32_t> offsets, std::vector<uint32_t> items);
+  bool has_seen() const { return !seen_offsets_.empty(); }
+  // Top-k items per user: out_items/out_scores are [n_users * k]; slots beyond the eligible
+  // items hold UINT32_MAX and NaN. With candidates, only those items are ranked.
+  void recommend(const uint32_t* users, size_t n_users, int k, bool exclude_seen, const uint32_t* candidates,
+                 size_t n_candidates, uint32_t* out_items, float* out_scores);
+
+  // Backend memory for resident scoring: room for max_rows pairs.
+  uint32_t* resident_users() const { return act_->users.get(); }
+  uint32_t* resident_items() const { return act_->items.get(); }
+
+ private:
+  void pair_logits(const uint32_t* users, const uint32_t* items, size_t n, float* out);  // mu_ held
+  void catalog_logits(uint32_t user);  // into catalog_->logits; mu_ held
+  void select_top_k(uint32_t user, const float* logits, const uint32_t* items, size_t n, int k, bool exclude_seen,
+                    uint32_t* out_items, float* out_scores);
+
+  std::unique_ptr<Backend> be_;
+  ModelConfig cfg_;
+  ScorerOptions opt_;
+  std::mutex mu_;
+  std::unique_ptr<Network> net_;       // fp16 activations when opt.half
+  std::unique_ptr<Network> net_f32_;   // fp32 copy for the full-catalog path (only when half)
+  std::unique_ptr<Activations> act_;   // pair scoring
+  std::unique_ptr<Activations> catalog_;  // full catalog, fp32
+  BackendMat item_part_;               // [n_items, layers[1]] = W1i i + b1
+  BackendArray<float> user_part_;      // [layers[1]]
+  BackendArray<uint32_t> all_items_;   // 0 .. n_items - 1
+  std::vector<uint32_t> seen_offsets_, seen_items_;
+  std::vector<float> host_logits_;
+};
+
+}  // namespace ncf

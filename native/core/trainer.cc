@@ -1,0 +1,225 @@
+#include "trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "errors.h"
+#include "fingerprint.h"
+#include "init_params.h"
+
+namespace ncf {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+std::string hex64(uint64_t v) {
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+}  // namespace
+
+Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const TrainOptions& opt,
+                 const HostDataset& data, std::unique_ptr<Communicator> comm)
+    : be_(std::move(backend)), comm_(std::move(comm)), cfg_(cfg), opt_(opt), host_pool_(ThreadPool::default_threads()),
+      data_(data) {
+  cfg_.validate();
+  auto bad = [](const std::string& m) { fail(ErrorCode::InvalidArgument, m); };
+  if (opt_.batch_size < 1) bad("batch size must be positive");
+  if (opt_.negatives < 1 || opt_.negatives > 1000) bad("negative samples must be in 1..1000");
+  if (opt_.topk < 1) bad("topk must be positive");
+  if (opt_.valid_users_per_batch < 1) bad("valid users per batch must be positive");
+  if (opt_.valid_negatives < 1 || opt_.valid_negatives > data.stored_negatives)
+    bad("valid negatives must be in 1.." + std::to_string(data.stored_negatives) +
+        " (the number of test negatives the dataset was prepared with)");
+  if (data.n_pos == 0) fail(ErrorCode::EmptyData, "the dataset has no training interactions");
+  if (cfg_.n_users != data.n_users || cfg_.n_items != data.n_items) bad("model and dataset disagree on users/items");
+  be_->set_tf32(opt_.tf32);
+
+  // Every rank must train on the same data with the same seed.
+  Fingerprint fp;
+  fp.add_u64(data.n_users);
+  fp.add_u64(data.n_items);
+  fp.add(data.offsets, sizeof(uint32_t) * (size_t(data.n_users) + 1));
+  fp.add(data.items, sizeof(uint32_t) * data.n_pos);
+  fp.add(data.test_items, sizeof(uint32_t) * data.n_users);
+  fp.add(data.test_negatives, sizeof(uint32_t) * size_t(data.n_users) * size_t(data.stored_negatives));
+  fingerprint_ = fp.value();
+  if (comm_) {
+    check_same_data_on_all_ranks();
+    comm_->broadcast_host(&opt_.seed, sizeof opt_.seed, 0);
+  }
+
+  // Training positives, with the user of each positive expanded from the CSR offsets.
+  std::vector<uint32_t> users(data.n_pos);
+  for (uint32_t u = 0; u < data.n_users; ++u)
+    std::fill(users.begin() + data.offsets[u], users.begin() + data.offsets[u + 1], u);
+  d_offsets_ = BackendArray<uint32_t>(*be_, data.offsets, size_t(data.n_users) + 1);
+  d_items_ = BackendArray<uint32_t>(*be_, data.items, data.n_pos);
+  d_users_ = BackendArray<uint32_t>(*be_, users.data(), data.n_pos);
+  train_ = TrainArrays{d_offsets_.get(), d_items_.get(), d_users_.get(), data.n_pos, data.n_users, data.n_items};
+
+  // This rank's share of the evaluation users.
+  const uint32_t r = uint32_t(rank()), R = uint32_t(world_size());
+  const uint32_t u0 = uint32_t(uint64_t(data.n_users) * r / R), u1 = uint32_t(uint64_t(data.n_users) * (r + 1) / R);
+  eval_host_ = build_eval_lists(data.test_items, data.test_negatives, data.stored_negatives, opt_.valid_negatives, u0,
+                                u1 - u0);
+  eval_users_ = BackendArray<uint32_t>(*be_, eval_host_.users.data(), eval_host_.users.size());
+  eval_items_ = BackendArray<uint32_t>(*be_, eval_host_.items.data(), eval_host_.items.size());
+  eval_masked_ = BackendArray<uint8_t>(*be_, eval_host_.masked.data(), eval_host_.masked.size());
+
+  net_ = std::make_unique<Network>(*be_, cfg_, opt_.amp);
+  net_->upload_params(init_params(cfg_, net_->layout(), opt_.seed, host_pool_));
+  const size_t P = net_->layout().total;
+  grads_ = BackendArray<float>(*be_, P);
+  m_ = BackendArray<float>(*be_, P);
+  v_ = BackendArray<float>(*be_, P);
+
+  const float initial_scale = opt_.amp ? (opt_.static_loss_scale > 0 ? opt_.static_loss_scale : 65536.0f) : 1.0f;
+  scale_ = BackendArray<float>(*be_, &initial_scale, 1);
+  found_inf_ = BackendArray<int32_t>(*be_, 1);
+  good_steps_ = BackendArray<int32_t>(*be_, 1);
+  scaler_ = LossScaler{scale_.get(), found_inf_.get(), good_steps_.get(), opt_.static_loss_scale <= 0, 2000};
+  loss_sum_ = BackendArray<double>(*be_, 1);
+  eval_sums_ = BackendArray<EvalSums>(*be_, 1);
+
+  const int local_rows = int((uint64_t(opt_.batch_size) + R - 1) / R);
+  const int train_rows = int(std::min<uint64_t>(uint64_t(local_rows), samples_per_epoch()));
+  const int eval_rows = int(std::min<uint32_t>(uint32_t(opt_.valid_users_per_batch), std::max(1u, eval_host_.n_users))) *
+                        eval_host_.list_len;
+  train_act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), train_rows, true);
+  if (eval_rows > train_rows)
+    eval_act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), eval_rows, false);
+}
+
+// Members are destroyed in reverse order of declaration: every array in backend memory and the
+// communicator go before be_, which is declared first.
+Trainer::~Trainer() = default;
+
+void Trainer::check_same_data_on_all_ranks() {
+  std::vector<uint64_t> all(size_t(comm_->size()));
+  comm_->allgather_host(&fingerprint_, all.data(), sizeof(uint64_t));
+  for (int r = 1; r < comm_->size(); ++r)
+    if (all[size_t(r)] != all[0])
+      fail(ErrorCode::Distributed, "rank " + std::to_string(r) + " loaded a different dataset than rank 0 (fingerprint " +
+                                       hex64(all[size_t(r)]) + " vs " + hex64(all[0]) +
+                                       "): every rank must read the same prepared dataset");
+}
+
+uint64_t Trainer::steps_per_epoch() const {
+  const uint64_t n = samples_per_epoch(), b = uint64_t(opt_.batch_size);
+  return (n + b - 1) / b;
+}
+
+void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global_len) {
+  Backend& be = *be_;
+  Activations& a = *train_act_;
+  const int L = cfg_.hidden_layers();
+  float* grads = grads_.get();
+  const ParamLayout& lay = net_->layout();
+  be.zero(grads, grads_.bytes());
+  if (n > 0) {
+    be.sample_batch(train_, s, start, n, a.users.get(), a.items.get(), a.labels.get());
+    be.embed_forward(net_->tables(), a.users.get(), a.items.get(), n, a.gmf.mat.head(n), a.mlp_in.mat.head(n));
+    std::vector<Dropout> drop(static_cast<size_t>(L));
+    Mat x = a.mlp_in.mat.head(n);
+    for (int l = 0; l < L; ++l) {
+      drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
+      be.linear_forward(x, net_->layer(l), drop[size_t(l)], a.act[size_t(l)].mat.head(n));
+      x = a.act[size_t(l)].mat.head(n);
+    }
+    // Gradients are of the mean loss over the global batch: each rank scales by 1 / global_len
+    // and the all-reduce sums.
+    be.head_forward_backward(a.gmf.mat.head(n), x, a.labels.get(), net_->head(), float(1.0 / double(global_len)),
+                             opt_.amp ? &scaler_ : nullptr, a.d_gmf.mat.head(n), a.d_act[size_t(L - 1)].mat.head(n),
+                             grads + lay.final_weight, grads + lay.final_bias, loss_sum_.get());
+    for (int l = L - 1; l >= 0; --l) {
+      const Mat in = l > 0 ? a.act[size_t(l - 1)].mat.head(n) : a.mlp_in.mat.head(n);
+      const Mat d_in = l > 0 ? a.d_act[size_t(l - 1)].mat.head(n) : a.d_mlp_in.mat.head(n);
+      be.linear_backward(a.d_act[size_t(l)].mat.head(n), a.act[size_t(l)].mat.head(n), in, net_->layer(l),
+                         drop[size_t(l)], d_in, grads + lay.weight[size_t(l)], grads + lay.bias[size_t(l)]);
+    }
+    be.embed_backward(net_->tables(), a.users.get(), a.items.get(), n, a.d_gmf.mat.head(n), a.d_mlp_in.mat.head(n),
+                      net_->embed_grads(grads));
+  }
+  if (comm_) comm_->allreduce_sum(grads, lay.total);
+  if (opt_.amp) be.unscale_check(grads, lay.total, scaler_);
+  ++adam_step_;
+  const AdamScalars adam = make_adam_scalars(opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, adam_step_);
+  be.adam_step(net_->params(), grads, m_.get(), v_.get(), lay.total, adam, opt_.amp ? scaler_.found_inf : nullptr);
+  if (opt_.amp) {
+    be.update_loss_scale(scaler_);
+    net_->refresh_half();
+  }
+}
+
+EpochStats Trainer::run_epoch(uint32_t epoch, const ProgressFn& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const SampleStream s =
+      make_sample_stream(opt_.seed, epoch, data_.n_pos, opt_.negatives, data_.n_items, opt_.verify_negatives);
+  const uint64_t N = s.n_samples, B = uint64_t(opt_.batch_size), steps = steps_per_epoch();
+  const uint64_t r = uint64_t(rank()), R = uint64_t(world_size());
+  be_->zero(loss_sum_.get(), sizeof(double));
+  EpochStats st;
+  for (uint64_t k = 0; k < steps; ++k) {
+    const uint64_t g0 = k * B, glen = std::min(B, N - g0);
+    const uint64_t start = g0 + glen * r / R, end = g0 + glen * (r + 1) / R;
+    step(s, start, int(end - start), glen);
+    st.steps = k + 1;
+    st.samples += glen;
+    if (progress && !progress(k + 1, steps)) break;
+  }
+  double loss = 0.0;
+  be_->download(&loss, loss_sum_.get(), sizeof loss);
+  if (comm_) comm_->allreduce_sum_host(&loss, 1);
+  st.loss = st.samples ? loss / double(st.samples) : 0.0;
+  be_->download(&st.loss_scale, scale_.get(), sizeof(float));
+  st.seconds = seconds_since(t0);
+  return st;
+}
+
+EvalStats Trainer::evaluate() {
+  const auto t0 = std::chrono::steady_clock::now();
+  Activations& a = eval_act_ ? *eval_act_ : *train_act_;
+  const int L = eval_host_.list_len;
+  const uint32_t per_batch = uint32_t(std::max(1, a.rows / L));
+  be_->zero(eval_sums_.get(), sizeof(EvalSums));
+  for (uint32_t u = 0; u < eval_host_.n_users; u += per_batch) {
+    const uint32_t nu = std::min(per_batch, eval_host_.n_users - u);
+    const size_t off = size_t(u) * size_t(L);
+    const int rows = int(nu) * L;
+    net_->forward(a, eval_users_.get() + off, eval_items_.get() + off, rows);
+    be_->eval_rank(a.logits.get(), eval_masked_.get() + off, int(nu), L, opt_.topk, eval_sums_.get());
+  }
+  EvalSums sums;
+  be_->download(&sums, eval_sums_.get(), sizeof sums);
+  double totals[3] = {double(sums.hits), sums.dcg, double(sums.users)};
+  if (comm_) comm_->allreduce_sum_host(totals, 3);
+  EvalStats e;
+  e.users = uint64_t(totals[2]);
+  e.hr = e.users ? totals[0] / totals[2] : 0.0;
+  e.ndcg = e.users ? totals[1] / totals[2] : 0.0;
+  e.seconds = seconds_since(t0);
+  return e;
+}
+
+void Trainer::optimizer_state(std::vector<float>* m, std::vector<float>* v, uint64_t* step) const {
+  m->resize(m_.size());
+  v->resize(v_.size());
+  be_->download(m->data(), m_.get(), m_.bytes());
+  be_->download(v->data(), v_.get(), v_.bytes());
+  *step = adam_step_;
+}
+
+void Trainer::set_optimizer_state(const std::vector<float>& m, const std::vector<float>& v, uint64_t step) {
+  if (m.size() != m_.size() || v.size() != v_.size())
+    fail(ErrorCode::InvalidArgument, "optimizer state has " + std::to_string(m.size()) + " moments, the model " +
+                                         std::to_string(m_.size()));
+  be_->upload(m_.get(), m.data(), m_.bytes());
+  be_->upload(v_.get(), v.data(), v_.bytes());
+  adam_step_ = step;
+}
+
+}  // namespace ncf

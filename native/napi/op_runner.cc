@@ -1,0 +1,475 @@
+#include "op_runner.h"
+
+#include "../core/backend_array.h"
+#include "../core/plugins.h"
+#include "convert.h"
+
+namespace ncf::js {
+
+namespace {
+
+// Host <-> backend copies for one op call; fp16 inputs are converted on the backend.
+class Io {
+ public:
+  explicit Io(Backend& be) : be_(be) {}
+  float* f32(const std::vector<float>& v) {
+    f32_.emplace_back(be_, v.data(), v.size());
+    return f32_.back().get();
+  }
+  float* f32_zeros(size_t n) {
+    f32_.emplace_back(be_, n);
+    return f32_.back().get();
+  }
+  uint32_t* u32(const std::vector<uint32_t>& v) {
+    u32_.emplace_back(be_, v.data(), v.size());
+    return u32_.back().get();
+  }
+  // A matrix of rows x cols from host floats, as fp16 when half.
+  Mat mat(const std::vector<float>& v, int64_t rows, int64_t cols, bool half) {
+    if (v.size() != size_t(rows * cols))
+      fail(ErrorCode::InvalidArgument, "expected " + std::to_string(rows * cols) + " values, got " + std::to_string(v.size()));
+    float* p = f32(v);
+    if (!half) return Mat{p, DType::F32, rows, cols};
+    u16_.emplace_back(be_, v.size());
+    be_.to_half(p, u16_.back().get(), v.size());
+    return Mat{u16_.back().get(), DType::F16, rows, cols};
+  }
+  Mat mat_zeros(int64_t rows, int64_t cols, bool half) { return mat(std::vector<float>(size_t(rows * cols), 0.0f), rows, cols, half); }
+  void* half_copy(const float* p, size_t n) {
+    u16_.emplace_back(be_, n);
+    be_.to_half(p, u16_.back().get(), n);
+    return u16_.back().get();
+  }
+  std::vector<float> read(const Mat& m) {
+    const size_t n = size_t(m.rows * m.cols);
+    std::vector<float> out(n);
+    if (m.dtype == DType::F32) {
+      be_.download(out.data(), m.data, n * 4);
+    } else {
+      float* tmp = f32_zeros(n);
+      be_.from_half(m.data, tmp, n);
+      be_.download(out.data(), tmp, n * 4);
+    }
+    return out;
+  }
+  std::vector<float> read(const float* p, size_t n) {
+    std::vector<float> out(n);
+    be_.download(out.data(), p, n * 4);
+    return out;
+  }
+  std::vector<uint32_t> read_u32(const uint32_t* p, size_t n) {
+    std::vector<uint32_t> out(n);
+    be_.download(out.data(), p, n * 4);
+    return out;
+  }
+
+ private:
+  Backend& be_;
+  std::vector<BackendArray<float>> f32_;
+  std::vector<BackendArray<uint32_t>> u32_;
+  std::vector<BackendArray<uint16_t>> u16_;
+};
+
+Napi::Object opts(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) bad_option("op", "called with an options object");
+  return info[0].As<Napi::Object>();
+}
+
+Dropout dropout_from(const Napi::Object& o) {
+  const float p = float(get_number(o, "dropout", 0.0));
+  return make_dropout(p, uint64_t(get_int(o, "seed", 0)), int(get_int(o, "layer", 0)), uint32_t(get_int(o, "epoch", 0)),
+                      uint64_t(get_int(o, "pos0", 0)));
+}
+
+Napi::Float32Array out(Napi::Env env, std::vector<float>&& v) { return adopt<float, Napi::Float32Array>(env, std::move(v)); }
+
+}  // namespace
+
+Napi::Function OpRunner::Define(Napi::Env env) {
+  return DefineClass(env, "OpRunner",
+                     {
+                         InstanceMethod("philox", &OpRunner::Philox),
+                         InstanceMethod("sampleBatch", &OpRunner::SampleBatch),
+                         InstanceMethod("embedForward", &OpRunner::EmbedForward),
+                         InstanceMethod("embedBackward", &OpRunner::EmbedBackward),
+                         InstanceMethod("linearForward", &OpRunner::LinearForward),
+                         InstanceMethod("linearBackward", &OpRunner::LinearBackward),
+                         InstanceMethod("headForward", &OpRunner::HeadForward),
+                         InstanceMethod("headForwardBackward", &OpRunner::HeadForwardBackward),
+                         InstanceMethod("adamStep", &OpRunner::AdamStep),
+                         InstanceMethod("unscaleCheck", &OpRunner::UnscaleCheck),
+                         InstanceMethod("updateLossScale", &OpRunner::UpdateLossScale),
+                         InstanceMethod("halfRoundTrip", &OpRunner::HalfRoundTrip),
+                         InstanceMethod("evalRank", &OpRunner::EvalRank),
+                         InstanceMethod("matmulNt", &OpRunner::MatmulNt),
+                         InstanceMethod("addRow", &OpRunner::AddRow),
+                         InstanceAccessor("info", &OpRunner::Info, nullptr),
+                     });
+}
+
+// new OpRunner({ backend: 'cpu' | 'cuda', device, threads, tf32 })
+OpRunner::OpRunner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OpRunner>(info) {
+  guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(info.Env());
+    be_ = create_backend(get_string(o, "backend", "cpu"), int(get_int(o, "device", 0)), int(get_int(o, "threads", 0)));
+    be_->set_tf32(get_bool(o, "tf32", false));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value OpRunner::Info(const Napi::CallbackInfo& info) {
+  const BackendInfo b = be_->info();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("backend", b.name);
+  o.Set("device", b.device);
+  o.Set("half", b.half);
+  o.Set("tf32", b.tf32);
+  return o;
+}
+
+// philox({ key: [lo, hi], counters: Uint32Array(4n) }) -> Uint32Array(4n)
+Napi::Value OpRunner::Philox(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const uint64_t key = uint64_t(get_int(o, "keyLo", 0)) | (uint64_t(get_int(o, "keyHi", 0)) << 32);
+    const std::vector<uint32_t> c = get_u32(o.Get("counters"), "counters");
+    Io io(*be_);
+    uint32_t* dc = io.u32(c);
+    uint32_t* dout = io.u32(std::vector<uint32_t>(c.size()));
+    be_->philox_fill(key, dc, dout, c.size() / 4);
+    return adopt<uint32_t, Napi::Uint32Array>(info.Env(), io.read_u32(dout, c.size()));
+  });
+}
+
+// sampleBatch({ offsets, items, nItems, negatives, verify, seed, epoch, pos0, n })
+Napi::Value OpRunner::SampleBatch(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const std::vector<uint32_t> offsets = get_u32(o.Get("offsets"), "offsets"), items = get_u32(o.Get("items"), "items");
+    if (offsets.empty() || offsets.back() != items.size()) bad_option("offsets", "a CSR over items");
+    std::vector<uint32_t> users(items.size());
+    for (size_t u = 0; u + 1 < offsets.size(); ++u) std::fill(users.begin() + offsets[u], users.begin() + offsets[u + 1], uint32_t(u));
+    const uint32_t n_items = uint32_t(get_int(o, "nItems", 0));
+    const int n = int(get_int(o, "n", 0));
+    Io io(*be_);
+    TrainArrays d{io.u32(offsets), io.u32(items), io.u32(users), items.size(), uint32_t(offsets.size() - 1), n_items};
+    const SampleStream s = make_sample_stream(uint64_t(get_int(o, "seed", 0)), uint32_t(get_int(o, "epoch", 0)),
+                                              items.size(), int(get_int(o, "negatives", 4)), n_items,
+                                              get_bool(o, "verify", false));
+    uint32_t* du = io.u32(std::vector<uint32_t>(size_t(n)));
+    uint32_t* di = io.u32(std::vector<uint32_t>(size_t(n)));
+    float* dl = io.f32_zeros(size_t(n));
+    be_->sample_batch(d, s, uint64_t(get_int(o, "pos0", 0)), n, du, di, dl);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("users", adopt<uint32_t, Napi::Uint32Array>(info.Env(), io.read_u32(du, size_t(n))));
+    r.Set("items", adopt<uint32_t, Napi::Uint32Array>(info.Env(), io.read_u32(di, size_t(n))));
+    r.Set("labels", out(info.Env(), io.read(dl, size_t(n))));
+    r.Set("samplesPerEpoch", double(s.n_samples));
+    return r;
+  });
+}
+
+namespace {
+struct Tables {
+  std::vector<float> mf_user, mf_item, mlp_user, mlp_item;
+  int factors, half;
+};
+Tables read_tables(const Napi::Object& o) {
+  Tables t{get_f32(o.Get("mfUser"), "mfUser"), get_f32(o.Get("mfItem"), "mfItem"), get_f32(o.Get("mlpUser"), "mlpUser"),
+           get_f32(o.Get("mlpItem"), "mlpItem"), int(get_int(o, "factors", 0)), int(get_int(o, "half", 0))};
+  if (t.factors < 1 || t.half < 1) bad_option("factors/half", "positive");
+  return t;
+}
+}  // namespace
+
+// embedForward({ mfUser, mfItem, mlpUser, mlpItem, factors, half, users, items, fp16 }) -> { gmf, mlpIn }
+Napi::Value OpRunner::EmbedForward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const Tables t = read_tables(o);
+    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
+    const bool fp16 = get_bool(o, "fp16", false);
+    const int n = int(users.size());
+    Io io(*be_);
+    EmbedTables et{io.f32(t.mf_user), io.f32(t.mf_item), io.f32(t.mlp_user), io.f32(t.mlp_item), t.factors, t.half};
+    Mat gmf = io.mat_zeros(n, t.factors, false), mlp = io.mat_zeros(n, 2 * t.half, fp16);
+    be_->embed_forward(et, io.u32(users), io.u32(items), n, gmf, mlp);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("gmf", out(info.Env(), io.read(gmf)));
+    r.Set("mlpIn", out(info.Env(), io.read(mlp)));
+    return r;
+  });
+}
+
+// embedBackward({ tables..., users, items, dGmf, dMlpIn, fp16 }) -> { mfUser, mfItem, mlpUser, mlpItem } gradients
+Napi::Value OpRunner::EmbedBackward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const Tables t = read_tables(o);
+    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
+    const bool fp16 = get_bool(o, "fp16", false);
+    const int n = int(users.size());
+    Io io(*be_);
+    EmbedTables et{io.f32(t.mf_user), io.f32(t.mf_item), io.f32(t.mlp_user), io.f32(t.mlp_item), t.factors, t.half};
+    Mat dg = io.mat(get_f32(o.Get("dGmf"), "dGmf"), n, t.factors, false);
+    Mat dx = io.mat(get_f32(o.Get("dMlpIn"), "dMlpIn"), n, 2 * t.half, fp16);
+    EmbedGrads g{io.f32_zeros(t.mf_user.size()), io.f32_zeros(t.mf_item.size()), io.f32_zeros(t.mlp_user.size()),
+                 io.f32_zeros(t.mlp_item.size())};
+    be_->embed_backward(et, io.u32(users), io.u32(items), n, dg, dx, g);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("mfUser", out(info.Env(), io.read(g.mf_user, t.mf_user.size())));
+    r.Set("mfItem", out(info.Env(), io.read(g.mf_item, t.mf_item.size())));
+    r.Set("mlpUser", out(info.Env(), io.read(g.mlp_user, t.mlp_user.size())));
+    r.Set("mlpItem", out(info.Env(), io.read(g.mlp_item, t.mlp_item.size())));
+    return r;
+  });
+}
+
+namespace {
+LinearParams linear_from(Io& io, Backend& be, const Napi::Object& o, bool fp16) {
+  const int in = int(get_int(o, "in", 0)), outw = int(get_int(o, "out", 0));
+  const std::vector<float> w = get_f32(o.Get("w"), "w"), b = get_f32(o.Get("b"), "b");
+  if (w.size() != size_t(in) * size_t(outw) || b.size() != size_t(outw)) bad_option("w/b", "sized out x in and out");
+  LinearParams p;
+  p.w = io.f32(w);
+  p.b = io.f32(b);
+  p.in = in;
+  p.out = outw;
+  if (fp16) p.w_half = io.half_copy(p.w, w.size());
+  (void)be;
+  return p;
+}
+}  // namespace
+
+// linearForward({ x, w, b, in, out, dropout, seed, layer, epoch, pos0, fp16 }) -> Float32Array y
+Napi::Value OpRunner::LinearForward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const bool fp16 = get_bool(o, "fp16", false);
+    Io io(*be_);
+    const LinearParams p = linear_from(io, *be_, o, fp16);
+    const std::vector<float> x = get_f32(o.Get("x"), "x");
+    const int n = int(x.size() / size_t(p.in));
+    Mat xm = io.mat(x, n, p.in, fp16), y = io.mat_zeros(n, p.out, fp16);
+    be_->linear_forward(xm, p, dropout_from(o), y);
+    return out(info.Env(), io.read(y));
+  });
+}
+
+// linearBackward({ dy, y, x, w, b, in, out, dropout..., wantDx, fp16 }) -> { dz, dx, gradW, gradB }
+Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const bool fp16 = get_bool(o, "fp16", false);
+    Io io(*be_);
+    const LinearParams p = linear_from(io, *be_, o, fp16);
+    const std::vector<float> x = get_f32(o.Get("x"), "x");
+    const int n = int(x.size() / size_t(p.in));
+    Mat xm = io.mat(x, n, p.in, fp16);
+    Mat y = io.mat(get_f32(o.Get("y"), "y"), n, p.out, fp16);
+    Mat dy = io.mat(get_f32(o.Get("dy"), "dy"), n, p.out, fp16);
+    const bool want_dx = get_bool(o, "wantDx", true);
+    Mat dx = want_dx ? io.mat_zeros(n, p.in, fp16) : Mat{};
+    float* gw = io.f32_zeros(size_t(p.in) * size_t(p.out));
+    float* gb = io.f32_zeros(size_t(p.out));
+    be_->linear_backward(dy, y, xm, p, dropout_from(o), dx, gw, gb);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("dz", out(info.Env(), io.read(dy)));
+    if (want_dx) r.Set("dx", out(info.Env(), io.read(dx)));
+    r.Set("gradW", out(info.Env(), io.read(gw, size_t(p.in) * size_t(p.out))));
+    r.Set("gradB", out(info.Env(), io.read(gb, size_t(p.out))));
+    return r;
+  });
+}
+
+namespace {
+struct HeadIo {
+  HeadParams p;
+  Mat gmf, mlp;
+  int n;
+};
+HeadIo head_from(Io& io, const Napi::Object& o, bool fp16) {
+  const std::vector<float> w = get_f32(o.Get("w"), "w"), b = get_f32(o.Get("b"), "b"), g = get_f32(o.Get("gmf"), "gmf"),
+                           m = get_f32(o.Get("mlp"), "mlp");
+  const int f = int(get_int(o, "factors", 0));
+  const int width = int(w.size()) - f;
+  if (f < 1 || width < 1 || b.size() != 1) bad_option("w/b/factors", "consistent");
+  const int n = int(g.size() / size_t(f));
+  HeadIo h;
+  h.p = HeadParams{io.f32(w), io.f32(b), f, width};
+  h.gmf = io.mat(g, n, f, false);
+  h.mlp = io.mat(m, n, width, fp16);
+  h.n = n;
+  return h;
+}
+}  // namespace
+
+// headForward({ gmf, mlp, w, b, factors, fp16 }) -> Float32Array logits
+Napi::Value OpRunner::HeadForward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    Io io(*be_);
+    HeadIo h = head_from(io, o, get_bool(o, "fp16", false));
+    float* logits = io.f32_zeros(size_t(h.n));
+    be_->head_forward(h.gmf, h.mlp, h.p, logits);
+    return out(info.Env(), io.read(logits, size_t(h.n)));
+  });
+}
+
+// headForwardBackward({ gmf, mlp, labels, w, b, factors, gradScale, lossScale, fp16 })
+//   -> { dGmf, dMlp, gradW, gradB, lossSum }
+Napi::Value OpRunner::HeadForwardBackward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const bool fp16 = get_bool(o, "fp16", false);
+    Io io(*be_);
+    HeadIo h = head_from(io, o, fp16);
+    const float* labels = io.f32(get_f32(o.Get("labels"), "labels"));
+    Mat dg = io.mat_zeros(h.n, h.p.factors, false), dm = io.mat_zeros(h.n, h.p.mlp_width, fp16);
+    float* gw = io.f32_zeros(size_t(h.p.factors + h.p.mlp_width));
+    float* gb = io.f32_zeros(1);
+    BackendArray<double> loss(*be_, 1);
+    const float ls = float(get_number(o, "lossScale", 0));
+    LossScaler scaler;
+    if (ls > 0) scaler.scale = io.f32({ls});
+    be_->head_forward_backward(h.gmf, h.mlp, labels, h.p, float(get_number(o, "gradScale", 1.0)),
+                               ls > 0 ? &scaler : nullptr, dg, dm, gw, gb, loss.get());
+    double lsum = 0;
+    be_->download(&lsum, loss.get(), sizeof lsum);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("dGmf", out(info.Env(), io.read(dg)));
+    r.Set("dMlp", out(info.Env(), io.read(dm)));
+    r.Set("gradW", out(info.Env(), io.read(gw, size_t(h.p.factors + h.p.mlp_width))));
+    r.Set("gradB", out(info.Env(), io.read(gb, 1)));
+    r.Set("lossSum", lsum);
+    return r;
+  });
+}
+
+// adamStep({ params, grads, m, v, lr, beta1, beta2, eps, step }) -> { params, m, v }
+Napi::Value OpRunner::AdamStep(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const std::vector<float> p = get_f32(o.Get("params"), "params");
+    Io io(*be_);
+    float* dp = io.f32(p);
+    float* dm = io.f32(get_f32(o.Get("m"), "m"));
+    float* dv = io.f32(get_f32(o.Get("v"), "v"));
+    const float* dg = io.f32(get_f32(o.Get("grads"), "grads"));
+    const AdamScalars s = make_adam_scalars(get_number(o, "lr", 0.0045), get_number(o, "beta1", 0.25),
+                                            get_number(o, "beta2", 0.5), get_number(o, "eps", 1e-8),
+                                            uint64_t(get_int(o, "step", 1)));
+    be_->adam_step(dp, dg, dm, dv, p.size(), s, nullptr);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("params", out(info.Env(), io.read(dp, p.size())));
+    r.Set("m", out(info.Env(), io.read(dm, p.size())));
+    r.Set("v", out(info.Env(), io.read(dv, p.size())));
+    return r;
+  });
+}
+
+// unscaleCheck({ grads, scale }) -> { grads, foundInf }
+Napi::Value OpRunner::UnscaleCheck(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const std::vector<float> g = get_f32(o.Get("grads"), "grads");
+    Io io(*be_);
+    float* dg = io.f32(g);
+    BackendArray<int32_t> found(*be_, 1);
+    LossScaler sc;
+    sc.scale = io.f32({float(get_number(o, "scale", 1.0))});
+    sc.found_inf = found.get();
+    be_->unscale_check(dg, g.size(), sc);
+    int32_t f = 0;
+    be_->download(&f, found.get(), 4);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("grads", out(info.Env(), io.read(dg, g.size())));
+    r.Set("foundInf", f != 0);
+    return r;
+  });
+}
+
+// updateLossScale({ scale, foundInf, goodSteps, dynamic, growthInterval }) -> { scale, goodSteps }
+Napi::Value OpRunner::UpdateLossScale(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    Io io(*be_);
+    const int32_t found0 = get_bool(o, "foundInf", false) ? 1 : 0, good0 = int32_t(get_int(o, "goodSteps", 0));
+    BackendArray<int32_t> found(*be_, &found0, 1), good(*be_, &good0, 1);
+    LossScaler sc;
+    sc.scale = io.f32({float(get_number(o, "scale", 65536))});
+    sc.found_inf = found.get();
+    sc.good_steps = good.get();
+    sc.dynamic = get_bool(o, "dynamic", true);
+    sc.growth_interval = int(get_int(o, "growthInterval", 2000));
+    be_->update_loss_scale(sc);
+    float scale = 0;
+    int32_t g = 0;
+    be_->download(&scale, sc.scale, 4);
+    be_->download(&g, good.get(), 4);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("scale", double(scale));
+    r.Set("goodSteps", g);
+    return r;
+  });
+}
+
+// halfRoundTrip(Float32Array) -> Float32Array: through fp16 and back on the backend.
+Napi::Value OpRunner::HalfRoundTrip(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const std::vector<float> x = get_f32(info[0], "values");
+    Io io(*be_);
+    return out(info.Env(), io.read(io.mat(x, 1, int64_t(x.size()), true)));
+  });
+}
+
+// evalRank({ logits, masked: Uint8Array, nUsers, listLen, k }) -> { hits, dcg }
+Napi::Value OpRunner::EvalRank(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const std::vector<float> logits = get_f32(o.Get("logits"), "logits");
+    const std::vector<uint8_t> masked = get_array<uint8_t>(o.Get("masked"), "masked", napi_uint8_array);
+    const int users = int(get_int(o, "nUsers", 0)), len = int(get_int(o, "listLen", 0));
+    if (logits.size() != size_t(users) * size_t(len) || masked.size() != logits.size())
+      bad_option("logits/masked", "nUsers x listLen long");
+    Io io(*be_);
+    BackendArray<uint8_t> dm(*be_, masked.data(), masked.size());
+    BackendArray<EvalSums> sums(*be_, 1);
+    be_->eval_rank(io.f32(logits), dm.get(), users, len, int(get_int(o, "k", 10)), sums.get());
+    EvalSums s;
+    be_->download(&s, sums.get(), sizeof s);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("hits", double(s.hits));
+    r.Set("dcg", s.dcg);
+    r.Set("users", double(s.users));
+    return r;
+  });
+}
+
+// matmulNt({ a, rows, cols, w, ldw, outCols }) -> Float32Array [rows x outCols]
+Napi::Value OpRunner::MatmulNt(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const int rows = int(get_int(o, "rows", 0)), cols = int(get_int(o, "cols", 0)), oc = int(get_int(o, "outCols", 0));
+    Io io(*be_);
+    Mat a = io.mat(get_f32(o.Get("a"), "a"), rows, cols, false);
+    Mat r = io.mat_zeros(rows, oc, false);
+    be_->matmul_nt(a, io.f32(get_f32(o.Get("w"), "w")), int(get_int(o, "ldw", cols)), r);
+    return out(info.Env(), io.read(r));
+  });
+}
+
+// addRow({ x, rows, cols, row, relu }) -> Float32Array
+Napi::Value OpRunner::AddRow(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const int rows = int(get_int(o, "rows", 0)), cols = int(get_int(o, "cols", 0));
+    Io io(*be_);
+    Mat x = io.mat(get_f32(o.Get("x"), "x"), rows, cols, false);
+    Mat y = io.mat_zeros(rows, cols, false);
+    be_->add_row(x, io.f32(get_f32(o.Get("row"), "row")), y, get_bool(o, "relu", false));
+    return out(info.Env(), io.read(y));
+  });
+}
+
+}  // namespace ncf::js
