@@ -269,10 +269,13 @@ export async function prepare(source: string, opts: PrepareOptions = {}): Promis
     file = await ratingsFromZip(p, undefined, opts.onProgress);
   }
   const format = detectFormat(file, opts);
-  const base = path.basename(file).replace(/\.[^.]+$/, '');
+  // MovieLens' own ratings files are named after their folder (ml-100k/u.data -> ml-100k).
+  const base = RATINGS_FILES.includes(path.basename(file))
+    ? path.basename(path.dirname(file))
+    : path.basename(file).replace(/\.[^.]+$/, '');
   const hash = createHash('sha1').update(path.resolve(file)).digest('hex').slice(0, 8);
   const dir = path.resolve(opts.out ?? defaultDir(`${base}-${hash}`));
-  const src: SourceDescription = { kind: 'file', name: path.basename(file), ...fileIdentity(file), format };
+  const src: SourceDescription = { kind: 'file', name: base, ...fileIdentity(file), format };
   const ready = !opts.force && upToDate(dir, src, params);
   if (ready) return { dir, meta: ready, skipped: true };
   opts.onProgress?.({ phase: 'parse', file });
