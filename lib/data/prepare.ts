@@ -125,8 +125,9 @@ function fileIdentity(file: string): Pick<SourceDescription, 'path' | 'size' | '
 }
 
 function describeFailure(src: MovieLensSource, url: string, err: Error): string {
+  const reason = err.message.replace(`cannot download ${url}: `, '');
   return (
-    `cannot download ${src.name} from ${url}: ${err.message}\n` +
+    `cannot download ${src.name} from ${url}: ${reason}\n` +
     `Either download ${src.zipName} yourself and run \`ncf-native prepare ${src.name} --source /path/to/${src.zipName}\`, ` +
     'or train offline on generated data with `--data synthetic` (or `--data synthetic:ml-1m` for a smaller set).'
   );

@@ -16,7 +16,7 @@ export interface TrainingRunEvents {
   log: [string];
 }
 
-export class TrainingRun extends EventEmitter<TrainingRunEvents> implements PromiseLike<TrainSummary>, AsyncIterable<EpochReport> {
+export class TrainingRun extends EventEmitter<TrainingRunEvents> implements Promise<TrainSummary>, AsyncIterable<EpochReport> {
   private readonly promise: Promise<TrainSummary>;
   private readonly reports: EpochReport[] = [];
   private settled = false;
@@ -57,6 +57,12 @@ export class TrainingRun extends EventEmitter<TrainingRunEvents> implements Prom
   catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<TrainSummary | B> {
     return this.promise.catch(onrejected);
   }
+
+  finally(onfinally?: (() => void) | null): Promise<TrainSummary> {
+    return this.promise.finally(onfinally);
+  }
+
+  readonly [Symbol.toStringTag] = 'TrainingRun';
 
   private notify(): void {
     const w = this.wake;

@@ -181,11 +181,11 @@ void parse_chunk(const char* b, const char* e, const ParseOptions& opt, ChunkRes
     }
     int64_t u, i;
     if (!parse_int(fields[opt.user_col], &u)) {
-      error("user id (column " + std::to_string(opt.user_col) + ") is not an integer");
+      error("user id (column " + std::to_string(opt.user_col) + ") is not an integer (of magnitude below 2^53)");
       return;
     }
     if (!parse_int(fields[opt.item_col], &i)) {
-      error("item id (column " + std::to_string(opt.item_col) + ") is not an integer");
+      error("item id (column " + std::to_string(opt.item_col) + ") is not an integer (of magnitude below 2^53)");
       return;
     }
     if (opt.time_col >= 0) {
