@@ -60,9 +60,12 @@ set_target_properties(ncf_cuda PROPERTIES PREFIX "" SUFFIX ".so" CUDA_ARCHITECTU
 target_include_directories(ncf_cuda PRIVATE ${NCF_CUBLASLT_INCLUDE} ${NCF_CURAND_INCLUDE})
 target_compile_options(ncf_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 --expt-relaxed-constexpr -Xcompiler=-Wall>)
 target_link_libraries(ncf_cuda PRIVATE CUDA::cudart_static ${NCF_CUBLAS_LIB} ${NCF_CUBLASLT_LIB} ${CMAKE_DL_LIBS})
+# Every symbol must resolve at link time, so a compile-and-link check catches missing functions.
+target_link_options(ncf_cuda PRIVATE -Wl,--no-undefined)
 get_filename_component(NCF_CUBLAS_DIR "${NCF_CUBLAS_LIB}" DIRECTORY)
 set_target_properties(ncf_cuda PROPERTIES BUILD_RPATH "${NCF_CUBLAS_DIR};${CUDAToolkit_LIBRARY_DIR}")
-set(NCF_CUDA_DESC "CUDA ${CUDAToolkit_VERSION}, archs ${NCF_CUDA_ARCHS}")
+string(REPLACE ";" "," NCF_ARCH_LIST "${NCF_CUDA_ARCHS}")
+set(NCF_CUDA_DESC "CUDA ${CUDAToolkit_VERSION}, archs ${NCF_ARCH_LIST}")
 
 # NCCL (multi-GPU) is optional.
 find_path(NCF_NCCL_INCLUDE nccl.h HINTS ${NCF_NCCL_ROOT}/include ${NCF_CUDA_HINT_INC} NO_CACHE)

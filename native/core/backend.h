@@ -36,8 +36,9 @@ struct EmbedGrads {
 // One hidden layer: y = dropout(relu(x W^T + b)), W is [out, in] row-major (PyTorch layout).
 struct LinearParams {
   const float* w = nullptr;       // fp32 master weights
-  const void* w_half = nullptr;   // fp16 copy, used when the activations are fp16
+  const void* w_half = nullptr;   // fp16 copies of w and b, used when the activations are fp16
   const float* b = nullptr;
+  const void* b_half = nullptr;
   int in = 0;
   int out = 0;
 };

@@ -25,8 +25,10 @@ Network::Network(Backend& be, const ModelConfig& cfg, bool half_activations)
   if (half_ && !be.info().half)
     fail(ErrorCode::Unavailable, "the " + be.info().name + " backend has no fp16 path (--amp needs the CUDA backend)");
   if (half_)
-    for (int l = 0; l < cfg_.hidden_layers(); ++l)
+    for (int l = 0; l < cfg_.hidden_layers(); ++l) {
       w_half_.emplace_back(be, size_t(cfg_.layers[l + 1]) * size_t(cfg_.layers[l]));
+      b_half_.emplace_back(be, size_t(cfg_.layers[l + 1]));
+    }
 }
 
 void Network::upload_params(const std::vector<float>& host) {
@@ -44,7 +46,10 @@ std::vector<float> Network::download_params() const {
 }
 
 void Network::refresh_half() {
-  for (size_t l = 0; l < w_half_.size(); ++l) be_->to_half(params_.get() + layout_.weight[l], w_half_[l].get(), w_half_[l].size());
+  for (size_t l = 0; l < w_half_.size(); ++l) {
+    be_->to_half(params_.get() + layout_.weight[l], w_half_[l].get(), w_half_[l].size());
+    be_->to_half(params_.get() + layout_.bias[l], b_half_[l].get(), b_half_[l].size());
+  }
 }
 
 EmbedTables Network::tables() const {
@@ -56,7 +61,8 @@ EmbedTables Network::tables() const {
 LinearParams Network::layer(int l) const {
   const float* p = params_.get();
   return LinearParams{p + layout_.weight[size_t(l)], half_ ? w_half_[size_t(l)].get() : nullptr,
-                      p + layout_.bias[size_t(l)], cfg_.layers[size_t(l)], cfg_.layers[size_t(l) + 1]};
+                      p + layout_.bias[size_t(l)], half_ ? b_half_[size_t(l)].get() : nullptr,
+                      cfg_.layers[size_t(l)], cfg_.layers[size_t(l) + 1]};
 }
 
 HeadParams Network::head() const {

@@ -37,7 +37,7 @@ class Network {
 
   void upload_params(const std::vector<float>& host);
   std::vector<float> download_params() const;
-  // Refreshes the fp16 copies of the hidden-layer weights after the fp32 weights changed.
+  // Refreshes the fp16 copies of the hidden-layer weights and biases after the fp32 ones changed.
   void refresh_half();
 
   EmbedTables tables() const;
@@ -58,7 +58,7 @@ class Network {
   ParamLayout layout_;
   bool half_;
   BackendArray<float> params_;
-  std::vector<BackendArray<uint16_t>> w_half_;
+  std::vector<BackendArray<uint16_t>> w_half_, b_half_;
 };
 
 }  // namespace ncf

@@ -12,10 +12,13 @@
 
 namespace ncf {
 
+// Whether entry i (a negative) ranks ahead of the positive scoring `pos`. NaN scores rank ahead.
+NCF_HD bool ranks_ahead(float score, float pos, uint8_t masked) { return !masked && !(score < pos); }
+
 NCF_HD int positive_rank(const float* scores, const uint8_t* masked, int list_len) {
   const float pos = scores[0];
   int rank = 0;
-  for (int i = 1; i < list_len; ++i) rank += (!masked[i] && !(scores[i] < pos)) ? 1 : 0;
+  for (int i = 1; i < list_len; ++i) rank += ranks_ahead(scores[i], pos, masked[i]) ? 1 : 0;
   return rank;
 }
 

@@ -1,0 +1,89 @@
+// Optimizer and precision kernels.
+// adam_step: one fused pass over the whole flat parameter buffer (grid-stride, one element per
+// thread per iteration: reads p, g, m, v and writes p, m, v once each), applying the same
+// fmaf-written rule as the CPU (core/adam_rule.h), so both backends update bit-identically. It
+// reads the overflow flag on the device and does nothing after an fp16 overflow, so no host
+// synchronisation is needed per step.
+// unscale_check / update_loss_scale: dynamic (or static) loss scaling state kept on the device.
+// to_half / from_half: fp32 <-> fp16 with round-to-nearest-even.
+#include "../core/adam_rule.h"
+#include "cuda_backend.cuh"
+
+namespace ncf::cuda {
+
+namespace {
+
+__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, AdamScalars s, const int32_t* skip) {
+  if (skip && *skip) return;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    adam_update(s, g[i], &p[i], &m[i], &v[i]);
+}
+
+__global__ void unscale_kernel(float* g, size_t n, const float* scale, int32_t* found_inf) {
+  const float inv = 1.0f / *scale;
+  bool bad = false;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    const float x = g[i] * inv;
+    g[i] = x;
+    bad |= !isfinite(x);
+  }
+  if (bad) *found_inf = 1;  // any writer stores the same value
+}
+
+__global__ void update_scale_kernel(LossScaler s) {
+  if (*s.found_inf) {
+    if (s.dynamic) *s.scale = fmaxf(*s.scale * 0.5f, 1.0f);
+    *s.good_steps = 0;
+  } else if (s.dynamic && ++*s.good_steps >= s.growth_interval) {
+    *s.scale = fminf(*s.scale * 2.0f, 16777216.0f);
+    *s.good_steps = 0;
+  }
+  *s.found_inf = 0;
+}
+
+__global__ void to_half_kernel(const float* src, __half* dst, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = __float2half_rn(src[i]);
+}
+
+__global__ void from_half_kernel(const __half* src, float* dst, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = __half2float(src[i]);
+}
+
+}  // namespace
+
+void CudaBackend::adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
+                            const int32_t* skip_if) {
+  use_device(device_);
+  adam_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(params, grads, m, v, n, s, skip_if);
+  NCF_LAUNCHED();
+}
+
+void CudaBackend::unscale_check(float* grads, size_t n, const LossScaler& scaler) {
+  use_device(device_);
+  unscale_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(grads, n, scaler.scale, scaler.found_inf);
+  NCF_LAUNCHED();
+}
+
+void CudaBackend::update_loss_scale(const LossScaler& scaler) {
+  use_device(device_);
+  update_scale_kernel<<<1, 1, 0, stream_>>>(scaler);
+  NCF_LAUNCHED();
+}
+
+void CudaBackend::to_half(const float* src, void* dst, size_t n) {
+  if (!n) return;
+  use_device(device_);
+  to_half_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(src, static_cast<__half*>(dst), n);
+  NCF_LAUNCHED();
+}
+
+void CudaBackend::from_half(const void* src, float* dst, size_t n) {
+  if (!n) return;
+  use_device(device_);
+  from_half_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(static_cast<const __half*>(src), dst, n);
+  NCF_LAUNCHED();
+}
+
+}  // namespace ncf::cuda

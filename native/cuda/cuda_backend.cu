@@ -1,0 +1,186 @@
+// CUDA backend: device, stream and memory; the plugin's exported entry points; and the small
+// utility kernels (fill_u32, philox_fill).
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "../core/philox.h"
+#include "../core/plugins.h"
+#include "cuda_backend.cuh"
+
+namespace ncf::cuda {
+
+void throw_cuda(cudaError_t e, const char* what, const char* file, int line) {
+  const char* base = std::strrchr(file, '/');
+  throw Error(ErrorCode::Backend, std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
+                                      ") in " + what + " at " + (base ? base + 1 : file) + ":" + std::to_string(line));
+}
+
+void throw_cublas(cublasStatus_t s, const char* what, const char* file, int line) {
+  const char* base = std::strrchr(file, '/');
+  throw Error(ErrorCode::Backend, std::string("cuBLAS error ") + std::to_string(int(s)) + " in " + what + " at " +
+                                      (base ? base + 1 : file) + ":" + std::to_string(line));
+}
+
+void use_device(int device) {
+  thread_local int current = -1;
+  if (current != device) {
+    NCF_CUDA(cudaSetDevice(device));
+    current = device;
+  }
+}
+
+CudaBackend::CudaBackend(int device) : device_(device) {
+  use_device(device);
+  gemm_ = std::make_unique<GemmRunner>();
+  NCF_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  cudaDeviceProp prop;
+  NCF_CUDA(cudaGetDeviceProperties(&prop, device));
+  name_ = prop.name;
+  total_memory_ = prop.totalGlobalMem;
+}
+
+CudaBackend::~CudaBackend() {
+  use_device(device_);
+  if (stream_) cudaStreamSynchronize(stream_);
+  gemm_.reset();
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+BackendInfo CudaBackend::info() const {
+  BackendInfo i;
+  i.name = "cuda";
+  i.device = name_;
+  i.threads = 1;
+  i.half = true;
+  i.tf32 = gemm_->tf32();
+  i.memory_total = total_memory_;
+  i.blas = "cublasLt";
+  return i;
+}
+
+void* CudaBackend::alloc(size_t bytes) {
+  use_device(device_);
+  void* p = nullptr;
+  const size_t n = bytes ? bytes : 16;
+  const cudaError_t e = cudaMalloc(&p, n);
+  if (e != cudaSuccess) {
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw Error(ErrorCode::Backend, "out of GPU memory allocating " + std::to_string(n >> 20) + " MiB (" +
+                                        std::to_string(free_b >> 20) + " MiB free of " + std::to_string(total_b >> 20) +
+                                        "); use a smaller batch (-b)");
+  }
+  NCF_CUDA(cudaMemsetAsync(p, 0, n, stream_));
+  std::lock_guard<std::mutex> lock(mem_mu_);
+  sizes_[p] = n;
+  in_use_ += n;
+  if (in_use_ > peak_) peak_ = in_use_;
+  return p;
+}
+
+void CudaBackend::release(void* p) {
+  if (!p) return;
+  use_device(device_);
+  {
+    std::lock_guard<std::mutex> lock(mem_mu_);
+    auto it = sizes_.find(p);
+    if (it != sizes_.end()) {
+      in_use_ -= it->second;
+      sizes_.erase(it);
+    }
+  }
+  cudaFree(p);  // synchronises the device, so no queued kernel still uses p
+}
+
+void CudaBackend::upload(void* dst, const void* src, size_t bytes) {
+  if (!bytes) return;
+  use_device(device_);
+  NCF_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::download(void* dst, const void* src, size_t bytes) {
+  use_device(device_);
+  if (bytes) NCF_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  NCF_CUDA(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::zero(void* dst, size_t bytes) {
+  use_device(device_);
+  if (bytes) NCF_CUDA(cudaMemsetAsync(dst, 0, bytes, stream_));
+}
+
+void CudaBackend::sync() {
+  use_device(device_);
+  NCF_CUDA(cudaStreamSynchronize(stream_));
+}
+
+namespace {
+__global__ void fill_u32_kernel(uint32_t* dst, uint32_t value, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) dst[i] = value;
+}
+
+// One Philox block per thread through cuRAND's device API (core/philox.h).
+__global__ void philox_kernel(uint64_t key, const uint32_t* c, uint32_t* out, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    const U32x4 b = philox4x32_10(U32x4{c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]}, key);
+    out[4 * i] = b.x;
+    out[4 * i + 1] = b.y;
+    out[4 * i + 2] = b.z;
+    out[4 * i + 3] = b.w;
+  }
+}
+}  // namespace
+
+void CudaBackend::fill_u32(uint32_t* dst, uint32_t value, size_t n) {
+  use_device(device_);
+  fill_u32_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(dst, value, n);
+  NCF_LAUNCHED();
+}
+
+void CudaBackend::philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) {
+  use_device(device_);
+  philox_kernel<<<blocks_for(int64_t(n_blocks)), kThreads, 0, stream_>>>(key, counters, out, n_blocks);
+  NCF_LAUNCHED();
+}
+
+}  // namespace ncf::cuda
+
+// ---- the plugin's entry points (see core/plugins.cc) ----------------------------------------
+
+extern "C" ncf::Backend* ncf_cuda_create_backend(int device, char* err, size_t errlen) {
+  try {
+    return new ncf::cuda::CudaBackend(device);
+  } catch (const std::exception& e) {
+    std::strncpy(err, e.what(), errlen - 1);
+    return nullptr;
+  }
+}
+
+extern "C" int ncf_cuda_devices(ncf::CudaDevice* out, int max, char* err, size_t errlen) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e == cudaErrorNoDevice) return 0;
+  if (e != cudaSuccess) {
+    std::snprintf(err, errlen, "no usable GPU: %s (%s)", cudaGetErrorName(e), cudaGetErrorString(e));
+    return -1;
+  }
+  for (int i = 0; i < n && i < max; ++i) {
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    out[i].name = p.name;
+    out[i].memory = p.totalGlobalMem;
+    out[i].major = p.major;
+    out[i].minor = p.minor;
+  }
+  return n < max ? n : max;
+}
+
+extern "C" const char* ncf_cuda_build_info(int* has_nccl) {
+#if defined(NCF_HAVE_NCCL)
+  *has_nccl = 1;
+#else
+  *has_nccl = 0;
+#endif
+  return NCF_CUDA_DESC;
+}

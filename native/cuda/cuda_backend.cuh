@@ -1,0 +1,72 @@
+// The CUDA backend: every op of core/backend.h as a kernel or a cuBLASLt GEMM on one stream of
+// one GPU. The op families live in files named like their CPU twins (embed.cu, linear.cu,
+// head.cu, adam.cu, sample.cu, eval.cu, serve.cu).
+#pragma once
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "../core/backend.h"
+#include "cuda_common.cuh"
+#include "gemm.cuh"
+
+namespace ncf::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+  BackendInfo info() const override;
+  cudaStream_t stream() const { return stream_; }
+  int device() const { return device_; }
+
+  void* alloc(size_t bytes) override;
+  void release(void* p) override;
+  void upload(void* dst, const void* host_src, size_t bytes) override;
+  void download(void* host_dst, const void* src, size_t bytes) override;
+  void zero(void* dst, size_t bytes) override;
+  void sync() override;
+  size_t peak_memory() const override { return peak_; }
+  void set_tf32(bool on) override { gemm_->set_tf32(on); }
+
+  void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
+                    uint32_t* items, float* labels) override;
+  void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n, Mat gmf,
+                     Mat mlp_in) override;
+  void embed_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n, Mat d_gmf,
+                      Mat d_mlp_in, const EmbedGrads& g) override;
+  void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) override;
+  void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx, float* grad_w,
+                       float* grad_b) override;
+  void head_forward(Mat gmf, Mat mlp, const HeadParams& p, float* logits) override;
+  void head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
+                             const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
+                             double* loss_sum) override;
+  void unscale_check(float* grads, size_t n, const LossScaler& scaler) override;
+  void adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
+                 const int32_t* skip_if) override;
+  void update_loss_scale(const LossScaler& scaler) override;
+  void to_half(const float* src, void* dst, size_t n) override;
+  void from_half(const void* src, float* dst, size_t n) override;
+  void eval_rank(const float* logits, const uint8_t* masked, int n_users, int list_len, int k,
+                 EvalSums* sums) override;
+  void matmul_nt(Mat a, const float* w, int ldw, Mat out) override;
+  void add_row(Mat x, const float* row, Mat y, bool relu) override;
+  void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
+  void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) override;
+
+ private:
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<GemmRunner> gemm_;
+  std::string name_;
+  size_t total_memory_ = 0;
+  std::mutex mem_mu_;
+  std::unordered_map<void*, size_t> sizes_;  // live allocations, for the peak figure
+  size_t in_use_ = 0;
+  size_t peak_ = 0;
+};
+
+}  // namespace ncf::cuda

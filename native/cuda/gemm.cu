@@ -1,0 +1,106 @@
+#include "gemm.cuh"
+
+#include <cstdio>
+
+namespace ncf::cuda {
+
+struct GemmRunner::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool ok = false;
+  ~Plan() {
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+GemmRunner::GemmRunner() {
+  NCF_CUBLAS(cublasLtCreate(&handle_));
+  NCF_CUDA(cudaMalloc(&workspace_, workspace_bytes_));
+}
+
+GemmRunner::~GemmRunner() {
+  plans_.clear();
+  if (workspace_) cudaFree(workspace_);
+  if (handle_) cublasLtDestroy(handle_);
+}
+
+namespace {
+// The largest power of two (up to 256) dividing the address: cuBLASLt picks kernels by it.
+uint32_t alignment(const void* p) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && (v % a) != 0) a >>= 1;
+  return a;
+}
+}  // namespace
+
+bool GemmRunner::run(const GemmCall& g, cudaStream_t stream) {
+  if (g.m <= 0 || g.n <= 0) return true;
+  const bool half_inputs = g.a_type == DType::F16 || g.b_type == DType::F16;
+  const cublasComputeType_t compute =
+      half_inputs ? CUBLAS_COMPUTE_32F : (tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+  // Column-major view: C^T [n x m] = op(B)^T [n x k] * op(A)^T [k x m]. Row-major X with
+  // leading dimension ld is column-major X^T with the same ld, so B plays cuBLAS's "A" and keeps
+  // its transpose flag, and A plays "B".
+  const cublasOperation_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // on B^T (cuBLAS A)
+  const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // on A^T (cuBLAS B)
+  const uint32_t al_a = alignment(g.b), al_b = alignment(g.a), al_c = alignment(g.c),
+                 al_bias = g.bias ? alignment(g.bias) : 256;
+  char key[320];
+  std::snprintf(key, sizeof key, "%d%d|%d,%d,%d|%d%d%d|%d,%d,%d|%d|%d|%u,%u,%u,%u|%d", int(g.trans_a), int(g.trans_b), g.m,
+                g.n, g.k, int(g.a_type), int(g.b_type), int(g.c_type), g.lda, g.ldb, g.ldc, int(g.epilogue),
+                int(compute), al_a, al_b, al_c, al_bias, int(g.beta != 0.0f));
+  auto& slot = plans_[key];
+  if (!slot) {
+    auto plan = std::make_unique<Plan>();
+    NCF_CUBLAS(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
+    NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
+    NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+    if (g.epilogue == Epilogue::ReluBias) {
+      // The bias runs along the rows of the column-major C^T, i.e. along row-major C's columns.
+      const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_RELU_BIAS;
+      NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+      NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+    }
+    // cuBLAS A = B^T: stored [rows x cols] column-major = (trans_b ? [k x n] : [n x k]) ... in
+    // column-major terms its stored shape is (op_a == N ? n x k : k x n) with ld = ldb.
+    const uint64_t a_rows = op_a == CUBLAS_OP_N ? uint64_t(g.n) : uint64_t(g.k);
+    const uint64_t a_cols = op_a == CUBLAS_OP_N ? uint64_t(g.k) : uint64_t(g.n);
+    const uint64_t b_rows = op_b == CUBLAS_OP_N ? uint64_t(g.k) : uint64_t(g.m);
+    const uint64_t b_cols = op_b == CUBLAS_OP_N ? uint64_t(g.m) : uint64_t(g.k);
+    NCF_CUBLAS(cublasLtMatrixLayoutCreate(&plan->la, cuda_type(g.b_type), a_rows, a_cols, g.ldb));
+    NCF_CUBLAS(cublasLtMatrixLayoutCreate(&plan->lb, cuda_type(g.a_type), b_rows, b_cols, g.lda));
+    NCF_CUBLAS(cublasLtMatrixLayoutCreate(&plan->lc, cuda_type(g.c_type), uint64_t(g.n), uint64_t(g.m), g.ldc));
+    cublasLtMatmulPreference_t pref;
+    NCF_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
+    NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_,
+                                                    sizeof workspace_bytes_));
+    NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+    NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->la, plan->lb, plan->lc, plan->lc, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    plan->ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (plan->ok) plan->algo = result.algo;
+    else if (g.epilogue == Epilogue::None)
+      throw_cublas(st == CUBLAS_STATUS_SUCCESS ? CUBLAS_STATUS_NOT_SUPPORTED : st, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+    slot = std::move(plan);
+  }
+  Plan& p = *slot;
+  if (!p.ok) return false;
+  if (g.epilogue == Epilogue::ReluBias)
+    NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+  NCF_CUBLAS(cublasLtMatmul(handle_, p.desc, &g.alpha, g.b, p.la, g.a, p.lb, &g.beta, g.c, p.lc, g.c, p.lc, &p.algo,
+                            workspace_, workspace_bytes_, stream));
+  return true;
+}
+
+}  // namespace ncf::cuda

@@ -1,0 +1,58 @@
+// GEMMs on cuBLASLt, in the row-major terms the ops use.
+//
+// cuBLAS is column-major; a row-major matrix M [r x c] is the column-major M^T [c x r] with the
+// same leading dimension, so a row-major C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T.
+// Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, types,
+// epilogue and pointer alignment, so a step reuses them without asking cuBLASLt again.
+#pragma once
+#include <cublasLt.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "cuda_common.cuh"
+
+namespace ncf::cuda {
+
+enum class Epilogue { None, ReluBias };
+
+// Row-major C[m x n] = alpha * op(A) op(B) + beta * C, with op(A) [m x k] and op(B) [k x n].
+struct GemmCall {
+  bool trans_a = false, trans_b = false;
+  int m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  DType a_type = DType::F32;
+  int lda = 0;
+  const void* b = nullptr;
+  DType b_type = DType::F32;
+  int ldb = 0;
+  void* c = nullptr;
+  DType c_type = DType::F32;
+  int ldc = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  Epilogue epilogue = Epilogue::None;
+  const void* bias = nullptr;  // [n] of c_type, added to every row of C (ReluBias)
+};
+
+class GemmRunner {
+ public:
+  GemmRunner();
+  ~GemmRunner();
+  void set_tf32(bool on) { tf32_ = on; }
+  bool tf32() const { return tf32_; }
+  // Runs the GEMM on `stream`. Returns false (and does nothing) only when cuBLASLt has no
+  // algorithm for a fused epilogue, so the caller can fall back to a plain GEMM and a kernel.
+  bool run(const GemmCall& g, cudaStream_t stream);
+
+ private:
+  struct Plan;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 32u << 20;
+  bool tf32_ = true;
+  std::map<std::string, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace ncf::cuda
