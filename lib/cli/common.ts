@@ -96,7 +96,7 @@ export function prepareReporter(quiet = false): (e: PrepareEvent) => void {
 }
 
 /** Prints a training run's log lines and draws its progress bar on a terminal. */
-export function followRun(run: TrainingRun, opts: { progress: boolean }): void {
+export function followRun(run: TrainingRun, opts: { progress: boolean; logToStderr?: boolean }): void {
   let bar: ProgressBar | undefined;
   let samplesPerEpoch = 0;
   run.on('start', (info) => {
@@ -115,7 +115,7 @@ export function followRun(run: TrainingRun, opts: { progress: boolean }): void {
   run.on('log', (line) => {
     bar?.done();
     bar = undefined;
-    process.stdout.write(line + '\n');
+    (opts.logToStderr ? process.stderr : process.stdout).write(line + '\n');
   });
 }
 

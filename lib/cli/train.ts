@@ -57,7 +57,7 @@ function trainOptionsFrom(o: Record<string, unknown>): TrainOptions {
 
 async function runAndReport(opts: TrainOptions, progress: boolean, json: boolean): Promise<void> {
   const run = train(opts);
-  followRun(run, { progress });
+  followRun(run, { progress, logToStderr: json });
   const onSignal = () => {
     process.stderr.write('\nstopping after the current step (Ctrl-C again to quit now)\n');
     run.cancel();
@@ -66,6 +66,7 @@ async function runAndReport(opts: TrainOptions, progress: boolean, json: boolean
   process.once('SIGINT', onSignal);
   try {
     const s = await run;
+    if (s.info.rank !== 0) return;
     if (json) {
       process.stdout.write(JSON.stringify(s, null, 2) + '\n');
       return;
@@ -81,7 +82,7 @@ async function runAndReport(opts: TrainOptions, progress: boolean, json: boolean
         (s.averageEvalThroughput > 0 ? `; eval ${(s.averageEvalThroughput / 1e6).toFixed(2)}M samples/s` : ''),
     ];
     if (s.checkpointPath) lines.push(`model saved to ${s.checkpointPath}`);
-    if (s.info.rank === 0) process.stdout.write(lines.join('\n') + '\n');
+    process.stdout.write(lines.join('\n') + '\n');
   } finally {
     process.removeListener('SIGINT', onSignal);
   }
