@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -136,6 +137,10 @@ class Backend {
   // y = x + row for each row of x, then ReLU if relu (y may be x).
   virtual void add_row(Mat x, const float* row, Mat y, bool relu) = 0;
   virtual void fill_u32(uint32_t* dst, uint32_t value, size_t n) = 0;
+  // Calls fn(begin, end) for consecutive tiles of [0, n). The CPU runs tiles on its threads at
+  // once, each tile's ops then running single-threaded (so a tile's data stays in that core's
+  // cache); the GPU runs them in order, each op using the whole device.
+  virtual void parallel_tiles(int64_t n, int64_t tile, const std::function<void(int64_t, int64_t)>& fn) = 0;
   // out[4i..4i+3] = Philox4x32-10 block of counters[4i..4i+3] under key (the self-test checks the
   // device's cuRAND-based generator against the host's).
   virtual void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) = 0;

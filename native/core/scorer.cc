@@ -42,6 +42,7 @@ Scorer::Scorer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const s
   std::iota(iota.begin(), iota.end(), 0u);
   all_items_ = BackendArray<uint32_t>(*be_, iota.data(), I);
   host_logits_.resize(std::max<size_t>(I, size_t(opt_.max_rows)));
+  if (opt_.catalog_tile <= 0) opt_.catalog_tile = be_->info().name == "cpu" ? 512 : int(I);
   be_->sync();
 }
 
@@ -88,18 +89,23 @@ void Scorer::set_seen(std::vector<uint32_t> offsets, std::vector<uint32_t> items
 void Scorer::catalog_logits(uint32_t user) {
   const Network& net = net_f32_ ? *net_f32_ : *net_;
   const int half = cfg_.mlp_embed_dim();
-  const uint32_t I = cfg_.n_items;
+  const int64_t I = cfg_.n_items;
   Activations& a = *catalog_;
-  // User part of layer 1, then z1 = relu(item part + user part) for every item.
+  // User part of layer 1, once.
   const Mat user_row{const_cast<float*>(net.tables().mlp_user + size_t(user) * size_t(half)), DType::F32, 1, half};
   be_->matmul_nt(user_row, net.layer(0).w, cfg_.layers[0], Mat{user_part_.get(), DType::F32, 1, cfg_.layers[1]});
-  be_->add_row(item_part_.mat, user_part_.get(), a.act[0].mat, true);
+  be_->fill_u32(a.users.get(), user, size_t(I));
   const Dropout none;
-  for (int l = 1; l < cfg_.hidden_layers(); ++l) be_->linear_forward(a.act[size_t(l - 1)].mat, net.layer(l), none, a.act[size_t(l)].mat);
-  // GMF values of (user, every item), then the output unit.
-  be_->fill_u32(a.users.get(), user, I);
-  be_->embed_forward(net.tables(), a.users.get(), all_items_.get(), int(I), a.gmf.mat, Mat{});
-  be_->head_forward(a.gmf.mat, a.act.back().mat, net.head(), a.logits.get());
+  be_->parallel_tiles(I, opt_.catalog_tile, [&](int64_t t0, int64_t t1) {
+    const int64_t n = t1 - t0;
+    // z1 = relu(item part + user part), then the remaining layers, for this tile of items.
+    be_->add_row(item_part_.mat.rows_from(t0, n), user_part_.get(), a.act[0].mat.rows_from(t0, n), true);
+    for (int l = 1; l < cfg_.hidden_layers(); ++l)
+      be_->linear_forward(a.act[size_t(l - 1)].mat.rows_from(t0, n), net.layer(l), none, a.act[size_t(l)].mat.rows_from(t0, n));
+    // GMF values of (user, each item of the tile), then the output unit.
+    be_->embed_forward(net.tables(), a.users.get(), all_items_.get() + t0, int(n), a.gmf.mat.rows_from(t0, n), Mat{});
+    be_->head_forward(a.gmf.mat.rows_from(t0, n), a.act.back().mat.rows_from(t0, n), net.head(), a.logits.get() + t0);
+  });
 }
 
 void Scorer::select_top_k(uint32_t user, const float* logits, const uint32_t* items, size_t n, int k,

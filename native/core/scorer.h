@@ -21,6 +21,9 @@ struct ScorerOptions {
   bool half = false;   // fp16 GEMMs for pair scoring (CUDA)
   bool tf32 = true;    // TF32 for fp32 GEMMs (CUDA)
   int max_rows = 1 << 16;  // pairs per forward pass
+  // Items per tile of full-catalog scoring; 0 picks one tile on a GPU and 512 on the CPU, where
+  // each thread takes whole tiles through every layer, so a tile stays in that core's cache.
+  int catalog_tile = 0;
 };
 
 class Scorer {

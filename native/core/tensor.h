@@ -21,6 +21,10 @@ struct Mat {
   size_t bytes() const { return size_t(rows) * size_t(cols) * dtype_size(dtype); }
   // The first n rows of this matrix.
   Mat head(int64_t n) const { return Mat{data, dtype, n, cols}; }
+  // Rows [begin, begin + n) of this matrix.
+  Mat rows_from(int64_t begin, int64_t n) const {
+    return Mat{static_cast<char*>(data) + size_t(begin) * size_t(cols) * dtype_size(dtype), dtype, n, cols};
+  }
   bool empty() const { return data == nullptr; }
 };
 

@@ -1,6 +1,7 @@
 // CPU backend: memory, description and the factory. The ops are in the files named after them.
 #include "cpu_backend.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -70,6 +71,14 @@ void CpuBackend::zero(void* dst, size_t bytes) {
 
 void CpuBackend::fill_u32(uint32_t* dst, uint32_t value, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = value;
+}
+
+void CpuBackend::parallel_tiles(int64_t n, int64_t tile, const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t tiles = (n + tile - 1) / tile;
+  // Ops called from inside a pool thread run on that thread alone (ThreadPool::parallel_for).
+  pool_.parallel_for(tiles, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) fn(t * tile, std::min(n, (t + 1) * tile));
+  });
 }
 
 void require_f32(const Mat& m, const char* what) {

@@ -48,6 +48,7 @@ class CpuBackend final : public Backend {
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
   void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) override;
+  void parallel_tiles(int64_t n, int64_t tile, const std::function<void(int64_t, int64_t)>& fn) override;
 
   ThreadPool& pool() { return pool_; }
 

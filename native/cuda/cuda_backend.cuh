@@ -56,6 +56,9 @@ class CudaBackend final : public Backend {
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
   void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) override;
+  void parallel_tiles(int64_t n, int64_t tile, const std::function<void(int64_t, int64_t)>& fn) override {
+    for (int64_t t0 = 0; t0 < n; t0 += tile) fn(t0, t0 + tile < n ? t0 + tile : n);
+  }
 
  private:
   int device_;
