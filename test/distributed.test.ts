@@ -48,6 +48,21 @@ t.test('mpirun -np 2 trains exactly like one process', { skip: haveMpi ? false :
   t.ok(moved > p1.length / 2);
 });
 
+t.test('--distributed with one rank goes through MPI and changes nothing', { skip: haveMpi ? false : 'mpirun is not installed' }, async (t) => {
+  const home = tmpdir();
+  const dir = tmpdir();
+  const { dir: data } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 1 });
+  const args = (ck: string) => ['train', '--data', data, '-b', '4096', '-e', '2', '--eval-after', '0', '--seed', '5', '--threads', '1', '--backend', 'cpu', '--checkpoint-dir', ck, '--log-path', path.join(ck, 'log.json'), '--json'];
+  const plain = run(process.execPath, [CLI, ...args(path.join(dir, 'plain'))], home);
+  const viaMpi = run('mpirun', ['-np', '1', process.execPath, CLI, ...args(path.join(dir, 'mpi')), '--distributed'], home);
+  t.equal(viaMpi.status, 0, viaMpi.stderr);
+  const a = JSON.parse(plain.stdout), b = JSON.parse(viaMpi.stdout);
+  t.match(b.info.communicator, /^mpi /);
+  t.equal(a.info.communicator, 'none');
+  t.same(b.epochs.map((e: { loss: number }) => e.loss), a.epochs.map((e: { loss: number }) => e.loss), 'identical losses');
+  t.same(Array.from(loadModel(path.join(dir, 'mpi', 'last.safetensors')).params), Array.from(loadModel(path.join(dir, 'plain', 'last.safetensors')).params), 'identical parameters');
+});
+
 t.test('ranks that load different datasets are stopped', { skip: haveMpi ? false : 'mpirun is not installed' }, async (t) => {
   const home = tmpdir();
   const dir = tmpdir();

@@ -52,6 +52,7 @@ function trainOptionsFrom(o: Record<string, unknown>): TrainOptions {
     resume: !!o.resume,
     threads: o.threads as number | undefined,
     tf32: o.tf32 as boolean,
+    distributed: !!o.distributed,
   };
 }
 
@@ -113,6 +114,7 @@ export function registerTrain(program: Command): void {
     .option('--eval-after <n>', 'evaluate after every epoch numbered above this', intArg(0), 8)
     .option('--resume', 'continue from the state saved in --checkpoint-dir')
     .option('--xla', 'accepted for compatibility with the reference; the CUDA backend is already fused')
+    .option('--distributed', 'use MPI / NCCL even in one process (to check that path)')
     .option('--json', 'print the summary as JSON');
   addModelOptions(cmd).action(
     action(async (o: Record<string, unknown>) => {

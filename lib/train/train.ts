@@ -71,7 +71,7 @@ export async function buildTrainer(
       backend,
       device: o.device ?? ranks.localRank,
       threads: o.threads,
-      distributed: ranks.size > 1,
+      distributed: ranks.size > 1 || o.distributed,
       model: config,
       train: {
         batchSize: o.batchSize, negatives: o.negativeSamples, verifyNegatives: !o.negTrick, lr: o.learningRate,
@@ -93,7 +93,7 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
     if (root) run.emit('log', msg);
   };
   const native = addon();
-  if (ranks.size > 1) {
+  if (ranks.size > 1 || o.distributed) {
     const world = native.initDistributed();
     if (world.size !== ranks.size || world.rank !== ranks.rank)
       throw new BackendError(

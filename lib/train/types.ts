@@ -61,6 +61,11 @@ export interface TrainOptions {
   threads?: number;
   /** TF32 Tensor Cores for fp32 GEMMs on the GPU (default true). */
   tf32?: boolean;
+  /**
+   * Use the communicator (MPI, or NCCL on GPUs) even in a single process, to check that path
+   * against the plain one. Multi-process launches always use it.
+   */
+  distributed?: boolean;
   /** Options for preparing `data` when it is not prepared yet. */
   prepare?: Omit<PrepareOptions, 'onProgress' | 'signal'>;
 }

@@ -184,7 +184,7 @@ EvalStats Trainer::evaluate() {
   const auto t0 = std::chrono::steady_clock::now();
   Activations& a = eval_act_ ? *eval_act_ : *train_act_;
   const int L = eval_host_.list_len;
-  const uint32_t per_batch = uint32_t(std::max(1, a.rows / L));
+  const uint32_t per_batch = uint32_t(std::max(1, std::min(opt_.valid_users_per_batch, a.rows / L)));
   be_->zero(eval_sums_.get(), sizeof(EvalSums));
   for (uint32_t u = 0; u < eval_host_.n_users; u += per_batch) {
     const uint32_t nu = std::min(per_batch, eval_host_.n_users - u);

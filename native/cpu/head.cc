@@ -11,11 +11,17 @@
 namespace ncf {
 
 namespace {
-inline float head_logit(const float* gmf, const float* mlp, const HeadParams& p) {
-  float z = p.b[0];
-  for (int j = 0; j < p.factors; ++j) z += p.w[j] * gmf[j];
-  for (int j = 0; j < p.mlp_width; ++j) z += p.w[p.factors + j] * mlp[j];
-  return z;
+// Written over local pointers, with OpenMP simd reductions (no OpenMP runtime: -fopenmp-simd),
+// so the compiler vectorises both dot products.
+inline float head_logit(const float* __restrict gmf, const float* __restrict mlp, const HeadParams& p) {
+  const float* __restrict w = p.w;
+  const int f = p.factors, m = p.mlp_width;
+  float zg = 0.0f, zm = 0.0f;
+#pragma omp simd reduction(+ : zg)
+  for (int j = 0; j < f; ++j) zg += w[j] * gmf[j];
+#pragma omp simd reduction(+ : zm)
+  for (int j = 0; j < m; ++j) zm += w[f + j] * mlp[j];
+  return p.b[0] + zg + zm;
 }
 }  // namespace
 

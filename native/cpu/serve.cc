@@ -24,11 +24,16 @@ void CpuBackend::add_row(Mat x, const float* row, Mat y, bool relu) {
   pool_.parallel_for(
       x.rows,
       [&](int64_t b, int64_t e, int) {
-        for (int64_t i = b; i < e; ++i)
-          for (int64_t j = 0; j < c; ++j) {
-            const float v = xp[i * c + j] + row[j];
-            yp[i * c + j] = relu ? std::max(v, 0.0f) : v;
-          }
+        const float* __restrict r = row;  // locals: lets the compiler vectorise the row loop
+        const bool rl = relu;
+        for (int64_t i = b; i < e; ++i) {
+          const float* __restrict xi = xp + i * c;
+          float* __restrict yi = yp + i * c;
+          if (rl)
+            for (int64_t j = 0; j < c; ++j) yi[j] = std::max(xi[j] + r[j], 0.0f);
+          else
+            for (int64_t j = 0; j < c; ++j) yi[j] = xi[j] + r[j];
+        }
       },
       64);
 }
