@@ -91,6 +91,7 @@ t.test('prepare ml-1m: a failed download names both ways out', async (t) => {
   t.teardown(() => {
     process.env.NCF_NATIVE_HOME = saved;
   });
+  t.ok(saved, 'the tests run with their own cache (test/helpers.ts)');
   const s = await serve();
   t.teardown(s.close);
   const e = await prepare('ml-1m', { mirror: `${s.url}/missing/` }).catch((x: unknown) => x);

@@ -7,6 +7,9 @@ import * as zlib from 'node:zlib';
 
 export const CLI = path.join(__dirname, '..', 'bin', 'ncf-native.js');
 
+// Every test process gets its own cache folder, so tests never touch the user's cache.
+process.env.NCF_NATIVE_HOME ??= fs.mkdtempSync(path.join(os.tmpdir(), 'ncf-test-home-'));
+
 export function tmpdir(prefix = 'ncf-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

@@ -3,6 +3,7 @@
 import t from 'tap';
 
 import { selftest } from '../lib/selftest/selftest';
+import './helpers';
 
 t.test('selftest --device cpu: every check passes', async (t) => {
   const r = await selftest('cpu');
