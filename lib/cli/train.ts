@@ -118,6 +118,7 @@ export function registerTrain(program: Command): void {
     .option('--json', 'print the summary as JSON');
   addModelOptions(cmd).action(
     action(async (o: Record<string, unknown>) => {
+      if (o.xla) process.stderr.write('note: --xla has no effect (the CUDA backend already runs fused kernels)\n');
       await runAndReport(trainOptionsFrom(o), o.progress !== false, !!o.json);
     }),
   );

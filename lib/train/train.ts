@@ -157,6 +157,15 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
         `${info.parameters} parameters; ${info.backend} (${info.device}${info.backend === 'cpu' ? `, ${info.threads} threads, ${info.blas}` : ''})` +
         `${info.worldSize > 1 ? `, ${info.worldSize} ranks over ${info.communicator}` : ''}; seed ${info.seed}`,
     );
+    if (o.verbose) {
+      const perRank = Math.ceil(o.batchSize / info.worldSize);
+      log(
+        `batch ${o.batchSize} (${perRank} per rank), ${info.stepsPerEpoch} steps of ${info.samplesPerEpoch} samples per epoch; ` +
+          `${o.amp && info.backend === 'cuda' ? `fp16 with ${o.lossScale ? `static loss scale ${o.lossScale}` : 'dynamic loss scaling'}` : info.backend === 'cuda' ? (o.tf32 ? 'TF32' : 'fp32') : 'fp32'}; ` +
+          `negatives ${o.negTrick ? 'unverified (shortcut)' : 'verified'}; data ${dataset.dir} (fingerprint ${ti.fingerprint}); ` +
+          `backend memory ${(ti.peakMemory / 2 ** 20).toFixed(0)} MiB`,
+      );
+    }
     if (info.stepsPerEpoch < 10 && o.mode === 'train')
       log(`note: only ${info.stepsPerEpoch} steps per epoch with batch ${o.batchSize}; a smaller batch usually trains better on ${info.dataset}`);
     logger?.log('PARAMETER', { ...o, data: dataset.dir, seed: info.seed, world_size: info.worldSize, backend: info.backend });
@@ -220,7 +229,7 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
       }
       reports.push(report);
       run.emit('epoch', report);
-      log(formatEpoch(report, o.topk));
+      log(formatEpoch(report, o.topk) + (o.verbose ? `  loss scale ${report.lossScale}  peak memory ${(trainer.info.peakMemory / 2 ** 20).toFixed(0)} MiB` : ''));
       logger?.log([e], {
         train_time: report.trainSeconds, loss: report.loss, train_throughput: report.samplesPerSecond,
         ...(report.evaluated ? { eval_time: report.evalSeconds, [`hr@${o.topk}`]: report.hr, ndcg: report.ndcg } : {}),

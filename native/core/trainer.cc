@@ -35,6 +35,14 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
     bad("valid negatives must be in 1.." + std::to_string(data.stored_negatives) +
         " (the number of test negatives the dataset was prepared with)");
   if (data.n_pos == 0) fail(ErrorCode::EmptyData, "the dataset has no training interactions");
+  // A damaged cache must fail here, not read out of bounds in a kernel.
+  if (data.offsets[0] != 0 || data.offsets[data.n_users] != data.n_pos)
+    fail(ErrorCode::InvalidArgument, "the dataset's user offsets do not cover its interactions");
+  for (uint32_t u = 0; u < data.n_users; ++u)
+    if (data.offsets[u + 1] < data.offsets[u] || data.test_items[u] >= data.n_items)
+      fail(ErrorCode::InvalidArgument, "the dataset is damaged at user " + std::to_string(u));
+  for (size_t i = 0; i < size_t(data.n_users) * size_t(data.stored_negatives); ++i)
+    if (data.test_negatives[i] >= data.n_items) fail(ErrorCode::InvalidArgument, "the dataset has a test negative beyond its items");
   if (cfg_.n_users != data.n_users || cfg_.n_items != data.n_items) bad("model and dataset disagree on users/items");
   be_->set_tf32(opt_.tf32);
 
