@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import { type BackendChoice, resolveBackend } from '../backend';
 import { loadModel, paramCount, type ModelConfig } from '../model/checkpoint';
 import { addon, type NativeModel } from '../native';
+import { Rng } from '../util/random';
 import { latencyStats, type LatencyStats } from './stats';
 
 export interface InferBenchOptions {
@@ -27,30 +28,6 @@ export interface InferBenchOptions {
 
 const ML20M: ModelConfig = { nUsers: 138493, nItems: 26744, factors: 64, layers: [256, 256, 128, 64], dropout: 0.5 };
 
-function randomParams(n: number, seed: number): Float32Array {
-  const p = new Float32Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    p[i] = ((x >>> 0) / 4294967296 - 0.5) * 0.1;
-  }
-  return p;
-}
-
-function randomIndices(n: number, bound: number, seed: number): Uint32Array {
-  const a = new Uint32Array(n);
-  let x = seed >>> 0 || 7;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    a[i] = (x >>> 0) % bound;
-  }
-  return a;
-}
-
 function fmtMs(s: number): string {
   return (s * 1000).toFixed(3);
 }
@@ -65,7 +42,7 @@ export async function benchInfer(b: InferBenchOptions): Promise<Record<string, u
     config = ck.config;
     params = ck.params;
   } else {
-    params = randomParams(paramCount(config), 1);
+    params = new Rng(1).f32(paramCount(config), -0.05, 0.05);
   }
   const precisions = b.precisions ?? (backend.name === 'cuda' ? ['fp32', 'tf32', 'fp16'] : ['fp32']);
   const maxBatch = Math.max(...b.batchSizes);
@@ -83,7 +60,8 @@ export async function benchInfer(b: InferBenchOptions): Promise<Record<string, u
       device = model.info.device + (backend.name === 'cpu' ? `, ${model.info.threads} threads, ${model.info.blas}` : '');
       if (results.length === 0) b.print(`device: ${device}`);
       for (const batch of b.batchSizes) {
-        const users = randomIndices(batch, config.nUsers, batch), items = randomIndices(batch, config.nItems, batch + 1);
+        const rng = new Rng(batch);
+        const users = rng.u32s(batch, config.nUsers), items = rng.u32s(batch, config.nItems);
         const probe = await model.benchResident(users, items, 1);
         const iters = Math.max(3, Math.min(500, Math.ceil(b.seconds / Math.max(probe[0], 1e-6))));
         const st = latencyStats(await model.benchResident(users, items, iters));
@@ -96,7 +74,7 @@ export async function benchInfer(b: InferBenchOptions): Promise<Record<string, u
       }
       if (!topk && b.topkUsers > 0) {
         // One user's top-10 over the whole catalog, request by request, as a service would call it.
-        const users = randomIndices(b.topkUsers + 5, config.nUsers, 99);
+        const users = new Rng(99).u32s(b.topkUsers + 5, config.nUsers);
         const times: number[] = [];
         for (let i = 0; i < users.length; i++) {
           const t0 = process.hrtime.bigint();

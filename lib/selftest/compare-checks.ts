@@ -7,7 +7,7 @@
 import type { NativeOpRunner } from '../native';
 import { type Check, check, property } from './check';
 import { tinyCsr } from './cpu-checks';
-import { Rng, exactlyEqual, relError } from './random';
+import { Rng, exactlyEqual, relError } from '../util/random';
 
 export const TOLERANCE = { fp32: 1e-5, tf32: 1e-2, fp16: 2e-2 } as const;
 export type GemmPrecision = keyof typeof TOLERANCE;

@@ -6,7 +6,7 @@
 import type { NativeOpRunner } from '../native';
 import { type Check, check, property } from './check';
 import { affine, bce, sigmoid } from './reference';
-import { Rng, relError } from './random';
+import { centralDifference, Rng, relError } from '../util/random';
 
 /** Published Philox4x32-10 test vectors (Random123's kat_vectors). */
 export function philoxKat(r: NativeOpRunner): Check {
@@ -185,18 +185,11 @@ export function linearChecks(r: NativeOpRunner): Check[] {
     for (let i = 0; i < yy.length; i++) s += yy[i] * R[i];
     return s;
   };
-  const fd = (buf: Float32Array, i: number, f: () => number, hstep = 1e-3) => {
-    const keep = buf[i];
-    buf[i] = keep + hstep;
-    const up = f();
-    buf[i] = keep - hstep;
-    const down = f();
-    buf[i] = keep;
-    return (up - down) / (2 * hstep);
-  };
-  const numW = Array.from({ length: w.length }, (_, i) => fd(w, i, () => loss(x, w, b)));
-  const numB = Array.from({ length: b.length }, (_, i) => fd(b, i, () => loss(x, w, b)));
-  const numX = Array.from({ length: x.length }, (_, i) => fd(x, i, () => loss(x, w, b)));
+  // Pre-activations are at least 0.02 from the ReLU kink, so a step of 1e-3 never crosses it.
+  const fd = (buf: Float32Array, i: number) => centralDifference(buf, i, () => loss(x, w, b), 1e-3);
+  const numW = Array.from({ length: w.length }, (_, i) => fd(w, i));
+  const numB = Array.from({ length: b.length }, (_, i) => fd(b, i));
+  const numX = Array.from({ length: x.length }, (_, i) => fd(x, i));
   checks.push(check('linear_backward vs finite differences', 'fp32', Math.max(relError(bk.gradW, numW, 1e-2), relError(bk.gradB, numB, 1e-2), relError(bk.dx!, numX, 1e-2)), 2e-3));
   return checks;
 }
@@ -233,16 +226,7 @@ export function headChecks(r: NativeOpRunner): Check[] {
     }
   }
   const meanLoss = () => r.headForwardBackward({ gmf, mlp, w, b, factors: f, labels, gradScale: scale }).lossSum * scale;
-  const fd = (buf: Float32Array, i: number) => {
-    const keep = buf[i];
-    const hstep = 1e-2;
-    buf[i] = keep + hstep;
-    const up = meanLoss();
-    buf[i] = keep - hstep;
-    const down = meanLoss();
-    buf[i] = keep;
-    return (up - down) / (2 * hstep);
-  };
+  const fd = (buf: Float32Array, i: number) => centralDifference(buf, i, meanLoss, 1e-2);
   const numW = Array.from({ length: w.length }, (_, i) => fd(w, i));
   const numG = Array.from({ length: gmf.length }, (_, i) => fd(gmf, i));
   const numM = Array.from({ length: mlp.length }, (_, i) => fd(mlp, i));

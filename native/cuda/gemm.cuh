@@ -36,6 +36,27 @@ struct GemmCall {
   const void* bias = nullptr;  // [n] of c_type, added to every row of C (ReluBias)
 };
 
+// C[m x n] (ldc) = op(A) (lda) op(B) (ldb), with no epilogue.
+inline GemmCall gemm_call(int m, int n, int k, const void* a, DType a_type, int lda, bool trans_a, const void* b,
+                          DType b_type, int ldb, bool trans_b, void* c, DType c_type, int ldc) {
+  GemmCall g;
+  g.trans_a = trans_a;
+  g.trans_b = trans_b;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = a;
+  g.a_type = a_type;
+  g.lda = lda;
+  g.b = b;
+  g.b_type = b_type;
+  g.ldb = ldb;
+  g.c = c;
+  g.c_type = c_type;
+  g.ldc = ldc;
+  return g;
+}
+
 class GemmRunner {
  public:
   GemmRunner();

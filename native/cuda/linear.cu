@@ -81,21 +81,9 @@ void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d,
   use_device(device_);
   const bool half = x.dtype == DType::F16;
   if (half && (!p.w_half || !p.b_half)) fail(ErrorCode::InvalidArgument, "linear_forward: fp16 activations need fp16 weights");
-  GemmCall g;
-  g.trans_a = false;
-  g.trans_b = true;
-  g.m = n;
-  g.n = p.out;
-  g.k = p.in;
-  g.a = x.data;
-  g.a_type = x.dtype;
-  g.lda = p.in;
-  g.b = half ? p.w_half : p.w;
-  g.b_type = x.dtype;
-  g.ldb = p.in;
-  g.c = y.data;
-  g.c_type = y.dtype;
-  g.ldc = p.out;
+  // y [n x out] = x [n x in] W^T, W [out x in]
+  GemmCall g = gemm_call(n, p.out, p.in, x.data, x.dtype, p.in, false, half ? p.w_half : p.w, x.dtype, p.in, true, y.data,
+                         y.dtype, p.out);
   g.epilogue = Epilogue::ReluBias;
   g.bias = half ? p.b_half : p.b;  // the epilogue's bias has the output's type
   const float* bias_in_kernel = nullptr;
@@ -126,37 +114,14 @@ void CudaBackend::linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, c
       dy.data, y.data, dy.dtype, n, p.out, d.active ? d.scale : 1.0f, rows_per_block, grad_b);
   NCF_LAUNCHED();
   const bool half = dy.dtype == DType::F16;
-  GemmCall gw;  // grad_w [out x in] = dz^T [out x n] x [n x in]
-  gw.trans_a = true;
-  gw.trans_b = false;
-  gw.m = p.out;
-  gw.n = p.in;
-  gw.k = n;
-  gw.a = dy.data;
-  gw.a_type = dy.dtype;
-  gw.lda = p.out;
-  gw.b = x.data;
-  gw.b_type = x.dtype;
-  gw.ldb = p.in;
-  gw.c = grad_w;
-  gw.c_type = DType::F32;
-  gw.ldc = p.in;
-  gemm_->run(gw, stream_);
+  // grad_w [out x in] = dz^T [out x n] x [n x in], accumulated and stored in fp32
+  gemm_->run(gemm_call(p.out, p.in, n, dy.data, dy.dtype, p.out, true, x.data, x.dtype, p.in, false, grad_w, DType::F32, p.in),
+             stream_);
   if (dx.empty()) return;
-  GemmCall gx;  // dx [n x in] = dz [n x out] W [out x in]
-  gx.m = n;
-  gx.n = p.in;
-  gx.k = p.out;
-  gx.a = dy.data;
-  gx.a_type = dy.dtype;
-  gx.lda = p.out;
-  gx.b = half ? p.w_half : p.w;
-  gx.b_type = dy.dtype;
-  gx.ldb = p.in;
-  gx.c = dx.data;
-  gx.c_type = dx.dtype;
-  gx.ldc = p.in;
-  gemm_->run(gx, stream_);
+  // dx [n x in] = dz [n x out] W [out x in]
+  gemm_->run(gemm_call(n, p.in, p.out, dy.data, dy.dtype, p.out, false, half ? p.w_half : p.w, dy.dtype, p.in, false, dx.data,
+                       dx.dtype, p.in),
+             stream_);
 }
 
 }  // namespace ncf::cuda

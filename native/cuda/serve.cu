@@ -18,19 +18,10 @@ __global__ void add_row_kernel(const float* x, const float* row, float* y, int64
 void CudaBackend::matmul_nt(Mat a, const float* w, int ldw, Mat out) {
   if (a.rows <= 0) return;
   use_device(device_);
-  GemmCall g;  // out [rows x outCols] = a [rows x in] W[:, :in]^T
-  g.trans_a = false;
-  g.trans_b = true;
-  g.m = int(a.rows);
-  g.n = int(out.cols);
-  g.k = int(a.cols);
-  g.a = a.data;
-  g.lda = int(a.cols);
-  g.b = w;
-  g.ldb = ldw;
-  g.c = out.data;
-  g.ldc = int(out.cols);
-  gemm_->run(g, stream_);
+  // out [rows x outCols] = a [rows x in] W[:, :in]^T
+  gemm_->run(gemm_call(int(a.rows), int(out.cols), int(a.cols), a.data, DType::F32, int(a.cols), false, w, DType::F32, ldw, true,
+                       out.data, DType::F32, int(out.cols)),
+             stream_);
 }
 
 void CudaBackend::add_row(Mat x, const float* row, Mat y, bool relu) {

@@ -1,4 +1,4 @@
-/** Deterministic random inputs for the self-test (xorshift32; values in a chosen range). */
+/** Deterministic random inputs for the self-test and the benchmarks (xorshift32). */
 export class Rng {
   private x: number;
   constructor(seed: number) {
@@ -46,4 +46,18 @@ export function exactlyEqual(a: ArrayLike<number>, b: ArrayLike<number>): boolea
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
   return true;
+}
+
+/**
+ * Central finite difference of f with respect to buf[i]: (f(x + h) - f(x - h)) / 2h, restoring
+ * buf[i] afterwards.
+ */
+export function centralDifference(buf: Float32Array, i: number, f: () => number, h: number): number {
+  const keep = buf[i];
+  buf[i] = keep + h;
+  const up = f();
+  buf[i] = keep - h;
+  const down = f();
+  buf[i] = keep;
+  return (up - down) / (2 * h);
 }
