@@ -121,6 +121,8 @@ export interface TrainerInfo {
   samplesPerEpoch: number;
   fingerprint: string;
   peakMemory: number;
+  /** The GPU's memory in bytes (0 on the CPU). */
+  deviceMemory: number;
 }
 
 export interface NativeTrainer {

@@ -85,7 +85,7 @@ export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
     }
     const peak = trainer.info.peakMemory;
     figures.peakMemoryBytes = peak;
-    print(`peak memory: ${gib(peak)}${info.backend === 'cpu' ? ' (host arrays)' : ''}`);
+    print(`peak memory: ${gib(peak)}${info.backend === 'cpu' ? ' (host arrays)' : ` of ${gib(info.deviceMemory)} on the GPU`}`);
   } finally {
     trainer.close();
   }

@@ -91,11 +91,6 @@ export class Dataset {
     if (i === undefined) throw new InvalidArgumentError(`unknown item id ${id} (not in dataset ${this.meta.name})`, 'item');
     return i;
   }
-
-  hasUser(id: number): boolean {
-    this.userIndex ??= indexMap(this.userIds);
-    return this.userIndex.has(id);
-  }
 }
 
 function indexMap(ids: Float64Array): Map<number, number> {
