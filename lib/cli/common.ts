@@ -6,6 +6,7 @@
 import { InvalidArgumentError as CommanderArgError } from 'commander';
 
 import type { PrepareEvent } from '../data/prepare';
+import { detectRanks, type RankInfo } from '../dist/ranks';
 import { NcfError } from '../errors';
 import { addon } from '../native';
 import { ProgressBar, humanBytes, humanCount } from '../util/progress';
@@ -48,8 +49,13 @@ function usageLike(err: unknown): boolean {
 /** Prints an error as "ncf-native: <message>" and sets the exit code; aborts MPI jobs. */
 export function reportError(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
-  const rank = process.env.OMPI_COMM_WORLD_RANK ?? process.env.PMI_RANK ?? process.env.SLURM_PROCID ?? process.env.RANK;
-  const who = rank !== undefined && (process.env.OMPI_COMM_WORLD_SIZE ?? process.env.PMI_SIZE ?? process.env.SLURM_NTASKS ?? process.env.WORLD_SIZE) !== '1' ? ` (rank ${rank})` : '';
+  let ranks: RankInfo | undefined;
+  try {
+    ranks = detectRanks();
+  } catch {
+    ranks = undefined; // a malformed launcher variable is the error being reported
+  }
+  const who = ranks && ranks.size > 1 ? ` (rank ${ranks.rank})` : '';
   process.stderr.write(`ncf-native${who}: error: ${message}\n`);
   if (process.env.NCF_NATIVE_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
   const code = usageLike(err) ? EXIT_USAGE : EXIT_FAILURE;

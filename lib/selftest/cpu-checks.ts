@@ -58,21 +58,18 @@ export function sampleChecks(r: NativeOpRunner): Check[] {
   const other = r.sampleBatch({ ...base, epoch: 4, verify: false, pos0: 0, n: N });
   const reshuffled = other.users.some((u, i) => u !== all.users[i]);
   const verified = r.sampleBatch({ ...base, verify: true, pos0: 0, n: N });
-  let clean = true;
-  for (let i = 0; i < N; i++) {
-    if (verified.labels[i] === 1) continue;
-    const u = verified.users[i];
-    for (let j = csr.offsets[u]; j < csr.offsets[u + 1]; j++) if (csr.items[j] === verified.items[i]) clean = false;
-  }
-  const unverifiedHits = (() => {
+  // Negatives whose item is among their user's training items.
+  const seenNegatives = (b: { users: Uint32Array; items: Uint32Array; labels: Float32Array }) => {
     let hits = 0;
-    for (let i = 0; i < N; i++) {
-      if (all.labels[i] === 1) continue;
-      const u = all.users[i];
-      for (let j = csr.offsets[u]; j < csr.offsets[u + 1]; j++) if (csr.items[j] === all.items[i]) hits++;
+    for (let i = 0; i < b.labels.length; i++) {
+      if (b.labels[i] === 1) continue;
+      const u = b.users[i];
+      for (let j = csr.offsets[u]; j < csr.offsets[u + 1]; j++) if (csr.items[j] === b.items[i]) hits++;
     }
     return hits;
-  })();
+  };
+  const clean = seenNegatives(verified) === 0;
+  const unverifiedHits = seenNegatives(all);
   return [
     property('sample_batch: an epoch holds every positive once', positivesOnce),
     property('sample_batch: 4 negatives per positive, same user', usersOk),

@@ -215,17 +215,19 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
           bestNdcg = ev.ndcg;
           bestEpoch = e + 1;
           report.best = true;
-          if (root && modelPath) {
-            saveModel(modelPath, await trainer.getParams(), ckInfo({ epoch: e + 1, hr: ev.hr, ndcg: ev.ndcg }));
-            checkpointPath = modelPath;
-          }
         }
         if (ev.hr >= o.target && firstEpochToHit === undefined) firstEpochToHit = e + 1;
       }
-      if (root && lastPath) {
-        saveModel(lastPath, await trainer.getParams(), ckInfo({ epoch: e + 1 }));
-        const s = await trainer.getOptimizerState();
-        saveOptimizer(optimizerPath(lastPath), { ...s, epoch: e });
+      if (root && (lastPath || (modelPath && report.best))) {
+        const params = await trainer.getParams();
+        if (modelPath && report.best) {
+          saveModel(modelPath, params, ckInfo({ epoch: e + 1, hr: report.hr, ndcg: report.ndcg }));
+          checkpointPath = modelPath;
+        }
+        if (lastPath) {
+          saveModel(lastPath, params, ckInfo({ epoch: e + 1 }));
+          saveOptimizer(optimizerPath(lastPath), { ...(await trainer.getOptimizerState()), epoch: e });
+        }
       }
       reports.push(report);
       run.emit('epoch', report);

@@ -41,6 +41,8 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
   for (uint32_t u = 0; u < data.n_users; ++u)
     if (data.offsets[u + 1] < data.offsets[u] || data.test_items[u] >= data.n_items)
       fail(ErrorCode::InvalidArgument, "the dataset is damaged at user " + std::to_string(u));
+  for (uint64_t i = 0; i < data.n_pos; ++i)
+    if (data.items[i] >= data.n_items) fail(ErrorCode::InvalidArgument, "the dataset has an item index beyond its item count");
   for (size_t i = 0; i < size_t(data.n_users) * size_t(data.stored_negatives); ++i)
     if (data.test_negatives[i] >= data.n_items) fail(ErrorCode::InvalidArgument, "the dataset has a test negative beyond its items");
   if (cfg_.n_users != data.n_users || cfg_.n_items != data.n_items) bad("model and dataset disagree on users/items");

@@ -320,8 +320,6 @@ Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
         arrays->test_items.size() != cfg.n_users ||
         arrays->test_negatives.size() != size_t(cfg.n_users) * size_t(stored))
       fail(ErrorCode::InvalidArgument, "the dataset arrays do not match its user count");
-    for (uint32_t v : arrays->items)
-      if (v >= cfg.n_items) fail(ErrorCode::InvalidArgument, "the dataset has an item index beyond its item count");
     // MPI is started here, on the main thread; the trainer is built on a worker.
     if (distributed) mpi_world();
     auto built = std::make_shared<std::unique_ptr<Trainer>>();
