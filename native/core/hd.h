@@ -5,6 +5,9 @@
 
 #if defined(__CUDACC__)
 #define NCF_HD __host__ __device__ __forceinline__
+#elif defined(NCF_CUDA_EMULATION)
+// The emulated CUDA backend (native/emu) keeps its own copies, apart from the addon's.
+#define NCF_HD static inline
 #else
 #define NCF_HD inline
 #endif

@@ -14,6 +14,8 @@
 
 #if defined(__CUDACC__)
 #include <curand_kernel.h>
+#elif defined(NCF_CUDA_EMULATION)
+#include <curand_philox4x32_x.h>  // cuRAND's own Philox, compiled for the host by the emulator
 #endif
 
 namespace ncf {
@@ -31,7 +33,7 @@ NCF_HD U32x4 philox_round(U32x4 c, uint32_t k0, uint32_t k1) {
 }
 
 NCF_HD U32x4 philox4x32_10(U32x4 ctr, uint64_t key) {
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) || defined(NCF_CUDA_EMULATION)
   const uint4 r = curand_Philox4x32_10(make_uint4(ctr.x, ctr.y, ctr.z, ctr.w),
                                        make_uint2(uint32_t(key), uint32_t(key >> 32)));
   return U32x4{r.x, r.y, r.z, r.w};

@@ -34,13 +34,12 @@ struct Plugin {
 };
 
 // Loads a plugin once. RTLD_GLOBAL lets MPI's own components resolve symbols of libmpi.
-Plugin& load_plugin(const std::string& file, Plugin& slot, std::mutex& mu) {
+Plugin& load_plugin(const std::string& path, Plugin& slot, std::mutex& mu) {
   std::lock_guard<std::mutex> lock(mu);
   if (slot.tried) return slot;
   slot.tried = true;
-  const std::string path = plugin_dir() + "/" + file;
   if (!file_exists(path)) {
-    slot.error = file + " was not built";
+    slot.error = path + " was not built";
     return slot;
   }
   slot.handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
@@ -58,8 +57,15 @@ std::mutex g_cuda_mu, g_mpi_mu, g_world_mu;
 Plugin g_cuda, g_mpi;
 std::unique_ptr<Communicator> g_world;
 
-Plugin& cuda_plugin() { return load_plugin("ncf_cuda.so", g_cuda, g_cuda_mu); }
-Plugin& mpi_plugin() { return load_plugin("ncf_mpi.so", g_mpi, g_mpi_mu); }
+// NCF_CUDA_PLUGIN names another file to load as the CUDA backend: the tests use it for
+// ncf_cuda_emu.so, the backend under host emulation (cmake/NcfCudaEmu.cmake).
+std::string cuda_plugin_path() {
+  const char* p = std::getenv("NCF_CUDA_PLUGIN");
+  return p && *p ? std::string(p) : plugin_dir() + "/ncf_cuda.so";
+}
+
+Plugin& cuda_plugin() { return load_plugin(cuda_plugin_path(), g_cuda, g_cuda_mu); }
+Plugin& mpi_plugin() { return load_plugin(plugin_dir() + "/ncf_mpi.so", g_mpi, g_mpi_mu); }
 
 // A non-owning view of the process-wide MPI communicator, for a trainer to hold.
 class WorldView final : public Communicator {
@@ -91,8 +97,12 @@ std::string plugin_dir() {
 
 CudaStatus cuda_status() {
   CudaStatus s;
-  s.built = file_exists(plugin_dir() + "/ncf_cuda.so");
+  s.built = file_exists(cuda_plugin_path());
   if (!s.built) {
+    if (std::getenv("NCF_CUDA_PLUGIN") && *std::getenv("NCF_CUDA_PLUGIN")) {
+      s.error = "NCF_CUDA_PLUGIN names " + cuda_plugin_path() + ", which does not exist";
+      return s;
+    }
     s.error = "this build has no CUDA backend (CMake did not find the CUDA toolkit with cuBLAS; "
               "rebuild with NCF_CUDA=ON to see why)";
     return s;

@@ -226,7 +226,7 @@ Napi::Value OpRunner::EmbedBackward(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-LinearParams linear_from(Io& io, Backend& be, const Napi::Object& o, bool fp16) {
+LinearParams linear_from(Io& io, const Napi::Object& o, bool fp16) {
   const int in = int(get_int(o, "in", 0)), outw = int(get_int(o, "out", 0));
   const std::vector<float> w = get_f32(o.Get("w"), "w"), b = get_f32(o.Get("b"), "b");
   if (w.size() != size_t(in) * size_t(outw) || b.size() != size_t(outw)) bad_option("w/b", "sized out x in and out");
@@ -235,8 +235,10 @@ LinearParams linear_from(Io& io, Backend& be, const Napi::Object& o, bool fp16) 
   p.b = io.f32(b);
   p.in = in;
   p.out = outw;
-  if (fp16) p.w_half = io.half_copy(p.w, w.size());
-  (void)be;
+  if (fp16) {
+    p.w_half = io.half_copy(p.w, w.size());
+    p.b_half = io.half_copy(p.b, b.size());
+  }
   return p;
 }
 }  // namespace
@@ -247,7 +249,7 @@ Napi::Value OpRunner::LinearForward(const Napi::CallbackInfo& info) {
     Napi::Object o = opts(info);
     const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    const LinearParams p = linear_from(io, *be_, o, fp16);
+    const LinearParams p = linear_from(io, o, fp16);
     const std::vector<float> x = get_f32(o.Get("x"), "x");
     const int n = int(x.size() / size_t(p.in));
     Mat xm = io.mat(x, n, p.in, fp16), y = io.mat_zeros(n, p.out, fp16);
@@ -262,7 +264,7 @@ Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
     Napi::Object o = opts(info);
     const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    const LinearParams p = linear_from(io, *be_, o, fp16);
+    const LinearParams p = linear_from(io, o, fp16);
     const std::vector<float> x = get_f32(o.Get("x"), "x");
     const int n = int(x.size() / size_t(p.in));
     Mat xm = io.mat(x, n, p.in, fp16);

@@ -1,0 +1,47 @@
+# NCF_CUDA_EMU=ON: builds ncf_cuda_emu.so, the CUDA backend (native/cuda/*.cu) compiled by the
+# host C++ compiler against the emulation in native/emu (see native/emu/cuda_emu.h), so the
+# backend's kernels, launches and cuBLASLt calls run and are checked on a machine without a GPU:
+#   NCF_CUDA_PLUGIN=build/Release/ncf_cuda_emu.so npx ncf-native selftest --device cuda
+# Needs only headers: the CUDA runtime's (cuda_runtime.h, cuda_fp16.h) and cuBLASLt's and
+# cuRAND's (a toolkit, or NCF_CUDA_SDK). Never a replacement for a run on a GPU.
+set(NCF_EMU_HINTS "${NCF_CUDA_SDK}/include" "$ENV{CUDA_HOME}/include" /usr/local/cuda/include)
+find_path(NCF_EMU_RUNTIME_INCLUDE cuda_runtime.h HINTS ${NCF_EMU_HINTS} NO_CACHE)
+find_path(NCF_EMU_CUBLASLT_INCLUDE cublasLt.h HINTS ${NCF_EMU_HINTS} NO_CACHE)
+find_path(NCF_EMU_CURAND_INCLUDE curand_philox4x32_x.h HINTS ${NCF_EMU_HINTS} NO_CACHE)
+foreach(piece NCF_EMU_RUNTIME_INCLUDE NCF_EMU_CUBLASLT_INCLUDE NCF_EMU_CURAND_INCLUDE)
+  if(NOT ${piece})
+    message(FATAL_ERROR "NCF_CUDA_EMU=ON but ${piece} was not found (set NCF_CUDA_SDK or CUDA_HOME)")
+  endif()
+endforeach()
+
+# Each .cu becomes a .cc with its launches and dynamic shared memory in the emulator's terms:
+#   k<<<grid, block, smem, stream>>>(args)  ->  ::emu::launch(k, grid, block, smem, stream)(args)
+#   extern __shared__ T x[];               ->  T* x = ::emu::dynamic_shared<T>();
+# (a launch configuration must not contain '>'; if one does, its <<< is left and the build fails).
+file(GLOB NCF_EMU_CU ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda/*.cu)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${NCF_EMU_CU})
+set(NCF_EMU_GENERATED)
+foreach(cu ${NCF_EMU_CU})
+  get_filename_component(stem "${cu}" NAME_WE)
+  file(READ "${cu}" text)
+  string(REGEX REPLACE "([A-Za-z_][A-Za-z0-9_:]*)<<<([^>]*)>>>\\(" "::emu::launch(\\1, \\2)(" text "${text}")
+  string(REGEX REPLACE "extern __shared__ ([A-Za-z_][A-Za-z0-9_]*) ([A-Za-z_][A-Za-z0-9_]*)\\[\\];"
+         "\\1* \\2 = ::emu::dynamic_shared<\\1>();" text "${text}")
+  set(out "${CMAKE_CURRENT_BINARY_DIR}/emu/${stem}.cc")
+  file(CONFIGURE OUTPUT "${out}" CONTENT "// Generated from native/cuda/${stem}.cu by cmake/NcfCudaEmu.cmake\n${text}" @ONLY)
+  list(APPEND NCF_EMU_GENERATED "${out}")
+endforeach()
+
+file(GLOB NCF_EMU_RUNTIME ${CMAKE_CURRENT_SOURCE_DIR}/native/emu/*.cc)
+add_library(ncf_cuda_emu MODULE ${NCF_EMU_GENERATED} ${NCF_EMU_RUNTIME})
+set_target_properties(ncf_cuda_emu PROPERTIES PREFIX "" SUFFIX ".so")
+target_include_directories(ncf_cuda_emu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda ${CMAKE_CURRENT_SOURCE_DIR}/native/emu
+                           ${NCF_EMU_RUNTIME_INCLUDE} ${NCF_EMU_CUBLASLT_INCLUDE} ${NCF_EMU_CURAND_INCLUDE})
+target_compile_definitions(ncf_cuda_emu PRIVATE NCF_CUDA_EMULATION
+                           NCF_CUDA_DESC="host emulation of the CUDA backend, not a GPU")
+target_compile_options(ncf_cuda_emu PRIVATE -O2 -fopenmp-simd -Wall -Wno-unused-parameter -Wno-unknown-pragmas
+                       -include ${CMAKE_CURRENT_SOURCE_DIR}/native/emu/cuda_emu.h)
+target_link_libraries(ncf_cuda_emu PRIVATE Threads::Threads)
+# Its own inline functions bind inside it, never to the addon's copies of the shared headers.
+target_link_options(ncf_cuda_emu PRIVATE -Wl,--no-undefined -Wl,-Bsymbolic)
+message(STATUS "ncf-native: CUDA emulation plugin enabled (ncf_cuda_emu.so)")

@@ -1,0 +1,148 @@
+// CUDA emulation on the host, for testing the CUDA backend where there is no GPU.
+//
+// cmake/NcfCudaEmu.cmake compiles native/cuda/*.cu with the host C++ compiler into
+// ncf_cuda_emu.so, a drop-in for ncf_cuda.so (load it with NCF_CUDA_PLUGIN=path). This header
+// is force-included first. It keeps CUDA's own headers for the types (dim3, __half, uint4 ...,
+// cuRAND's Philox) and replaces what only a GPU provides:
+//   - kernels run block after block; the threads of a block are fibers (emu_grid.cc) that switch
+//     only at __syncthreads and warp shuffles, so both have CUDA's semantics (a shuffle waits for
+//     its 32 lanes, __syncthreads for the whole block) and atomics are plain read-modify-writes;
+//   - launches are checked as CUDA checks them (block size, grid size, shared memory), and every
+//     pointer argument of a kernel must lie in device memory (emu_cudart.cc keeps the registry);
+//   - cuBLASLt's matmul is a host GEMM with the same layouts, checks and epilogues, TF32 rounding
+//     of inputs under CUBLAS_COMPUTE_32F_FAST_TF32 (emu_cublaslt.cc).
+// The configure step rewrites `k<<<g, b, s, st>>>(args)` into `::emu::launch(k, g, b, s, st)(args)`
+// and `extern __shared__ T x[];` into `T* x = ::emu::dynamic_shared<T>();`; nothing else in the
+// CUDA sources changes. What this cannot find: races between threads (fibers never interleave),
+// timing and performance, and differences of the real cuBLASLt kernels.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __forceinline__
+#undef __shared__
+#undef __launch_bounds__
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static  // blocks run one after another, so one instance serves each block in turn
+#define __launch_bounds__(...)
+
+namespace emu {
+
+// The running fiber's coordinates (per host thread: the addon may run ops from worker threads).
+struct Coords {
+  uint3 thread{0, 0, 0}, block{0, 0, 0};
+  dim3 block_dim{1, 1, 1}, grid_dim{1, 1, 1};
+};
+extern thread_local Coords g_coords;
+
+struct LaunchConfig {
+  dim3 grid, block;
+  size_t shared_bytes = 0;
+  cudaStream_t stream = nullptr;
+};
+
+// Runs body once per thread of the grid (see emu_grid.cc); sets the last error on a bad launch.
+void run_grid(const LaunchConfig& c, const std::function<void()>& body);
+// The block's dynamic shared memory (the launch's third argument), 16-byte aligned.
+void* dynamic_shared_memory();
+template <typename T>
+T* dynamic_shared() {
+  return static_cast<T*>(dynamic_shared_memory());
+}
+// __syncthreads: waits until every thread of the block arrives.
+void block_barrier();
+// A warp shuffle: publishes this lane's 8 bytes, waits for the warp, returns src_lane's.
+uint64_t warp_exchange(uint64_t mine, int src_lane);
+// Whether p lies in (or one past) memory from cudaMalloc; kernels get only such pointers.
+bool is_device_pointer(const void* p);
+// Records a launch error for cudaGetLastError.
+void set_last_error(cudaError_t e);
+[[noreturn]] void fatal(const char* what);
+
+template <typename T>
+void check_argument(const T& arg, int index) {
+  if constexpr (std::is_pointer_v<T>) {
+    if (arg != nullptr && !is_device_pointer(arg)) {
+      char msg[128];
+      std::snprintf(msg, sizeof msg, "kernel argument %d is a pointer outside device memory", index);
+      fatal(msg);
+    }
+  }
+}
+
+template <typename... P>
+struct Launch {
+  void (*kernel)(P...);
+  LaunchConfig config;
+  template <typename... A>
+  void operator()(A&&... args) const {
+    static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong number of arguments");
+    // Arguments are converted to the parameter types and copied once, as a launch does.
+    const std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+    std::apply([](const auto&... p) {
+      int i = 0;
+      (check_argument(p, i++), ...);
+    }, params);
+    run_grid(config, [&] { std::apply(kernel, params); });
+  }
+};
+
+template <typename... P>
+Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes = 0, cudaStream_t stream = nullptr) {
+  return Launch<P...>{kernel, LaunchConfig{grid, block, shared_bytes, stream}};
+}
+
+}  // namespace emu
+
+#define threadIdx (::emu::g_coords.thread)
+#define blockIdx (::emu::g_coords.block)
+#define blockDim (::emu::g_coords.block_dim)
+#define gridDim (::emu::g_coords.grid_dim)
+
+inline void __syncthreads() { ::emu::block_barrier(); }
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffles move up to 8 bytes");
+  if (mask != 0xffffffffu || width != 32) ::emu::fatal("the emulator supports full-warp shuffles only");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof v);
+  const int lane = int(threadIdx.x % 32);
+  bits = ::emu::warp_exchange(bits, lane ^ lane_mask);
+  T out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+// Fibers switch only at barriers, so a read-modify-write is atomic.
+template <typename T>
+T emu_atomic_add(T* p, T v) {
+  const T old = *p;
+  *p = old + v;
+  return old;
+}
+inline float atomicAdd(float* p, float v) { return emu_atomic_add(p, v); }
+inline double atomicAdd(double* p, double v) { return emu_atomic_add(p, v); }
+inline int atomicAdd(int* p, int v) { return emu_atomic_add(p, v); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return emu_atomic_add(p, v); }
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) { return emu_atomic_add(p, v); }
+
+using std::isfinite;
+using std::max;
+using std::min;

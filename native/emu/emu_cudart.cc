@@ -1,0 +1,139 @@
+// The emulator's CUDA runtime: the calls the CUDA backend makes, on host memory. "Device"
+// allocations are registered, so that a kernel argument, a copy's device side or a memset
+// outside them is reported instead of silently working (a real GPU would fault or corrupt).
+// New allocations are filled with 0xFF bytes (NaN as floats), not zeros: code that relies on
+// cudaMalloc returning zeroed memory fails here as it may on a GPU. Streams are synchronous.
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "cuda_emu.h"
+
+namespace emu {
+cudaError_t take_last_error();
+
+namespace {
+std::mutex g_mu;
+std::map<uintptr_t, size_t> g_allocations;  // start -> bytes
+size_t g_in_use = 0;
+constexpr size_t kEmulatedMemory = size_t(16) << 30;
+
+// The allocation holding [p, p + bytes), if any.
+bool in_device_memory(const void* p, size_t bytes) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = g_allocations.upper_bound(a);
+  if (it == g_allocations.begin()) return false;
+  --it;
+  return a >= it->first && a + bytes <= it->first + it->second;
+}
+}  // namespace
+
+bool is_device_pointer(const void* p) { return in_device_memory(p, 0); }
+
+}  // namespace emu
+
+extern "C" {
+
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(emu::g_mu);
+    if (emu::g_in_use + bytes > emu::kEmulatedMemory) return cudaErrorMemoryAllocation;
+  }
+  void* q = nullptr;
+  if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) return cudaErrorMemoryAllocation;
+  std::memset(q, 0xFF, bytes);
+  std::lock_guard<std::mutex> lock(emu::g_mu);
+  emu::g_allocations[reinterpret_cast<uintptr_t>(q)] = bytes;
+  emu::g_in_use += bytes;
+  *p = q;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(emu::g_mu);
+  auto it = emu::g_allocations.find(reinterpret_cast<uintptr_t>(p));
+  if (it == emu::g_allocations.end()) return cudaErrorInvalidValue;
+  emu::g_in_use -= it->second;
+  emu::g_allocations.erase(it);
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
+  if (!emu::in_device_memory(p, bytes)) return cudaErrorInvalidValue;
+  std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  const bool dst_dev = emu::in_device_memory(dst, bytes), src_dev = emu::in_device_memory(src, bytes);
+  bool ok = false;
+  switch (kind) {
+    case cudaMemcpyHostToDevice: ok = dst_dev && !emu::is_device_pointer(src); break;
+    case cudaMemcpyDeviceToHost: ok = src_dev && !emu::is_device_pointer(dst); break;
+    case cudaMemcpyDeviceToDevice: ok = dst_dev && src_dev; break;
+    default: ok = true; break;
+  }
+  if (!ok) return cudaErrorInvalidValue;
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
+  static int token;
+  *s = reinterpret_cast<cudaStream_t>(&token);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu::take_last_error(); }
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  std::memset(prop, 0, sizeof *prop);
+  std::strncpy(prop->name, "CUDA emulation on the host (not a GPU)", sizeof prop->name - 1);
+  prop->totalGlobalMem = emu::kEmulatedMemory;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->maxThreadsPerBlock = 1024;
+  prop->sharedMemPerBlock = 48 << 10;
+  prop->warpSize = 32;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
+  std::lock_guard<std::mutex> lock(emu::g_mu);
+  *total = emu::kEmulatedMemory;
+  *free_bytes = emu::kEmulatedMemory - emu::g_in_use;
+  return cudaSuccess;
+}
+cudaError_t cudaGetLastError() { return emu::take_last_error(); }
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    default: return "cudaErrorUnknown";
+  }
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument (emulator: a pointer outside device memory or a bad size)";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    default: return "unknown error";
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,242 @@
+// The emulator's kernel execution: a grid runs block after block; a block's threads are fibers
+// (ucontext) on one host thread, each run until it finishes or waits at a barrier. When every
+// unfinished thread waits, the scheduler releases what CUDA would release: a warp whose 32 lanes
+// all wait at a shuffle (each lane gets its source lane's value), or the whole block when every
+// thread waits at __syncthreads. Anything else is a deadlock on a GPU too, and is reported.
+// On x86-64 fibers switch with a few instructions (callee-saved registers and the stack
+// pointer); elsewhere with ucontext, whose swapcontext also makes a system call per switch.
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda_emu.h"
+
+namespace emu {
+
+thread_local Coords g_coords;
+
+namespace {
+
+constexpr size_t kStackBytes = 128 << 10;
+constexpr unsigned kMaxThreadsPerBlock = 1024;
+constexpr size_t kMaxSharedBytes = 48 << 10;  // without opting in to more, as on the GPU
+
+enum class State { Ready, AtBlockBarrier, AtWarpBarrier, Done };
+
+#if defined(__x86_64__)
+// switch_stack(save, next): pushes the callee-saved registers, stores the stack pointer in
+// *save, loads next and pops the registers saved there, returning into the other fiber.
+extern "C" void emu_switch_stack(void** save, void* next);
+asm(R"(
+  .text
+  .p2align 4
+  .type emu_switch_stack, @function
+emu_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_switch_stack, .-emu_switch_stack
+)");
+
+struct Context {
+  void* sp = nullptr;
+};
+void fiber_main();
+[[noreturn]] void fiber_start() {
+  fiber_main();
+  std::abort();  // fiber_main never returns: it switches away for good
+}
+// A fresh stack that "returns" into fiber_start with the ABI's alignment (rsp = 8 mod 16).
+void make_context(Context* c, char* stack, size_t bytes) {
+  auto* top = reinterpret_cast<uintptr_t*>((reinterpret_cast<uintptr_t>(stack + bytes)) & ~uintptr_t(15));
+  *--top = 0;                                              // fiber_start's return address (none)
+  *--top = reinterpret_cast<uintptr_t>(&fiber_start);      // where the first switch returns to
+  for (int r = 0; r < 6; ++r) *--top = 0;                  // rbp rbx r12 r13 r14 r15
+  c->sp = top;
+}
+void switch_context(Context* from, Context* to) { emu_switch_stack(&from->sp, to->sp); }
+#else
+struct Context {
+  ucontext_t uc;
+};
+void fiber_main();
+void make_context(Context* c, char* stack, size_t bytes) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = bytes;
+  c->uc.uc_link = nullptr;
+  makecontext(&c->uc, fiber_main, 0);
+}
+void switch_context(Context* from, Context* to) { swapcontext(&from->uc, &to->uc); }
+#endif
+
+struct Fiber {
+  Context context;
+  State state = State::Ready;
+  uint64_t shuffle_value = 0, shuffle_result = 0;
+  int shuffle_source = 0;
+};
+
+// One per host thread: the fibers of the running block and their stacks (kept for reuse).
+struct Scheduler {
+  std::vector<Fiber> fibers;
+  std::vector<char*> stacks;
+  Context main_context;
+  int current = -1;  // index of the running fiber, -1 outside kernels
+  const std::function<void()>* body = nullptr;
+  std::vector<unsigned char> shared;
+  ~Scheduler() {
+    for (char* s : stacks) munmap(s, kStackBytes);
+  }
+  char* stack(size_t i) {
+    while (stacks.size() <= i) {
+      void* p = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) fatal("cannot map a fiber stack");
+      stacks.push_back(static_cast<char*>(p));
+    }
+    return stacks[i];
+  }
+};
+
+thread_local Scheduler t_sched;
+thread_local cudaError_t t_last_error = cudaSuccess;
+
+void fiber_main() {
+  Scheduler& s = t_sched;
+  (*s.body)();
+  s.fibers[size_t(s.current)].state = State::Done;
+  switch_context(&s.fibers[size_t(s.current)].context, &s.main_context);
+}
+
+// Switches from the running fiber back to the scheduler until it is released.
+void wait(State st) {
+  Scheduler& s = t_sched;
+  if (s.current < 0) fatal("__syncthreads or a shuffle called outside a kernel");
+  Fiber& f = s.fibers[size_t(s.current)];
+  f.state = st;
+  switch_context(&f.context, &s.main_context);
+}
+
+uint3 unflatten(unsigned i, dim3 d) { return uint3{i % d.x, (i / d.x) % d.y, i / (d.x * d.y)}; }
+
+void run_block(Scheduler& s, unsigned n) {
+  s.fibers.assign(n, Fiber{});
+  for (unsigned i = 0; i < n; ++i) {
+    make_context(&s.fibers[i].context, s.stack(i), kStackBytes);
+  }
+  const unsigned warps = (n + 31) / 32;
+  for (;;) {
+    bool all_done = true;
+    for (unsigned i = 0; i < n; ++i) {
+      Fiber& f = s.fibers[i];
+      if (f.state == State::Ready) {
+        s.current = int(i);
+        g_coords.thread = unflatten(i, g_coords.block_dim);
+        switch_context(&s.main_context, &f.context);
+        s.current = -1;
+      }
+      all_done = all_done && f.state == State::Done;
+    }
+    if (all_done) return;
+    bool released = false;
+    for (unsigned w = 0; w < warps; ++w) {
+      const unsigned l0 = w * 32, l1 = std::min(n, l0 + 32);
+      unsigned waiting = 0, done = 0;
+      for (unsigned i = l0; i < l1; ++i) {
+        waiting += s.fibers[i].state == State::AtWarpBarrier;
+        done += s.fibers[i].state == State::Done;
+      }
+      if (waiting == 0 || waiting + done != l1 - l0) continue;
+      if (done) fatal("a warp shuffle with a full mask ran after some lanes of the warp had exited");
+      for (unsigned i = l0; i < l1; ++i) {
+        Fiber& f = s.fibers[i];
+        const unsigned src = l0 + unsigned(f.shuffle_source);
+        f.shuffle_result = src < l1 ? s.fibers[src].shuffle_value : f.shuffle_value;
+      }
+      for (unsigned i = l0; i < l1; ++i) s.fibers[i].state = State::Ready;
+      released = true;
+    }
+    if (released) continue;
+    bool block_waits = true;
+    for (unsigned i = 0; i < n; ++i)
+      block_waits = block_waits && (s.fibers[i].state == State::AtBlockBarrier || s.fibers[i].state == State::Done);
+    if (!block_waits) fatal("deadlock: the threads of a block wait at different barriers (divergent __syncthreads or shuffle)");
+    for (unsigned i = 0; i < n; ++i)
+      if (s.fibers[i].state == State::AtBlockBarrier) s.fibers[i].state = State::Ready;
+  }
+}
+
+}  // namespace
+
+void fatal(const char* what) {
+  if (t_sched.current >= 0) {
+    // Inside a fiber an exception cannot unwind to the caller: stop, as a GPU fault would.
+    std::fprintf(stderr, "CUDA emulator: %s\n", what);
+    std::abort();
+  }
+  throw std::runtime_error(std::string("CUDA emulator: ") + what);
+}
+
+void set_last_error(cudaError_t e) {
+  if (t_last_error == cudaSuccess) t_last_error = e;
+}
+
+cudaError_t take_last_error() {
+  const cudaError_t e = t_last_error;
+  t_last_error = cudaSuccess;
+  return e;
+}
+
+void* dynamic_shared_memory() { return t_sched.shared.data(); }
+
+void block_barrier() { wait(State::AtBlockBarrier); }
+
+uint64_t warp_exchange(uint64_t mine, int src_lane) {
+  Scheduler& s = t_sched;
+  if (s.current < 0) fatal("a warp shuffle called outside a kernel");
+  Fiber& f = s.fibers[size_t(s.current)];
+  f.shuffle_value = mine;
+  f.shuffle_source = src_lane & 31;
+  wait(State::AtWarpBarrier);
+  return s.fibers[size_t(s.current)].shuffle_result;
+}
+
+void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
+  const uint64_t threads = uint64_t(c.block.x) * c.block.y * c.block.z;
+  const bool bad = threads == 0 || threads > kMaxThreadsPerBlock || c.block.z > 64 || c.grid.x == 0 || c.grid.y == 0 ||
+                   c.grid.z == 0 || c.grid.x > 2147483647u || c.grid.y > 65535 || c.grid.z > 65535;
+  if (bad) return set_last_error(cudaErrorInvalidConfiguration);
+  if (c.shared_bytes > kMaxSharedBytes) return set_last_error(cudaErrorInvalidValue);
+  Scheduler& s = t_sched;
+  if (s.current >= 0) fatal("a kernel launched from inside a kernel");
+  s.body = &body;
+  s.shared.assign(c.shared_bytes + 16, 0xA5);  // not zeroed, as on the GPU
+  g_coords.block_dim = c.block;
+  g_coords.grid_dim = c.grid;
+  for (unsigned z = 0; z < c.grid.z; ++z)
+    for (unsigned y = 0; y < c.grid.y; ++y)
+      for (unsigned x = 0; x < c.grid.x; ++x) {
+        g_coords.block = uint3{x, y, z};
+        run_block(s, unsigned(threads));
+      }
+  s.body = nullptr;
+}
+
+}  // namespace emu
