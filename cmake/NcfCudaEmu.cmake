@@ -45,3 +45,14 @@ target_link_libraries(ncf_cuda_emu PRIVATE Threads::Threads)
 # Its own inline functions bind inside it, never to the addon's copies of the shared headers.
 target_link_options(ncf_cuda_emu PRIVATE -Wl,--no-undefined -Wl,-Bsymbolic)
 message(STATUS "ncf-native: CUDA emulation plugin enabled (ncf_cuda_emu.so)")
+
+# NCCL under emulation runs over MPI (native/emu/emu_nccl.cc), so `mpirun -np N` exercises the
+# CUDA backend's multi-rank path too.
+find_package(MPI COMPONENTS C QUIET)
+find_path(NCF_EMU_NCCL_INCLUDE nccl.h HINTS ${NCF_EMU_HINTS} ${NCF_NCCL_ROOT}/include NO_CACHE)
+if(MPI_C_FOUND AND NCF_EMU_NCCL_INCLUDE)
+  target_include_directories(ncf_cuda_emu PRIVATE ${NCF_EMU_NCCL_INCLUDE})
+  target_compile_definitions(ncf_cuda_emu PRIVATE NCF_HAVE_NCCL OMPI_SKIP_MPICXX MPICH_SKIP_MPICXX)
+  target_link_libraries(ncf_cuda_emu PRIVATE MPI::MPI_C)
+  message(STATUS "ncf-native: CUDA emulation with NCCL over MPI")
+endif()

@@ -18,6 +18,7 @@ std::mutex g_mu;
 std::map<uintptr_t, size_t> g_allocations;  // start -> bytes
 size_t g_in_use = 0;
 constexpr size_t kEmulatedMemory = size_t(16) << 30;
+constexpr int kDevices = 8;  // like an 8-GPU node, so every local rank of `mpirun -np 8` has one
 
 // The allocation holding [p, p + bytes), if any.
 bool in_device_memory(const void* p, size_t bytes) {
@@ -91,7 +92,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu::take_last_error();
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
-  if (device != 0) return cudaErrorInvalidDevice;
+  if (device < 0 || device >= emu::kDevices) return cudaErrorInvalidDevice;
   std::memset(prop, 0, sizeof *prop);
   std::strncpy(prop->name, "CUDA emulation on the host (not a GPU)", sizeof prop->name - 1);
   prop->totalGlobalMem = emu::kEmulatedMemory;
@@ -102,9 +103,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->warpSize = 32;
   return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaSetDevice(int device) { return device >= 0 && device < emu::kDevices ? cudaSuccess : cudaErrorInvalidDevice; }
 cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
+  *n = emu::kDevices;
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {

@@ -1,8 +1,8 @@
 // The emulator's kernel execution: a grid runs block after block; a block's threads are fibers
-// (ucontext) on one host thread, each run until it finishes or waits at a barrier. When every
-// unfinished thread waits, the scheduler releases what CUDA would release: a warp whose 32 lanes
-// all wait at a shuffle (each lane gets its source lane's value), or the whole block when every
-// thread waits at __syncthreads. Anything else is a deadlock on a GPU too, and is reported.
+// on one host thread, each run until it finishes or waits at a barrier. The scheduler releases
+// what CUDA would: a warp whose 32 lanes all wait at a shuffle (each lane gets its source lane's
+// value), or the whole block when every thread has finished or waits at __syncthreads. Lanes of
+// one warp split between a shuffle and __syncthreads deadlock on a GPU too, and are reported.
 // On x86-64 fibers switch with a few instructions (callee-saved registers and the stack
 // pointer); elsewhere with ucontext, whose swapcontext also makes a system call per switch.
 #include <sys/mman.h>
@@ -117,6 +117,7 @@ struct Scheduler {
 
 thread_local Scheduler t_sched;
 thread_local cudaError_t t_last_error = cudaSuccess;
+thread_local uint64_t t_launches = 0;
 
 void fiber_main() {
   Scheduler& s = t_sched;
@@ -142,44 +143,48 @@ void run_block(Scheduler& s, unsigned n) {
     make_context(&s.fibers[i].context, s.stack(i), kStackBytes);
   }
   const unsigned warps = (n + 31) / 32;
+  // Odd launches take the warps in reverse order, so a dependency between warps that lacks a
+  // __syncthreads breaks one way or the other.
+  const bool reverse = (t_launches++ & 1) != 0;
   for (;;) {
-    bool all_done = true;
-    for (unsigned i = 0; i < n; ++i) {
-      Fiber& f = s.fibers[i];
-      if (f.state == State::Ready) {
-        s.current = int(i);
-        g_coords.thread = unflatten(i, g_coords.block_dim);
-        switch_context(&s.main_context, &f.context);
-        s.current = -1;
-      }
-      all_done = all_done && f.state == State::Done;
-    }
-    if (all_done) return;
-    bool released = false;
-    for (unsigned w = 0; w < warps; ++w) {
+    // Each warp runs as far as it can (to __syncthreads or its end) before the next starts:
+    // on a GPU warps drift apart just as freely, and this makes missing barriers visible.
+    for (unsigned wi = 0; wi < warps; ++wi) {
+      const unsigned w = reverse ? warps - 1 - wi : wi;
       const unsigned l0 = w * 32, l1 = std::min(n, l0 + 32);
-      unsigned waiting = 0, done = 0;
-      for (unsigned i = l0; i < l1; ++i) {
-        waiting += s.fibers[i].state == State::AtWarpBarrier;
-        done += s.fibers[i].state == State::Done;
+      for (;;) {
+        for (unsigned i = l0; i < l1; ++i) {
+          Fiber& f = s.fibers[i];
+          if (f.state != State::Ready) continue;
+          s.current = int(i);
+          g_coords.thread = unflatten(i, g_coords.block_dim);
+          switch_context(&s.main_context, &f.context);
+          s.current = -1;
+        }
+        unsigned waiting = 0, done = 0;
+        for (unsigned i = l0; i < l1; ++i) {
+          waiting += s.fibers[i].state == State::AtWarpBarrier;
+          done += s.fibers[i].state == State::Done;
+        }
+        if (waiting == 0) break;  // the warp waits at __syncthreads or has finished
+        if (waiting + done != l1 - l0) fatal("deadlock: lanes of a warp wait at a shuffle and at __syncthreads");
+        if (done) fatal("a warp shuffle with a full mask ran after some lanes of the warp had exited");
+        for (unsigned i = l0; i < l1; ++i) {
+          Fiber& f = s.fibers[i];
+          const unsigned src = l0 + unsigned(f.shuffle_source);
+          f.shuffle_result = src < l1 ? s.fibers[src].shuffle_value : f.shuffle_value;
+        }
+        for (unsigned i = l0; i < l1; ++i) s.fibers[i].state = State::Ready;
       }
-      if (waiting == 0 || waiting + done != l1 - l0) continue;
-      if (done) fatal("a warp shuffle with a full mask ran after some lanes of the warp had exited");
-      for (unsigned i = l0; i < l1; ++i) {
-        Fiber& f = s.fibers[i];
-        const unsigned src = l0 + unsigned(f.shuffle_source);
-        f.shuffle_result = src < l1 ? s.fibers[src].shuffle_value : f.shuffle_value;
-      }
-      for (unsigned i = l0; i < l1; ++i) s.fibers[i].state = State::Ready;
-      released = true;
     }
-    if (released) continue;
-    bool block_waits = true;
+    // Every thread has finished or waits at __syncthreads: release the barrier.
+    bool any_waiting = false;
     for (unsigned i = 0; i < n; ++i)
-      block_waits = block_waits && (s.fibers[i].state == State::AtBlockBarrier || s.fibers[i].state == State::Done);
-    if (!block_waits) fatal("deadlock: the threads of a block wait at different barriers (divergent __syncthreads or shuffle)");
-    for (unsigned i = 0; i < n; ++i)
-      if (s.fibers[i].state == State::AtBlockBarrier) s.fibers[i].state = State::Ready;
+      if (s.fibers[i].state == State::AtBlockBarrier) {
+        s.fibers[i].state = State::Ready;
+        any_waiting = true;
+      }
+    if (!any_waiting) return;
   }
 }
 

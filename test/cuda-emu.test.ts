@@ -1,0 +1,118 @@
+// The CUDA backend run by the host emulation (native/emu, cmake/NcfCudaEmu.cmake), on machines
+// without a GPU: every CUDA op against its CPU twin (selftest --device cuda), training and
+// serving through the CUDA backend against the CPU backend, and the NCCL path under mpirun.
+// This checks the kernels' indexing, launches, barriers and shuffles, the cuBLASLt layouts and
+// the backend's host code; it says nothing of speed, and cannot see races (see cuda_emu.h).
+// The test builds ncf_cuda_emu.so (incrementally) and is skipped only where no CUDA headers exist.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import t from 'tap';
+
+import { NeuMF, loadModel, prepare } from '../lib/index';
+import { CLI, cli, tmpdir } from './helpers';
+
+const root = path.resolve(__dirname, '..', '..');
+
+function buildEmulator(): { plugin?: string; skip?: string } {
+  const sdk = process.env.NCF_CUDA_SDK ?? path.resolve(root, '..', 'shared', 'cuda-sdk');
+  const args = ['cmake-js', 'build', '--log-level', 'warn', '-O', 'build-emu', '-T', 'ncf_cuda_emu', '--CDNCF_CUDA=OFF',
+    '--CDNCF_CUDA_EMU=ON', '--CDNCF_MPI=OFF', ...(fs.existsSync(sdk) ? [`--CDNCF_CUDA_SDK=${sdk}`] : [])];
+  const r = spawnSync('npx', args, { cwd: root, encoding: 'utf8', timeout: 600_000 });
+  const out = `${r.stdout}${r.stderr}`;
+  if (r.status !== 0) {
+    const missing = /NCF_CUDA_EMU=ON but (\S+) was not found/.exec(out);
+    if (missing) return { skip: `no CUDA headers for the emulator (${missing[1]}); set NCF_CUDA_SDK` };
+    throw new Error(`building ncf_cuda_emu.so failed:\n${out}`);
+  }
+  return { plugin: path.join(root, 'build-emu', 'Release', 'ncf_cuda_emu.so') };
+}
+
+const built = buildEmulator();
+const skip = built.skip ?? false;
+if (built.plugin) process.env.NCF_CUDA_PLUGIN = built.plugin;
+const haveMpi = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
+const mpiEnv = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' };
+
+t.test('selftest --device cuda: every CUDA op matches its CPU twin', { skip }, async (t) => {
+  const r = cli(['selftest', '--device', 'cuda'], tmpdir());
+  t.equal(r.status, 0, r.stdout + r.stderr);
+  t.match(r.stdout, /selftest on cuda \(CUDA emulation on the host/);
+  t.match(r.stdout, /all \d+ checks passed/);
+  t.notMatch(r.stdout, /FAIL/);
+});
+
+t.test('training and serving on the CUDA backend track the CPU backend', { skip }, async (t) => {
+  const home = tmpdir();
+  const dir = tmpdir();
+  const { dir: data } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 2 });
+  const run = (backend: string, name: string, extra: string[] = []) => {
+    const ck = path.join(dir, name);
+    const r = cli(['train', '--data', data, '-b', '2048', '-e', '2', '--eval-after', '0', '--seed', '3', '--factors', '16',
+      '--layers', '64', '32', '16', '--backend', backend, '--checkpoint-dir', ck, '--log-path', path.join(ck, 'log.json'), '--json', ...extra], home);
+    t.equal(r.status, 0, r.stderr);
+    return { summary: JSON.parse(r.stdout), checkpoint: path.join(ck, 'model.safetensors') };
+  };
+  const cpu = run('cpu', 'cpu');
+  const gpu = run('cuda', 'cuda', ['--no-tf32']);
+  const amp = run('cuda', 'amp', ['--amp']);
+  t.match(gpu.summary.info.backend, /cuda/);
+  cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
+    const g = gpu.summary.epochs[i], a = amp.summary.epochs[i];
+    t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
+    t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
+    t.ok(Math.abs(a.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp ${a.loss} vs cpu ${e.loss}`);
+  });
+
+  // One checkpoint served by both backends: same scores, same top-K.
+  const onCpu = await NeuMF.load(gpu.checkpoint, { device: 'cpu' });
+  const onGpu = await NeuMF.load(gpu.checkpoint, { device: 'cuda', precision: 'fp32' });
+  const onGpuHalf = await NeuMF.load(gpu.checkpoint, { device: 'cuda', precision: 'fp16' });
+  t.teardown(() => [onCpu, onGpu, onGpuHalf].forEach((m) => m.close()));
+  const users = onCpu.dataset!.userIds.slice(0, 40), items = onCpu.dataset!.itemIds;
+  const pu = Array.from({ length: 4000 }, (_, i) => users[i % users.length]);
+  const pi = Array.from({ length: 4000 }, (_, i) => items[(i * 7) % items.length]);
+  const sc = await onCpu.score(pu, pi), sg = await onGpu.score(pu, pi), sh = await onGpuHalf.score(pu, pi);
+  let dg = 0, dh = 0;
+  for (let i = 0; i < sc.length; i++) {
+    dg = Math.max(dg, Math.abs(sg[i] - sc[i]));
+    dh = Math.max(dh, Math.abs(sh[i] - sc[i]));
+  }
+  t.ok(dg < 1e-5, `fp32 scores agree: max |difference| ${dg.toExponential(2)}`);
+  t.ok(dh < 2e-2, `fp16 scores agree: max |difference| ${dh.toExponential(2)}`);
+  for (const user of users.slice(0, 10)) {
+    const a = await onCpu.recommend(user, { k: 10, excludeSeen: true });
+    const b = await onGpu.recommend(user, { k: 10, excludeSeen: true });
+    b.scores.forEach((s, i) => t.ok(Math.abs(s - a.scores[i]) < 1e-5, `user ${user} rank ${i + 1}: ${s} vs ${a.scores[i]}`));
+    const same = a.items.every((item, i) => item === b.items[i] || Math.abs(a.scores[i] - b.scores[i]) < 1e-5);
+    t.ok(same, `user ${user}: the same top 10 (${a.items.join(',')} vs ${b.items.join(',')})`);
+  }
+});
+
+t.test('mpirun -np 2 over (emulated) NCCL trains exactly like one process', { skip: skip || (haveMpi ? false : 'mpirun is not installed') }, async (t) => {
+  const home = tmpdir();
+  const dir = tmpdir();
+  const { dir: data, meta } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 1 });
+  const batch = Math.ceil((meta.counts.trainPositives * 5) / 2) + 1; // two steps, split unevenly
+  const args = (ck: string) => [CLI, 'train', '--data', data, '-b', String(batch), '-e', '1', '--eval-after', '0', '--seed', '5',
+    '--eps', '1e-3', '--backend', 'cuda', '--checkpoint-dir', path.join(dir, ck), '--log-path', path.join(dir, ck, 'log.json'), '--json'];
+  const env = { ...process.env, ...mpiEnv, NCF_NATIVE_HOME: home, NCF_NATIVE_NO_PROGRESS: '1' };
+  const one = spawnSync(process.execPath, args('one'), { encoding: 'utf8', env, timeout: 300_000 });
+  t.equal(one.status, 0, one.stderr);
+  const single = spawnSync('mpirun', ['-np', '1', process.execPath, ...args('single'), '--distributed'], { encoding: 'utf8', env, timeout: 300_000 });
+  t.equal(single.status, 0, single.stderr);
+  const two = spawnSync('mpirun', ['-np', '2', '--oversubscribe', process.execPath, ...args('two')], { encoding: 'utf8', env, timeout: 300_000 });
+  t.equal(two.status, 0, two.stderr);
+  t.match(two.stderr, /2 ranks over nccl/);
+  const s1 = JSON.parse(one.stdout), s2 = JSON.parse(two.stdout), sd = JSON.parse(single.stdout);
+  t.match(sd.info.communicator, /^nccl /, 'one rank with --distributed goes through NCCL');
+  t.equal(sd.epochs[0].loss, s1.epochs[0].loss, 'NCCL with one rank: the same loss as no communicator');
+  const p = (ck: string) => loadModel(path.join(dir, ck, 'last.safetensors')).params;
+  t.same(Array.from(p('single')), Array.from(p('one')), 'NCCL with one rank: identical parameters');
+  t.ok(Math.abs(s1.epochs[0].loss - s2.epochs[0].loss) < 1e-6 * s1.epochs[0].loss, `loss ${s1.epochs[0].loss} vs ${s2.epochs[0].loss}`);
+  const a = p('one'), b = p('two');
+  let maxDiff = 0;
+  for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+  t.ok(maxDiff < 1e-5, `parameters agree after two steps: max |difference| ${maxDiff.toExponential(2)}`);
+});
