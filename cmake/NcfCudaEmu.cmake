@@ -42,6 +42,13 @@ target_compile_definitions(ncf_cuda_emu PRIVATE NCF_CUDA_EMULATION
 target_compile_options(ncf_cuda_emu PRIVATE -O2 -fopenmp-simd -Wall -Wno-unused-parameter -Wno-unknown-pragmas
                        -include ${CMAKE_CURRENT_SOURCE_DIR}/native/emu/cuda_emu.h)
 target_link_libraries(ncf_cuda_emu PRIVATE Threads::Threads)
+# NCF_CUDA_EMU_ASAN=ON adds AddressSanitizer, so a kernel reading or writing outside its buffers
+# is reported where it happens (run node with LD_PRELOAD=$(gcc -print-file-name=libasan.so)).
+if(NCF_CUDA_EMU_ASAN)
+  target_compile_options(ncf_cuda_emu PRIVATE -fsanitize=address -fno-omit-frame-pointer)
+  target_link_options(ncf_cuda_emu PRIVATE -fsanitize=address)
+  target_compile_definitions(ncf_cuda_emu PRIVATE NCF_EMU_ASAN)
+endif()
 # Its own inline functions bind inside it, never to the addon's copies of the shared headers.
 target_link_options(ncf_cuda_emu PRIVATE -Wl,--no-undefined -Wl,-Bsymbolic)
 message(STATUS "ncf-native: CUDA emulation plugin enabled (ncf_cuda_emu.so)")

@@ -3,7 +3,8 @@
 // serving through the CUDA backend against the CPU backend, and the NCCL path under mpirun.
 // This checks the kernels' indexing, launches, barriers and shuffles, the cuBLASLt layouts and
 // the backend's host code; it says nothing of speed, and cannot see races (see cuda_emu.h).
-// The test builds ncf_cuda_emu.so (incrementally) and is skipped only where no CUDA headers exist.
+// The test builds ncf_cuda_emu.so (incrementally) and is skipped only where no CUDA headers exist;
+// with NCF_CUDA_PLUGIN set it uses that build instead (CI's AddressSanitizer run does).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -29,7 +30,7 @@ function buildEmulator(): { plugin?: string; skip?: string } {
   return { plugin: path.join(root, 'build-emu', 'Release', 'ncf_cuda_emu.so') };
 }
 
-const built = buildEmulator();
+const built = process.env.NCF_CUDA_PLUGIN ? { plugin: process.env.NCF_CUDA_PLUGIN } : buildEmulator();
 const skip = built.skip ?? false;
 if (built.plugin) process.env.NCF_CUDA_PLUGIN = built.plugin;
 const haveMpi = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
