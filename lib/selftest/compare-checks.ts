@@ -86,6 +86,13 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   const fd = dev.headForward({ gmf, mlp: mlpIn, w, b, factors: f, fp16 }), fc = cpu.headForward({ gmf, mlp: mlpIn, w, b, factors: f });
   checks.push(check('head_forward', fp16 ? 'fp16' : 'fp32', relError(fd, fc), hTol));
 
+  // The split first layer of evaluation: fp32 tables, fp32 or fp16 output.
+  const parts = { a: rng.f32(700 * 256), b: rng.f32(300 * 256), ia: rng.u32s(5000, 700), ib: rng.u32s(5000, 300), cols: 256 };
+  const gd = dev.gatherAddRelu({ ...parts, fp16 }), gc = cpu.gatherAddRelu(parts);
+  checks.push(check('gather_add_relu', fp16 ? 'fp16' : 'exact', relError(gd, gc), fp16 ? 1e-3 : 0));
+  const oddCols = { a: rng.f32(70 * 30), b: rng.f32(30 * 30), ia: rng.u32s(500, 70), ib: rng.u32s(500, 30), cols: 30 };
+  checks.push(check('gather_add_relu (30 columns)', 'exact', relError(dev.gatherAddRelu(oddCols), cpu.gatherAddRelu(oddCols)), 0));
+
   if (!fp16) {
     const r2 = 2000, cols = 128, ldw = 256, oc = 256;
     const a = rng.f32(r2 * cols), ww = rng.f32(oc * ldw, -0.1, 0.1), row = rng.f32(oc);

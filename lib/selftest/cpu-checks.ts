@@ -298,9 +298,17 @@ export function serveChecks(r: NativeOpRunner): Check[] {
   for (let i = 0; i < rows; i++) for (let o = 0; o < oc; o++) for (let k = 0; k < cols; k++) want[i * oc + o] += a[i * cols + k] * w[o * ldw + k];
   const added = r.addRow({ x: got, rows, cols: oc, row, relu: true });
   const wantAdded = Array.from(want, (v, i) => Math.max(v + row[i % oc], 0));
+  const ta = rng.f32(6 * oc), tb = rng.f32(9 * oc);
+  const ia = Uint32Array.from([5, 0, 5, 2]), ib = Uint32Array.from([8, 8, 1, 0]);
+  const gathered = r.gatherAddRelu({ a: ta, ia, b: tb, ib, cols: oc });
+  const wantGathered = Array.from({ length: ia.length * oc }, (_, i) => {
+    const q = Math.floor(i / oc), j = i % oc;
+    return Math.max(ta[ia[q] * oc + j] + tb[ib[q] * oc + j], 0);
+  });
   return [
     check('matmul_nt (column block of a weight)', 'fp32', relError(got, want), 1e-6),
     check('add_row + ReLU', 'fp32', relError(added, wantAdded), 1e-6),
+    check('gather_add_relu', 'fp32', relError(gathered, wantGathered), 1e-6),
   ];
 }
 

@@ -136,6 +136,9 @@ class Backend {
   virtual void matmul_nt(Mat a, const float* w, int ldw, Mat out) = 0;
   // y = x + row for each row of x, then ReLU if relu (y may be x).
   virtual void add_row(Mat x, const float* row, Mat y, bool relu) = 0;
+  // out[r] = relu(a[ia[r]] + b[ib[r]]) for each row r of out: one row of each of two fp32 tables
+  // of out.cols columns, added (the first layer from its user and item parts); out fp32 or fp16.
+  virtual void gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) = 0;
   virtual void fill_u32(uint32_t* dst, uint32_t value, size_t n) = 0;
   // Calls fn(begin, end) for consecutive tiles of [0, n). The CPU runs tiles on its threads at
   // once, each tile's ops then running single-threaded (so a tile's data stays in that core's

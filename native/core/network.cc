@@ -90,4 +90,27 @@ void Network::forward(Activations& a, const uint32_t* users, const uint32_t* ite
   forward_from_embeddings(a, n);
 }
 
+void Network::first_layer_parts(Mat user_part, Mat item_part) const {
+  const int half = cfg_.mlp_embed_dim();
+  const LinearParams first = layer(0);
+  const EmbedTables t = tables();
+  if (!user_part.empty())
+    be_->matmul_nt(Mat{const_cast<float*>(t.mlp_user), DType::F32, cfg_.n_users, half}, first.w, cfg_.layers[0], user_part);
+  if (!item_part.empty()) {
+    be_->matmul_nt(Mat{const_cast<float*>(t.mlp_item), DType::F32, cfg_.n_items, half}, first.w + half, cfg_.layers[0],
+                   item_part);
+    be_->add_row(item_part, first.b, item_part, false);
+  }
+}
+
+void Network::forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
+                            const uint32_t* items, int n) const {
+  be_->gather_add_relu(user_part, users, item_part, items, a.act[0].mat.head(n));
+  const Dropout none;
+  for (int l = 1; l < cfg_.hidden_layers(); ++l)
+    be_->linear_forward(a.act[size_t(l - 1)].mat.head(n), layer(l), none, a.act[size_t(l)].mat.head(n));
+  be_->embed_forward(tables(), users, items, n, a.gmf.mat.head(n), Mat{});
+  be_->head_forward(a.gmf.mat.head(n), a.act.back().mat.head(n), head(), a.logits.get());
+}
+
 }  // namespace ncf

@@ -52,6 +52,15 @@ class Network {
   // Full forward pass for n (user, item) pairs given in backend memory.
   void forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const;
 
+  // The first layer split by its input, W1 [u ; i] + b1 = W1u u + (W1i i + b1), precomputed for
+  // every user and item from the fp32 weights: user_part [n_users, layers[1]] = mlp_user W1u^T,
+  // item_part [n_items, layers[1]] = mlp_item W1i^T + b1. Either may be empty (not computed).
+  void first_layer_parts(Mat user_part, Mat item_part) const;
+  // The forward pass (no dropout) for n pairs with the first layer taken from those parts: no
+  // first-layer GEMM and no MLP input per pair (evaluation scores 101 items per user this way).
+  void forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
+                     const uint32_t* items, int n) const;
+
  private:
   Backend* be_;
   ModelConfig cfg_;

@@ -29,15 +29,12 @@ Scorer::Scorer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const s
   act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), opt_.max_rows, false);
 
   // The item part of the first layer, once: W1[:, half:] applied to every item's MLP embedding, plus b1.
-  const int half = cfg_.mlp_embed_dim(), l1 = cfg_.layers[1];
+  const int l1 = cfg_.layers[1];
   const uint32_t I = cfg_.n_items;
   catalog_ = std::make_unique<Activations>(*be_, cfg_, DType::F32, int(I), false);
   item_part_ = BackendMat(*be_, I, l1, DType::F32);
   user_part_ = BackendArray<float>(*be_, size_t(l1));
-  const LinearParams first = f32->layer(0);
-  const Mat item_table{const_cast<float*>(f32->tables().mlp_item), DType::F32, I, half};
-  be_->matmul_nt(item_table, first.w + half, cfg_.layers[0], item_part_.mat);
-  be_->add_row(item_part_.mat, first.b, item_part_.mat, false);
+  f32->first_layer_parts(Mat{}, item_part_.mat);
   std::vector<uint32_t> iota(I);
   std::iota(iota.begin(), iota.end(), 0u);
   all_items_ = BackendArray<uint32_t>(*be_, iota.data(), I);

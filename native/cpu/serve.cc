@@ -1,6 +1,7 @@
-// The serving ops on the CPU, used by full-catalog scoring: matmul_nt multiplies by a column
-// block of a weight (the first layer split into its user and item parts), add_row adds one row to
-// every row of a matrix, with an optional ReLU.
+// The ops of the split first layer on the CPU (full-catalog scoring and evaluation): matmul_nt
+// multiplies by a column block of a weight (the layer's user or item part), add_row adds one row
+// to every row of a matrix, gather_add_relu adds a row of each of two tables per output row;
+// both with an optional ReLU.
 #include <algorithm>
 
 #include "cpu_backend.h"
@@ -33,6 +34,23 @@ void CpuBackend::add_row(Mat x, const float* row, Mat y, bool relu) {
             for (int64_t j = 0; j < c; ++j) yi[j] = std::max(xi[j] + r[j], 0.0f);
           else
             for (int64_t j = 0; j < c; ++j) yi[j] = xi[j] + r[j];
+        }
+      },
+      64);
+}
+
+void CpuBackend::gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) {
+  require_f32(out, "out");
+  const int64_t c = out.cols;
+  float* op = out.f32();
+  pool_.parallel_for(
+      out.rows,
+      [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* __restrict x = a + int64_t(ia[r]) * c;
+          const float* __restrict y = b + int64_t(ib[r]) * c;
+          float* __restrict o = op + r * c;
+          for (int64_t j = 0; j < c; ++j) o[j] = std::max(x[j] + y[j], 0.0f);
         }
       },
       64);

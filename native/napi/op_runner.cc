@@ -103,6 +103,7 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                          InstanceMethod("evalRank", &OpRunner::EvalRank),
                          InstanceMethod("matmulNt", &OpRunner::MatmulNt),
                          InstanceMethod("addRow", &OpRunner::AddRow),
+                         InstanceMethod("gatherAddRelu", &OpRunner::GatherAddRelu),
                          InstanceAccessor("info", &OpRunner::Info, nullptr),
                      });
 }
@@ -470,6 +471,25 @@ Napi::Value OpRunner::AddRow(const Napi::CallbackInfo& info) {
     Mat x = io.mat(get_f32(o.Get("x"), "x"), rows, cols, false);
     Mat y = io.mat_zeros(rows, cols, false);
     be_->add_row(x, io.f32(get_f32(o.Get("row"), "row")), y, get_bool(o, "relu", false));
+    return out(info.Env(), io.read(y));
+  });
+}
+
+// gatherAddRelu({ a, ia, b, ib, cols, fp16 }) -> Float32Array [ia.length x cols]
+Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const int cols = int(get_int(o, "cols", 0));
+    if (cols < 1) bad_option("cols", "positive");
+    const std::vector<float> a = get_f32(o.Get("a"), "a"), b = get_f32(o.Get("b"), "b");
+    const std::vector<uint32_t> ia = get_u32(o.Get("ia"), "ia"), ib = get_u32(o.Get("ib"), "ib");
+    if (ia.size() != ib.size()) bad_option("ia/ib", "of equal length");
+    for (size_t r = 0; r < ia.size(); ++r)
+      if (size_t(ia[r]) >= a.size() / size_t(cols) || size_t(ib[r]) >= b.size() / size_t(cols))
+        bad_option("ia/ib", "row indices within a and b");
+    Io io(*be_);
+    Mat y = io.mat_zeros(int64_t(ia.size()), cols, get_bool(o, "fp16", false));
+    be_->gather_add_relu(io.f32(a), io.u32(ia), io.f32(b), io.u32(ib), y);
     return out(info.Env(), io.read(y));
   });
 }
