@@ -43,10 +43,13 @@ target_compile_options(ncf_cuda_emu PRIVATE -O2 -fopenmp-simd -Wall -Wno-unused-
                        -include ${CMAKE_CURRENT_SOURCE_DIR}/native/emu/cuda_emu.h)
 target_link_libraries(ncf_cuda_emu PRIVATE Threads::Threads)
 # NCF_CUDA_EMU_ASAN=ON adds AddressSanitizer, so a kernel reading or writing outside its buffers
-# is reported where it happens (run node with LD_PRELOAD=$(gcc -print-file-name=libasan.so)).
+# is reported where it happens (run node with LD_PRELOAD=$(gcc -print-file-name=libasan.so)), and
+# the alignment check: a float4 / uint4 access that is not 16-byte aligned stops the run, as it
+# faults on a GPU (x86 would do it silently).
 if(NCF_CUDA_EMU_ASAN)
-  target_compile_options(ncf_cuda_emu PRIVATE -fsanitize=address -fno-omit-frame-pointer)
-  target_link_options(ncf_cuda_emu PRIVATE -fsanitize=address)
+  set(NCF_EMU_SANITIZE -fsanitize=address,alignment -fno-sanitize-recover=alignment)
+  target_compile_options(ncf_cuda_emu PRIVATE ${NCF_EMU_SANITIZE} -fno-omit-frame-pointer)
+  target_link_options(ncf_cuda_emu PRIVATE ${NCF_EMU_SANITIZE})
   target_compile_definitions(ncf_cuda_emu PRIVATE NCF_EMU_ASAN)
 endif()
 # Its own inline functions bind inside it, never to the addon's copies of the shared headers.
