@@ -120,7 +120,10 @@ export interface TrainerInfo {
   stepsPerEpoch: number;
   samplesPerEpoch: number;
   fingerprint: string;
+  /** High-water mark of the backend's own allocations, bytes. */
   peakMemory: number;
+  /** Bytes in use on the whole GPU at the highest point seen (context and libraries included; 0 on the CPU). */
+  devicePeakMemory: number;
   /** The GPU's memory in bytes (0 on the CPU). */
   deviceMemory: number;
 }
@@ -146,6 +149,7 @@ export interface NativeModelInfo {
   maxBatch: number;
   hasSeen: boolean;
   peakMemory: number;
+  devicePeakMemory: number;
 }
 
 export interface NativeRanked {

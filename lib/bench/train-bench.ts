@@ -85,7 +85,11 @@ export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
     }
     const peak = trainer.info.peakMemory;
     figures.peakMemoryBytes = peak;
-    print(`peak memory: ${gib(peak)}${info.backend === 'cpu' ? ' (host arrays)' : ` of ${gib(info.deviceMemory)} on the GPU`}`);
+    print(`peak memory: ${gib(peak)}${info.backend === 'cpu' ? ' (host arrays)' : ` allocated of ${gib(info.deviceMemory)} on the GPU`}`);
+    if (info.backend === 'cuda') {
+      figures.devicePeakMemoryBytes = trainer.info.devicePeakMemory;
+      print(`peak device memory in use: ${gib(trainer.info.devicePeakMemory)} (with the CUDA context, cuBLASLt and any other process)`);
+    }
   } finally {
     trainer.close();
   }

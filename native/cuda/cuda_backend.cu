@@ -72,11 +72,21 @@ void* CudaBackend::alloc(size_t bytes) {
                                         "); use a smaller batch (-b)");
   }
   NCF_CUDA(cudaMemsetAsync(p, 0, n, stream_));
+  sample_device_memory();
   std::lock_guard<std::mutex> lock(mem_mu_);
   sizes_[p] = n;
   in_use_ += n;
   if (in_use_ > peak_) peak_ = in_use_;
   return p;
+}
+
+void CudaBackend::sample_device_memory() {
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return;
+  const size_t used = total_b - free_b;
+  size_t seen = device_peak_.load();
+  while (used > seen && !device_peak_.compare_exchange_weak(seen, used)) {
+  }
 }
 
 void CudaBackend::release(void* p) {
@@ -103,6 +113,7 @@ void CudaBackend::download(void* dst, const void* src, size_t bytes) {
   use_device(device_);
   if (bytes) NCF_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
   NCF_CUDA(cudaStreamSynchronize(stream_));
+  sample_device_memory();
 }
 
 void CudaBackend::zero(void* dst, size_t bytes) {
@@ -113,6 +124,7 @@ void CudaBackend::zero(void* dst, size_t bytes) {
 void CudaBackend::sync() {
   use_device(device_);
   NCF_CUDA(cudaStreamSynchronize(stream_));
+  sample_device_memory();
 }
 
 namespace {

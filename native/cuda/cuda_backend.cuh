@@ -29,6 +29,7 @@ class CudaBackend final : public Backend {
   void zero(void* dst, size_t bytes) override;
   void sync() override;
   size_t peak_memory() const override { return peak_; }
+  size_t device_memory_peak() const override { return device_peak_; }
   void set_tf32(bool on) override { gemm_->set_tf32(on); }
 
   void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
@@ -71,6 +72,8 @@ class CudaBackend final : public Backend {
   std::unordered_map<void*, size_t> sizes_;  // live allocations, for the peak figure
   size_t in_use_ = 0;
   size_t peak_ = 0;
+  std::atomic<size_t> device_peak_{0};
+  void sample_device_memory();
 };
 
 }  // namespace ncf::cuda

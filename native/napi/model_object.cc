@@ -199,6 +199,7 @@ Napi::Value ModelObject::Info(const Napi::CallbackInfo& info) {
     o.Set("maxBatch", s->max_rows());
     o.Set("hasSeen", s->has_seen());
     o.Set("peakMemory", double(s->backend().peak_memory()));
+    o.Set("devicePeakMemory", double(s->backend().device_memory_peak()));
     return o;
   });
 }

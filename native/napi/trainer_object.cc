@@ -228,6 +228,7 @@ Napi::Value TrainerObject::Info(const Napi::CallbackInfo& info) {
     snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(t.fingerprint()));
     o.Set("fingerprint", std::string(fp));
     o.Set("peakMemory", double(t.backend().peak_memory()));
+    o.Set("devicePeakMemory", double(t.backend().device_memory_peak()));
     o.Set("deviceMemory", double(b.memory_total));
     return o;
   });
