@@ -1,41 +1,90 @@
 #!/usr/bin/env bash
 # The GPU checks in one run, for a machine with an NVIDIA GPU (and the device tool's machine, via
-# ../shared/gpu/remote.sh): build with CUDA, run the CUDA self-test, then the benchmarks of
-# training (TF32 and --amp), evaluation and inference on synthetic ml-20m-shaped data, and the
-# NCCL path with one rank against the single-process path. Outputs go to ${OUT:-gpu-check}/.
+# ../shared/gpu/remote.sh): build with CUDA for this GPU's architecture, run the CUDA self-test,
+# then the benchmarks of training (TF32 and --amp, with the peak memory of --no-neg-trick),
+# evaluation and inference on synthetic ml-20m-shaped data, HR@10 with and without --amp, the NCCL
+# path with one rank against the single-process path, and mpirun -np 2 on the CPU backend.
 #
-#   bash scripts/gpu-check.sh [quick]      (quick: self-test and one --amp training benchmark)
+#   bash scripts/gpu-check.sh [quick|dry]
+#     quick  self-test and one --amp training benchmark
+#     dry    no build and small data, for checking this script without a GPU: run it with
+#            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
+#
+# At most 8 files go to ${OUT:-gpu-check}/ (what the device tool brings back): summary.txt,
+# log.txt and six JSON files. Checkpoints and logs go to a scratch folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+mode=${1:-full}
 out=${OUT:-gpu-check}
 mkdir -p "$out"
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/ncf-gpu-check.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
 cli="node dist/bin/ncf-native.js"
-step() { echo "== $*" | tee -a "$out/summary.txt"; }
+export NCF_NATIVE_NO_PROGRESS=1 NCF_NATIVE_HOME="$scratch/home"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+step() { echo "== $* ($(date +%T))" | tee -a "$out/summary.txt"; }
 run() { "$@" 2>&1 | tee -a "$out/log.txt"; return "${PIPESTATUS[0]}"; }
+# A command whose stdout is JSON: stdout to the file, its messages to the log only.
+run_json() { local file=$1; shift; "$@" 2>>"$out/log.txt" >"$file"; }
 
-step "build (CUDA on)"
-run npm run build:native -- --CDNCF_CUDA=ON -p "$(nproc)" || { step "build failed"; exit 1; }
+if [ "$mode" = dry ]; then
+  shape=tiny; batch=(-b 4096); train_epochs=2; infer=(--batch-sizes 1024 4096 --seconds 0.3 --topk-users 3)
+  nccl_data=synthetic:tiny; nccl_batch=4096
+else
+  shape=ml-20m; batch=(); train_epochs=3; infer=()
+  nccl_data=synthetic:ml-1m; nccl_batch=65536
+  step "build (CUDA on)"
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '. ')
+  run npm run build:native -- --CDNCF_CUDA=ON ${arch:+--CDNCF_CUDA_ARCHS=$arch} -p "$(nproc)" || { step "build failed"; exit 1; }
+fi
 run $cli info | tee -a "$out/summary.txt"
+
 step "selftest --device cuda"
-run $cli selftest --device cuda --json > "$out/selftest-cuda.json"
-node -e 'const r=require(process.argv[1]);for(const c of r.checks)console.log(`${c.ok?"ok  ":"FAIL"} ${c.name} ${c.error.toExponential(2)} <= ${c.tolerance}${c.note?"  "+c.note:""}`)' "$PWD/$out/selftest-cuda.json" | tee -a "$out/summary.txt"
+run_json "$out/selftest-cuda.json" $cli selftest --device cuda --json
+node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));for(const c of r.checks)console.log(`${c.ok?"ok  ":"FAIL"} ${c.name} ${c.error.toExponential(2)} <= ${c.tolerance}${c.note?"  "+c.note:""}`)' "$out/selftest-cuda.json" | tee -a "$out/summary.txt"
+
 step "bench train --amp"
-run $cli bench train --synthetic ml-20m --amp -e 3 --out "$out/bench-train-amp.json" | tee -a "$out/summary.txt"
-[ "${1:-}" = quick ] && exit 0
+run $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | tee -a "$out/summary.txt"
+[ "$mode" = quick ] && exit 0
+
 step "bench train (TF32)"
-run $cli bench train --synthetic ml-20m -e 3 --out "$out/bench-train-tf32.json" | tee -a "$out/summary.txt"
+run $cli bench train --synthetic $shape "${batch[@]}" -e $train_epochs --out "$out/bench-train-tf32.json" | tee -a "$out/summary.txt"
 step "bench train --amp --no-neg-trick (memory)"
-run $cli bench train --synthetic ml-20m --amp --no-neg-trick -e 2 --out "$out/bench-train-verified.json" | tail -3 | tee -a "$out/summary.txt"
+run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | tail -4 | tee -a "$out/summary.txt"
 step "bench eval"
-run $cli bench eval --synthetic ml-20m --out "$out/bench-eval.json" | tail -2 | tee -a "$out/summary.txt"
+run $cli bench eval --synthetic $shape "${batch[@]}" --out "$out/bench-eval.json" | tail -2 | tee -a "$out/summary.txt"
 step "bench infer"
-run $cli bench infer --out "$out/bench-infer.json" | tee -a "$out/summary.txt"
-step "accuracy: HR@10 with and without --amp (synthetic ml-20m, 5 epochs)"
-run $cli train --data synthetic --amp -e 5 --eval-after 0 --seed 1 --checkpoint-dir "$out/ck-amp" --log-path "$out/amp.log" --no-progress | tail -3 | tee -a "$out/summary.txt"
-run $cli train --data synthetic -e 5 --eval-after 0 --seed 1 --checkpoint-dir "$out/ck-tf32" --log-path "$out/tf32.log" --no-progress | tail -3 | tee -a "$out/summary.txt"
-step "NCCL with one rank vs one process"
-OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 run mpirun -np 1 $cli train --distributed --data synthetic:ml-1m -b 65536 -e 2 --eval-after 0 --seed 3 --no-tf32 --checkpoint-dir "$out/ck-nccl" --log-path "$out/nccl.log" --no-progress --json > "$out/nccl.json"
-run $cli train --data synthetic:ml-1m -b 65536 -e 2 --eval-after 0 --seed 3 --no-tf32 --checkpoint-dir "$out/ck-plain" --log-path "$out/plain.log" --no-progress --json > "$out/plain.json"
-node -e 'const a=require(process.argv[1]),b=require(process.argv[2]);console.log("nccl 1 rank:", a.info.communicator, "losses", a.epochs.map(e=>e.loss).join(" "), "hr", a.bestHr, "| plain: losses", b.epochs.map(e=>e.loss).join(" "), "hr", b.bestHr)' "$PWD/$out/nccl.json" "$PWD/$out/plain.json" | tee -a "$out/summary.txt"
+run $cli bench infer "${infer[@]}" --out "$out/bench-infer.json" | tee -a "$out/summary.txt"
+
+step "accuracy: HR@10 with and without --amp (synthetic $shape, 5 epochs)"
+for prec in amp tf32; do
+  flag=(); [ $prec = amp ] && flag=(--amp)
+  run_json "$scratch/$prec.json" $cli train --data synthetic:$shape "${batch[@]}" "${flag[@]}" -e 5 --eval-after 0 --seed 1 \
+    --checkpoint-dir "$scratch/ck-$prec" --log-path "$scratch/$prec.log" --json
+done
+
+step "NCCL with one rank vs one process ($nccl_data)"
+common=(--data $nccl_data -b $nccl_batch -e 2 --eval-after 0 --seed 3 --no-tf32 --json)
+run_json "$scratch/nccl.json" mpirun -np 1 $cli train --distributed "${common[@]}" --checkpoint-dir "$scratch/ck-nccl" --log-path "$scratch/nccl.log"
+run_json "$scratch/plain.json" $cli train "${common[@]}" --checkpoint-dir "$scratch/ck-plain" --log-path "$scratch/plain.log"
+
 step "mpirun -np 2 on the CPU backend"
-OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 run mpirun -np 2 --oversubscribe $cli train --backend cpu --data synthetic:tiny -b 4096 -e 2 --eval-after 0 --seed 3 --checkpoint-dir "$out/ck-mpi" --log-path "$out/mpi.log" --no-progress | tail -3 | tee -a "$out/summary.txt"
+run_json "$scratch/mpi.json" mpirun -np 2 --oversubscribe $cli train --backend cpu --data synthetic:tiny -b 4096 -e 2 --eval-after 0 \
+  --seed 3 --checkpoint-dir "$scratch/ck-mpi" --log-path "$scratch/mpi.log" --json
+
+# One file with what the last three steps printed, and the summary lines for them.
+node -e '
+const fs = require("fs"), [dir, out] = process.argv.slice(1);
+const read = (n) => { try { return JSON.parse(fs.readFileSync(`${dir}/${n}.json`, "utf8")); } catch (e) { return { error: String(e.message) }; } };
+const r = {};
+for (const n of ["amp", "tf32", "nccl", "plain", "mpi", "verified"]) r[n] = read(n);
+fs.writeFileSync(`${out}/results.json`, JSON.stringify(r, null, 2));
+const hr = (s) => s.epochs ? s.epochs.map((e) => e.hr.toFixed(4)).join(" ") : s.error;
+const loss = (s) => s.epochs ? s.epochs.map((e) => e.loss).join(" ") : s.error;
+console.log(`HR@10 by epoch, amp:  ${hr(r.amp)}  (best ${r.amp.bestHr})`);
+console.log(`HR@10 by epoch, tf32: ${hr(r.tf32)}  (best ${r.tf32.bestHr})`);
+console.log(`nccl 1 rank (${r.nccl.info ? r.nccl.info.communicator : "?"}): losses ${loss(r.nccl)}`);
+console.log(`no communicator:      losses ${loss(r.plain)}`);
+console.log(`mpirun -np 2 cpu (${r.mpi.info ? r.mpi.info.communicator : "?"}): losses ${loss(r.mpi)} best hr ${r.mpi.bestHr}`);
+' "$scratch" "$out" | tee -a "$out/summary.txt"
+step "done"
