@@ -2,7 +2,7 @@
 // without a GPU: every CUDA op against its CPU twin (selftest --device cuda), training and
 // serving through the CUDA backend against the CPU backend, and the NCCL path under mpirun.
 // This checks the kernels' indexing, launches, barriers and shuffles, the cuBLASLt layouts and
-// the backend's host code; it says nothing of speed, and cannot see races (see cuda_emu.h).
+// that host code never touches device memory; it says nothing of speed, and cannot see races.
 // The test builds ncf_cuda_emu.so (incrementally) and is skipped only where no CUDA headers exist;
 // with NCF_CUDA_PLUGIN set it uses that build instead (CI's AddressSanitizer run does).
 import { spawnSync } from 'node:child_process';
@@ -31,6 +31,8 @@ function buildEmulator(): { plugin?: string; skip?: string } {
 }
 
 const built = process.env.NCF_CUDA_PLUGIN ? { plugin: process.env.NCF_CUDA_PLUGIN } : buildEmulator();
+// Device memory is unreadable by host code outside kernels and copies, as on a GPU (cuda_emu.h).
+process.env.NCF_EMU_PROTECT ??= '1';
 const skip = built.skip ?? false;
 if (built.plugin) process.env.NCF_CUDA_PLUGIN = built.plugin;
 const haveMpi = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;

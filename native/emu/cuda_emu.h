@@ -71,6 +71,15 @@ void block_barrier();
 uint64_t warp_exchange(uint64_t mine, int src_lane);
 // Whether p lies in (or one past) memory from cudaMalloc; kernels get only such pointers.
 bool is_device_pointer(const void* p);
+// While one exists, the host may touch device memory. With NCF_EMU_PROTECT=1 device memory is
+// otherwise mapped PROT_NONE, so host code that dereferences a device pointer (which crashes on
+// a real GPU) crashes here too; kernels, copies, memsets, cuBLASLt and NCCL open a scope.
+struct DeviceScope {
+  DeviceScope();
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+};
 // Records a launch error for cudaGetLastError.
 void set_last_error(cudaError_t e);
 [[noreturn]] void fatal(const char* what);

@@ -200,6 +200,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   if (has_bias && (!d.bias || !emu::is_device_pointer(d.bias) ||
                    !emu::is_device_pointer(static_cast<const char*>(d.bias) + m * type_bytes(ld.type))))
     return CUBLAS_STATUS_INVALID_VALUE;
+  const emu::DeviceScope device;
   const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
   const bool tf32 = d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 && la.type == CUDA_R_32F;
   // op(A) as rows of k (a_rows[i][kk]) and op(B) as columns of k (b_cols[j][kk]), both contiguous in k.

@@ -3,6 +3,13 @@
 // outside them is reported instead of silently working (a real GPU would fault or corrupt).
 // New allocations are filled with 0xFF bytes (NaN as floats), not zeros: code that relies on
 // cudaMalloc returning zeroed memory fails here as it may on a GPU. Streams are synchronous.
+// NCF_EMU_PROTECT=1 maps each allocation on its own pages, inaccessible outside a DeviceScope.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <iterator>
+
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -17,6 +24,54 @@ namespace {
 std::mutex g_mu;
 std::map<uintptr_t, size_t> g_allocations;  // start -> bytes
 size_t g_in_use = 0;
+int g_scopes = 0;  // open DeviceScopes (under g_mu)
+
+bool protect_mode() {
+  static const bool on = [] {
+    const char* e = std::getenv("NCF_EMU_PROTECT");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+size_t mapped_bytes(size_t bytes) {
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  return (bytes + page - 1) / page * page + page * (bytes == 0);
+}
+// In protect mode a fault on device memory is host code touching it: say so, then die of it.
+struct sigaction g_previous_segv;
+void on_segv(int sig, siginfo_t* info, void* context) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(info->si_addr);
+  auto it = g_allocations.upper_bound(a);  // no lock: the process is dying or passing it on
+  if (it != g_allocations.begin() && a < std::prev(it)->first + mapped_bytes(std::prev(it)->second)) {
+    static const char msg[] = "CUDA emulator: host code read or wrote device memory (a crash on a GPU too)\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  if (g_previous_segv.sa_flags & SA_SIGINFO) g_previous_segv.sa_sigaction(sig, info, context);
+  else if (g_previous_segv.sa_handler != SIG_DFL && g_previous_segv.sa_handler != SIG_IGN) g_previous_segv.sa_handler(sig);
+  else {
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+}
+void install_segv_reporter() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_previous_segv);
+  });
+}
+
+// Sets every allocation's protection (g_mu held).
+void protect_all(int prot) {
+  for (const auto& [start, bytes] : g_allocations)
+    if (mprotect(reinterpret_cast<void*>(start), mapped_bytes(bytes), prot) != 0) fatal("mprotect failed");
+}
 constexpr size_t kEmulatedMemory = size_t(16) << 30;
 constexpr int kDevices = 8;  // like an 8-GPU node, so every local rank of `mpirun -np 8` has one
 
@@ -33,6 +88,18 @@ bool in_device_memory(const void* p, size_t bytes) {
 
 bool is_device_pointer(const void* p) { return in_device_memory(p, 0); }
 
+DeviceScope::DeviceScope() {
+  if (!protect_mode()) return;
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_scopes++ == 0) protect_all(PROT_READ | PROT_WRITE);
+}
+
+DeviceScope::~DeviceScope() {
+  if (!protect_mode()) return;
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (--g_scopes == 0) protect_all(PROT_NONE);
+}
+
 }  // namespace emu
 
 extern "C" {
@@ -43,9 +110,17 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
     if (emu::g_in_use + bytes > emu::kEmulatedMemory) return cudaErrorMemoryAllocation;
   }
   void* q = nullptr;
-  if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) return cudaErrorMemoryAllocation;
+  if (emu::protect_mode()) {
+    emu::install_segv_reporter();
+    q = mmap(nullptr, emu::mapped_bytes(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED) return cudaErrorMemoryAllocation;
+  } else if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) {
+    return cudaErrorMemoryAllocation;
+  }
   std::memset(q, 0xFF, bytes);
   std::lock_guard<std::mutex> lock(emu::g_mu);
+  if (emu::protect_mode() && emu::g_scopes == 0 && mprotect(q, emu::mapped_bytes(bytes), PROT_NONE) != 0)
+    return cudaErrorMemoryAllocation;
   emu::g_allocations[reinterpret_cast<uintptr_t>(q)] = bytes;
   emu::g_in_use += bytes;
   *p = q;
@@ -58,13 +133,15 @@ cudaError_t cudaFree(void* p) {
   auto it = emu::g_allocations.find(reinterpret_cast<uintptr_t>(p));
   if (it == emu::g_allocations.end()) return cudaErrorInvalidValue;
   emu::g_in_use -= it->second;
+  if (emu::protect_mode()) munmap(p, emu::mapped_bytes(it->second));
+  else std::free(p);
   emu::g_allocations.erase(it);
-  std::free(p);
   return cudaSuccess;
 }
 
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
   if (!emu::in_device_memory(p, bytes)) return cudaErrorInvalidValue;
+  const emu::DeviceScope device;
   std::memset(p, value, bytes);
   return cudaSuccess;
 }
@@ -79,6 +156,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     default: ok = true; break;
   }
   if (!ok) return cudaErrorInvalidValue;
+  const emu::DeviceScope device;
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }

@@ -231,6 +231,7 @@ void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
   if (c.shared_bytes > kMaxSharedBytes) return set_last_error(cudaErrorInvalidValue);
   Scheduler& s = t_sched;
   if (s.current >= 0) fatal("a kernel launched from inside a kernel");
+  const DeviceScope device;
   s.body = &body;
   s.shared.assign(c.shared_bytes + 16, 0xA5);  // not zeroed, as on the GPU
   g_coords.block_dim = c.block;

@@ -72,6 +72,7 @@ ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataT
       !emu::is_device_pointer(static_cast<float*>(recv) + count))
     return ncclInvalidArgument;
   if (count > size_t(INT32_MAX)) return ncclInvalidArgument;
+  const emu::DeviceScope device;
   const void* src = send == recv ? MPI_IN_PLACE : send;
   return MPI_Allreduce(src, recv, int(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS ? ncclSuccess
                                                                                                   : ncclSystemError;
