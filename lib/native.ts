@@ -250,7 +250,7 @@ export interface NativeAddon {
   }): Promise<NativeTrainer>;
   createModel(o: {
     backend: string; device: number; threads: number; model: NativeModelConfig; params: Float32Array;
-    half: boolean; tf32: boolean; maxBatch: number;
+    half: boolean; tf32: boolean; maxBatch: number; userPartsMemory?: number;
   }): Promise<NativeModel>;
   OpRunner: new (o: { backend: string; device?: number; threads?: number; tf32?: boolean }) => NativeOpRunner;
 }

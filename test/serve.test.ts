@@ -48,6 +48,22 @@ t.test('recommend agrees with brute-force scoring of every item', async (t) => {
   await t.rejects(model.recommend(d.userIds[0], { k: 0 }), /option 'k' must be an integer in 1\.\.100000, got 0/);
 });
 
+t.test('scoring with and without precomputed user parts of the first layer agrees', async (t) => {
+  const { data, checkpoint } = await trainedModel();
+  const split = await NeuMF.load(checkpoint, { device: 'cpu' });
+  const full = await NeuMF.load(checkpoint, { device: 'cpu', userPartsMemory: 0 });
+  t.teardown(() => [split, full].forEach((m) => m.close()));
+  const d = Dataset.load(data);
+  const users = Array.from({ length: 3000 }, (_, i) => d.userIds[(i * 7) % d.nUsers]);
+  const items = Array.from({ length: 3000 }, (_, i) => d.itemIds[(i * 13) % d.nItems]);
+  const a = await split.score(users, items), b = await full.score(users, items);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  t.ok(worst < 1e-5, `the two first-layer paths agree: max |difference| ${worst.toExponential(2)}`);
+  t.same((await full.recommend(d.userIds[5], { k: 5 })).items, (await split.recommend(d.userIds[5], { k: 5 })).items);
+  await t.rejects(NeuMF.load(checkpoint, { device: 'cpu', userPartsMemory: -1 }), /userPartsMemory/);
+});
+
 t.test('without its dataset a model takes dense indices', async (t) => {
   const { checkpoint } = await trainedModel();
   const model = await NeuMF.load(checkpoint, { device: 'cpu', data: false });

@@ -30,6 +30,12 @@ export interface LoadOptions {
   threads?: number;
   /** Pairs per forward pass (default 65536). */
   maxBatch?: number;
+  /**
+   * Bytes the model may spend on each user's precomputed part of the first layer (users x
+   * layers[1] x 4; default 1 GiB, 0 for none). With them, scoring a pair skips the first layer's
+   * GEMM; without, it runs the whole layer.
+   */
+  userPartsMemory?: number;
 }
 
 export interface RecommendOptions {
@@ -47,7 +53,7 @@ export interface Recommendation {
   scores: number[];
 }
 
-const LOAD_KEYS = ['device', 'gpu', 'data', 'precision', 'threads', 'maxBatch'] as const;
+const LOAD_KEYS = ['device', 'gpu', 'data', 'precision', 'threads', 'maxBatch', 'userPartsMemory'] as const;
 const RECOMMEND_KEYS = ['k', 'excludeSeen', 'candidates'] as const;
 
 export class NeuMF {
@@ -93,6 +99,7 @@ export class NeuMF {
         half: precision === 'fp16',
         tf32: precision !== 'fp32',
         maxBatch: opts.maxBatch === undefined ? 65536 : is.integer('maxBatch', opts.maxBatch, 1, 2 ** 26),
+        ...(opts.userPartsMemory === undefined ? {} : { userPartsMemory: is.number('userPartsMemory', opts.userPartsMemory, 0) }),
       });
       if (dataset) {
         const seen = dataset.seenItems();

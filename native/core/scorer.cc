@@ -33,8 +33,11 @@ Scorer::Scorer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const s
   const uint32_t I = cfg_.n_items;
   catalog_ = std::make_unique<Activations>(*be_, cfg_, DType::F32, int(I), false);
   item_part_ = BackendMat(*be_, I, l1, DType::F32);
-  user_part_ = BackendArray<float>(*be_, size_t(l1));
-  f32->first_layer_parts(Mat{}, item_part_.mat);
+  if (size_t(cfg_.n_users) * size_t(l1) * sizeof(float) <= opt_.user_parts_max_bytes)
+    user_parts_ = BackendMat(*be_, cfg_.n_users, l1, DType::F32);
+  else
+    user_part_ = BackendArray<float>(*be_, size_t(l1));
+  f32->first_layer_parts(user_parts_.mat, item_part_.mat);
   std::vector<uint32_t> iota(I);
   std::iota(iota.begin(), iota.end(), 0u);
   all_items_ = BackendArray<uint32_t>(*be_, iota.data(), I);
@@ -63,7 +66,7 @@ void Scorer::pair_logits(const uint32_t* users, const uint32_t* items, size_t n,
     const int m = int(std::min(chunk, n - off));
     be_->upload(act_->users.get(), users + off, sizeof(uint32_t) * size_t(m));
     be_->upload(act_->items.get(), items + off, sizeof(uint32_t) * size_t(m));
-    net_->forward(*act_, act_->users.get(), act_->items.get(), m);
+    forward_pairs(act_->users.get(), act_->items.get(), m);
     be_->download(out + off, act_->logits.get(), sizeof(float) * size_t(m));
   }
 }
@@ -71,7 +74,12 @@ void Scorer::pair_logits(const uint32_t* users, const uint32_t* items, size_t n,
 void Scorer::score_resident(const uint32_t* users, const uint32_t* items, int n) {
   std::lock_guard<std::mutex> lock(mu_);
   if (n > opt_.max_rows) fail(ErrorCode::InvalidArgument, "batch larger than the scorer's max rows");
-  net_->forward(*act_, users, items, n);
+  forward_pairs(users, items, n);
+}
+
+void Scorer::forward_pairs(const uint32_t* users, const uint32_t* items, int n) {
+  if (user_parts_.mat.empty()) net_->forward(*act_, users, items, n);
+  else net_->forward_split(*act_, user_parts_.mat.f32(), item_part_.mat.f32(), users, items, n);
 }
 
 void Scorer::set_seen(std::vector<uint32_t> offsets, std::vector<uint32_t> items) {
@@ -88,15 +96,18 @@ void Scorer::catalog_logits(uint32_t user) {
   const int half = cfg_.mlp_embed_dim();
   const int64_t I = cfg_.n_items;
   Activations& a = *catalog_;
-  // User part of layer 1, once.
-  const Mat user_row{const_cast<float*>(net.tables().mlp_user + size_t(user) * size_t(half)), DType::F32, 1, half};
-  be_->matmul_nt(user_row, net.layer(0).w, cfg_.layers[0], Mat{user_part_.get(), DType::F32, 1, cfg_.layers[1]});
+  // User part of layer 1: precomputed, or computed once for this user.
+  const float* user_part = user_parts_.mat.empty() ? user_part_.get() : user_parts_.mat.f32() + size_t(user) * size_t(cfg_.layers[1]);
+  if (user_parts_.mat.empty()) {
+    const Mat user_row{const_cast<float*>(net.tables().mlp_user + size_t(user) * size_t(half)), DType::F32, 1, half};
+    be_->matmul_nt(user_row, net.layer(0).w, cfg_.layers[0], Mat{user_part_.get(), DType::F32, 1, cfg_.layers[1]});
+  }
   be_->fill_u32(a.users.get(), user, size_t(I));
   const Dropout none;
   be_->parallel_tiles(I, opt_.catalog_tile, [&](int64_t t0, int64_t t1) {
     const int64_t n = t1 - t0;
     // z1 = relu(item part + user part), then the remaining layers, for this tile of items.
-    be_->add_row(item_part_.mat.rows_from(t0, n), user_part_.get(), a.act[0].mat.rows_from(t0, n), true);
+    be_->add_row(item_part_.mat.rows_from(t0, n), user_part, a.act[0].mat.rows_from(t0, n), true);
     for (int l = 1; l < cfg_.hidden_layers(); ++l)
       be_->linear_forward(a.act[size_t(l - 1)].mat.rows_from(t0, n), net.layer(l), none, a.act[size_t(l)].mat.rows_from(t0, n));
     // GMF values of (user, each item of the tile), then the output unit.

@@ -1,10 +1,12 @@
 // Serving a trained NeuMF: scoring (user, item) pairs in batches, and top-K recommendation.
 //
-// Full-catalog recommendation does not recompute what does not depend on the user: the first
-// MLP layer is W1 [u ; i] + b1 = W1u u + (W1i i + b1), and the item part W1i i + b1 is computed
-// once for every item when the scorer is built. Per user only W1u u (one vector), the remaining
-// layers over all items and the GMF dot products are computed; the K best are selected on the
-// host, skipping the user's seen items when asked.
+// Nothing that does not depend on the pair is recomputed per pair: the first MLP layer is
+// W1 [u ; i] + b1 = W1u u + (W1i i + b1), and the item part W1i i + b1 of every item is computed
+// when the scorer is built, and so is the user part W1u u of every user unless that table would
+// pass ScorerOptions::user_parts_max_bytes. Pair scoring then starts from a gather-add of the two parts (no
+// first-layer GEMM); full-catalog recommendation adds the user's part to every item's, runs the
+// remaining layers and the GMF dot products, and selects the K best on the host, skipping the
+// user's seen items when asked.
 #pragma once
 #include <memory>
 #include <mutex>
@@ -21,6 +23,9 @@ struct ScorerOptions {
   bool half = false;   // fp16 GEMMs for pair scoring (CUDA)
   bool tf32 = true;    // TF32 for fp32 GEMMs (CUDA)
   int max_rows = 1 << 16;  // pairs per forward pass
+  // Largest table of precomputed per-user first-layer parts (n_users x layers[1] fp32); with a
+  // larger one (or 0), pairs go through the full first layer instead.
+  size_t user_parts_max_bytes = size_t(1) << 30;
   // Items per tile of full-catalog scoring; 0 picks one tile on a GPU and 512 on the CPU, where
   // each thread takes whole tiles through every layer, so a tile stays in that core's cache.
   int catalog_tile = 0;
@@ -54,6 +59,7 @@ class Scorer {
 
  private:
   void pair_logits(const uint32_t* users, const uint32_t* items, size_t n, float* out);  // mu_ held
+  void forward_pairs(const uint32_t* users, const uint32_t* items, int n);  // logits into act_; mu_ held
   void catalog_logits(uint32_t user);  // into catalog_->logits; mu_ held
   void select_top_k(uint32_t user, const float* logits, const uint32_t* items, size_t n, int k, bool exclude_seen,
                     uint32_t* out_items, float* out_scores);
@@ -67,7 +73,8 @@ class Scorer {
   std::unique_ptr<Activations> act_;   // pair scoring
   std::unique_ptr<Activations> catalog_;  // full catalog, fp32
   BackendMat item_part_;               // [n_items, layers[1]] = W1i i + b1
-  BackendArray<float> user_part_;      // [layers[1]]
+  BackendMat user_parts_;              // [n_users, layers[1]] = W1u u, or empty when too large
+  BackendArray<float> user_part_;      // [layers[1]]: one user's, when user_parts_ is empty
   BackendArray<uint32_t> all_items_;   // 0 .. n_items - 1
   std::vector<uint32_t> seen_offsets_, seen_items_;
   std::vector<float> host_logits_;

@@ -210,7 +210,7 @@ Napi::Value ModelObject::Close(const Napi::CallbackInfo& info) {
 }
 
 // createModel({ backend, device, threads, model: {...}, params: Float32Array, half, tf32,
-//               maxBatch }) -> Promise<Model>
+//               maxBatch, userPartsMemory }) -> Promise<Model>
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -226,6 +226,9 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     opt.tf32 = get_bool(o, "tf32", true);
     opt.max_rows = int(get_int(o, "maxBatch", 65536));
     if (opt.max_rows < 1 || opt.max_rows > (1 << 26)) bad_option("maxBatch", "an integer in 1..67108864");
+    const double part_bytes = get_number(o, "userPartsMemory", double(opt.user_parts_max_bytes));
+    if (!(part_bytes >= 0)) bad_option("userPartsMemory", "a number of bytes >= 0");
+    opt.user_parts_max_bytes = size_t(part_bytes);
     auto built = std::make_shared<std::unique_ptr<Scorer>>();
     return PromiseWorker::Start(
         env, [=]() { *built = std::make_unique<Scorer>(create_backend(backend, device, threads), cfg, *params, opt); },
