@@ -92,7 +92,7 @@ class Backend {
   virtual void sync() = 0;
   virtual size_t peak_memory() const = 0;  // high-water mark of alloc(), bytes
   // Bytes in use on the whole device at the highest point this backend saw (CUDA: total minus
-  // free, sampled at each allocation and wait, so the context, library workspaces and other
+  // free, sampled at each allocation and sync(), so the context, library workspaces and other
   // processes count too); 0 on the CPU.
   virtual size_t device_memory_peak() const { return 0; }
   virtual void set_tf32(bool on) = 0;

@@ -188,6 +188,7 @@ EpochStats Trainer::run_epoch(uint32_t epoch, const ProgressFn& progress) {
   if (comm_) comm_->allreduce_sum_host(&loss, 1);
   st.loss = st.samples ? loss / double(st.samples) : 0.0;
   be_->download(&st.loss_scale, scale_.get(), sizeof(float));
+  be_->sync();  // nothing left to wait for; lets the CUDA backend sample the device's memory use
   st.seconds = seconds_since(t0);
   return st;
 }

@@ -113,7 +113,6 @@ void CudaBackend::download(void* dst, const void* src, size_t bytes) {
   use_device(device_);
   if (bytes) NCF_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
   NCF_CUDA(cudaStreamSynchronize(stream_));
-  sample_device_memory();
 }
 
 void CudaBackend::zero(void* dst, size_t bytes) {
