@@ -32,28 +32,42 @@ foreach(cu ${NCF_EMU_CU})
   list(APPEND NCF_EMU_GENERATED "${out}")
 endforeach()
 
-file(GLOB NCF_EMU_RUNTIME ${CMAKE_CURRENT_SOURCE_DIR}/native/emu/*.cc)
-add_library(ncf_cuda_emu MODULE ${NCF_EMU_GENERATED} ${NCF_EMU_RUNTIME})
-set_target_properties(ncf_cuda_emu PROPERTIES PREFIX "" SUFFIX ".so")
-target_include_directories(ncf_cuda_emu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda ${CMAKE_CURRENT_SOURCE_DIR}/native/emu
+# The emulation itself (kernels' execution, runtime, cuBLASLt, NCCL) and the flags every
+# emulated file is compiled with, shared by the plugin and the emulator's own checks.
+set(NCF_EMU_DIR ${CMAKE_CURRENT_SOURCE_DIR}/native/emu)
+set(NCF_EMU_RUNTIME ${NCF_EMU_DIR}/emu_grid.cc ${NCF_EMU_DIR}/emu_cudart.cc ${NCF_EMU_DIR}/emu_cublaslt.cc)
+add_library(ncf_emu_flags INTERFACE)
+target_include_directories(ncf_emu_flags INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda ${NCF_EMU_DIR}
                            ${NCF_EMU_RUNTIME_INCLUDE} ${NCF_EMU_CUBLASLT_INCLUDE} ${NCF_EMU_CURAND_INCLUDE})
-target_compile_definitions(ncf_cuda_emu PRIVATE NCF_CUDA_EMULATION
-                           NCF_CUDA_DESC="host emulation of the CUDA backend, not a GPU")
-target_compile_options(ncf_cuda_emu PRIVATE -O2 -fopenmp-simd -Wall -Wno-unused-parameter -Wno-unknown-pragmas
-                       -include ${CMAKE_CURRENT_SOURCE_DIR}/native/emu/cuda_emu.h)
-target_link_libraries(ncf_cuda_emu PRIVATE Threads::Threads)
+target_compile_definitions(ncf_emu_flags INTERFACE NCF_CUDA_EMULATION)
+target_compile_options(ncf_emu_flags INTERFACE -O2 -fopenmp-simd -Wall -Wno-unused-parameter -Wno-unknown-pragmas
+                       -include ${NCF_EMU_DIR}/cuda_emu.h)
+target_link_libraries(ncf_emu_flags INTERFACE Threads::Threads)
 # NCF_CUDA_EMU_ASAN=ON adds AddressSanitizer, so a kernel reading or writing outside its buffers
 # is reported where it happens (run node with LD_PRELOAD=$(gcc -print-file-name=libasan.so)), and
 # the alignment check: a float4 / uint4 access that is not 16-byte aligned stops the run, as it
 # faults on a GPU (x86 would do it silently).
 if(NCF_CUDA_EMU_ASAN)
   set(NCF_EMU_SANITIZE -fsanitize=address,alignment -fno-sanitize-recover=alignment)
-  target_compile_options(ncf_cuda_emu PRIVATE ${NCF_EMU_SANITIZE} -fno-omit-frame-pointer)
-  target_link_options(ncf_cuda_emu PRIVATE ${NCF_EMU_SANITIZE})
-  target_compile_definitions(ncf_cuda_emu PRIVATE NCF_EMU_ASAN)
+  target_compile_options(ncf_emu_flags INTERFACE ${NCF_EMU_SANITIZE} -fno-omit-frame-pointer)
+  target_link_options(ncf_emu_flags INTERFACE ${NCF_EMU_SANITIZE})
+  target_compile_definitions(ncf_emu_flags INTERFACE NCF_EMU_ASAN)
 endif()
+
+add_library(ncf_cuda_emu MODULE ${NCF_EMU_GENERATED} ${NCF_EMU_RUNTIME} ${NCF_EMU_DIR}/emu_nccl.cc)
+set_target_properties(ncf_cuda_emu PROPERTIES PREFIX "" SUFFIX ".so")
+target_link_libraries(ncf_cuda_emu PRIVATE ncf_emu_flags)
+target_compile_definitions(ncf_cuda_emu PRIVATE NCF_CUDA_DESC="host emulation of the CUDA backend, not a GPU")
 # Its own inline functions bind inside it, never to the addon's copies of the shared headers.
 target_link_options(ncf_cuda_emu PRIVATE -Wl,--no-undefined -Wl,-Bsymbolic)
+
+# The emulator's own checks (native/emu/emu_selftest.cc), built beside the plugin with it.
+add_executable(ncf_cuda_emu_selftest ${NCF_EMU_DIR}/emu_selftest.cc ${NCF_EMU_RUNTIME})
+target_link_libraries(ncf_cuda_emu_selftest PRIVATE ncf_emu_flags)
+if(CMAKE_LIBRARY_OUTPUT_DIRECTORY)
+  set_target_properties(ncf_cuda_emu_selftest PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_LIBRARY_OUTPUT_DIRECTORY}")
+endif()
+add_dependencies(ncf_cuda_emu ncf_cuda_emu_selftest)
 message(STATUS "ncf-native: CUDA emulation plugin enabled (ncf_cuda_emu.so)")
 
 # NCCL under emulation runs over MPI (native/emu/emu_nccl.cc), so `mpirun -np N` exercises the

@@ -38,6 +38,13 @@ if (built.plugin) process.env.NCF_CUDA_PLUGIN = built.plugin;
 const haveMpi = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
 const mpiEnv = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' };
 
+t.test("the emulator's own checks: launches, shuffles, barriers, cuBLASLt's definition", { skip }, async (t) => {
+  const exe = path.join(path.dirname(built.plugin!), 'ncf_cuda_emu_selftest');
+  const r = spawnSync(exe, [], { encoding: 'utf8', timeout: 120_000 });
+  t.equal(r.status, 0, r.stdout + r.stderr);
+  t.match(r.stdout, /all \d+ emulator checks passed/);
+});
+
 t.test('selftest --device cuda: every CUDA op matches its CPU twin', { skip }, async (t) => {
   const r = cli(['selftest', '--device', 'cuda'], tmpdir());
   t.equal(r.status, 0, r.stdout + r.stderr);

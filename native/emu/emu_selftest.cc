@@ -1,0 +1,199 @@
+// Checks of the emulator itself against CUDA's and cuBLASLt's documented behaviour, so that the
+// CUDA backend's tests under emulation rest on a harness that is known to be right: launch
+// limits, pointer checks, warp shuffles, __syncthreads, copy directions, and cuBLASLt's
+// column-major matmul for every transpose, with the RELU_BIAS epilogue, fp16 output and its
+// argument checks, each against a plain loop written from the documentation.
+// Prints one line per check; exits non-zero if any fails.
+#include <cublasLt.h>
+
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <vector>
+
+#include "cuda_emu.h"
+
+namespace {
+
+int failures = 0, checks = 0;
+void expect(bool ok, const char* what) {
+  ++checks;
+  if (!ok) ++failures;
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+}
+
+void noop_kernel(int*) {}
+
+// Every lane ends with the sum of all lanes' values (a butterfly reduction).
+void shuffle_sum_kernel(int* out) {
+  int v = int(threadIdx.x);
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  out[blockIdx.x * blockDim.x + threadIdx.x] = v;
+}
+
+// Thread i writes slot i, then (after the barrier) reads its neighbour's slot.
+void barrier_kernel(int* out) {
+  __shared__ int slots[256];
+  slots[threadIdx.x] = int(threadIdx.x) * 3;
+  __syncthreads();
+  out[threadIdx.x] = slots[(threadIdx.x + 1) % blockDim.x];
+}
+
+template <typename T>
+T* device_array(const std::vector<T>& host) {
+  void* p = nullptr;
+  cudaMalloc(&p, host.size() * sizeof(T));
+  cudaMemcpyAsync(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, nullptr);
+  return static_cast<T*>(p);
+}
+template <typename T>
+std::vector<T> host_array(const T* p, size_t n) {
+  std::vector<T> h(n);
+  cudaMemcpyAsync(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost, nullptr);
+  return h;
+}
+
+void launch_checks() {
+  int* d = device_array(std::vector<int>(1024, 0));
+  emu::launch(noop_kernel, dim3(1), dim3(2048))(d);
+  expect(cudaGetLastError() == cudaErrorInvalidConfiguration, "a block of 2048 threads is an invalid configuration");
+  emu::launch(noop_kernel, dim3(0), dim3(32))(d);
+  expect(cudaGetLastError() == cudaErrorInvalidConfiguration, "an empty grid is an invalid configuration");
+  emu::launch(noop_kernel, dim3(1), dim3(32), size_t(64) << 10)(d);
+  expect(cudaGetLastError() == cudaErrorInvalidValue, "64 KiB of dynamic shared memory needs an opt-in");
+  int host = 0;
+  bool threw = false;
+  try {
+    emu::launch(noop_kernel, dim3(1), dim3(32))(&host);
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
+  expect(threw, "a host pointer passed to a kernel is reported");
+  std::vector<int> h(4);
+  expect(cudaMemcpyAsync(d, h.data(), 16, cudaMemcpyDeviceToHost, nullptr) == cudaErrorInvalidValue,
+         "a copy in the wrong direction is refused");
+  cudaFree(d);
+}
+
+void warp_and_block_checks() {
+  int* d = device_array(std::vector<int>(256, 0));
+  emu::launch(shuffle_sum_kernel, dim3(2), dim3(64))(d);
+  const std::vector<int> s = host_array(d, 128);
+  bool ok = true;
+  for (int i = 0; i < 128; ++i) ok = ok && s[size_t(i)] == ((i % 64) / 32) * 32 * 32 + 496;  // sum of the warp's lane ids
+  expect(ok, "__shfl_xor_sync butterfly: every lane gets its warp's sum");
+  emu::launch(barrier_kernel, dim3(1), dim3(256))(d);
+  const std::vector<int> b = host_array(d, 256);
+  ok = true;
+  for (int i = 0; i < 256; ++i) ok = ok && b[size_t(i)] == ((i + 1) % 256) * 3;
+  expect(ok, "__syncthreads: every write before the barrier is seen after it");
+  cudaFree(d);
+}
+
+// D (m x n, column-major) = op(A) op(B) with op(A) m x k, by the definition.
+std::vector<float> reference_gemm(bool ta, bool tb, int m, int n, int k, const std::vector<float>& a, int lda,
+                                  const std::vector<float>& b, int ldb, const std::vector<float>* bias, bool relu) {
+  std::vector<float> d(size_t(m) * size_t(n));
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      double s = 0;
+      for (int q = 0; q < k; ++q) s += double(ta ? a[size_t(i) * lda + q] : a[size_t(q) * lda + i]) * (tb ? b[size_t(q) * ldb + j] : b[size_t(j) * ldb + q]);
+      if (bias) s += (*bias)[size_t(i)];
+      if (relu && s < 0) s = 0;
+      d[size_t(j) * m + i] = float(s);
+    }
+  return d;
+}
+
+struct Matmul {
+  cublasLtHandle_t h;
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, ld;
+  cublasLtMatmulPreference_t pref;
+  cublasLtMatmulAlgo_t algo{};
+  bool found = false;
+  Matmul(bool ta, bool tb, int m, int n, int k, int lda, int ldb, cudaDataType_t dtype, uint32_t epilogue, const void* bias) {
+    cublasLtCreate(&h);
+    cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    const cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &oa, sizeof oa);
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &ob, sizeof ob);
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, ta ? k : m, ta ? m : k, lda);
+    cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, tb ? n : k, tb ? k : n, ldb);
+    cublasLtMatrixLayoutCreate(&ld, dtype, m, n, m);
+    cublasLtMatmulPreferenceCreate(&pref);
+    cublasLtMatmulHeuristicResult_t r{};
+    int count = 0;
+    found = cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, ld, ld, pref, 1, &r, &count) == CUBLAS_STATUS_SUCCESS && count == 1;
+    algo = r.algo;
+  }
+  ~Matmul() {
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(ld);
+    cublasLtMatmulDescDestroy(desc);
+    cublasLtDestroy(h);
+  }
+  cublasStatus_t run(const void* a, const void* b, void* d) {
+    const float one = 1.0f, zero = 0.0f;
+    return cublasLtMatmul(h, desc, &one, a, la, b, lb, &zero, d, ld, d, ld, &algo, nullptr, 0, nullptr);
+  }
+};
+
+void gemm_checks() {
+  const int m = 7, n = 5, k = 9;
+  std::vector<float> a(size_t(k) * 16), b(size_t(k) * 16), bias(m);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float((i * 37) % 17) / 8.0f - 1.0f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = float((i * 53) % 19) / 9.0f - 1.0f;
+  for (int i = 0; i < m; ++i) bias[size_t(i)] = 0.3f * float(i) - 1.0f;
+  float* da = device_array(a);
+  float* db = device_array(b);
+  float* dbias = device_array(bias);
+  float* dd = device_array(std::vector<float>(size_t(m) * n));
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = t & 1, tb = t & 2;
+    const int lda = (ta ? k : m) + 3, ldb = (tb ? n : k) + 2;  // padded leading dimensions
+    for (const bool epi : {false, true}) {
+      Matmul mm(ta, tb, m, n, k, lda, ldb, CUDA_R_32F, epi ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_DEFAULT, epi ? dbias : nullptr);
+      const bool ran = mm.found && mm.run(da, db, dd) == CUBLAS_STATUS_SUCCESS;
+      const std::vector<float> got = host_array(dd, size_t(m) * n);
+      const std::vector<float> want = reference_gemm(ta, tb, m, n, k, a, lda, b, ldb, epi ? &bias : nullptr, epi);
+      double err = 0;
+      for (size_t i = 0; i < got.size(); ++i) err = std::max(err, double(std::fabs(got[i] - want[i])));
+      char what[160];
+      std::snprintf(what, sizeof what, "cublasLtMatmul op(A)=%c op(B)=%c%s = the column-major definition (max error %.1e)",
+                    ta ? 'T' : 'N', tb ? 'T' : 'N', epi ? " + RELU_BIAS (bias along D's rows)" : "", err);
+      expect(ran && err < 1e-5, what);
+    }
+  }
+  {
+    __half* dh = device_array(std::vector<__half>(size_t(m) * n));
+    Matmul mm(false, false, m, n, k, m, k, CUDA_R_16F, CUBLASLT_EPILOGUE_DEFAULT, nullptr);
+    expect(!mm.found, "fp32 inputs with an fp16 output: no algorithm, as in cuBLASLt's table");
+    cudaFree(dh);
+  }
+  {
+    Matmul mm(false, false, m, n, k, m - 1, k, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT, nullptr);
+    expect(!mm.found, "a leading dimension below the stored rows is refused");
+  }
+  {
+    Matmul mm(false, false, m, n, k, m, k, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT, nullptr);
+    expect(mm.found && mm.run(da + 1, db, dd) == CUBLAS_STATUS_INVALID_VALUE,
+           "an operand less aligned than the algorithm was chosen for is refused");
+  }
+  for (void* p : {static_cast<void*>(da), static_cast<void*>(db), static_cast<void*>(dbias), static_cast<void*>(dd)}) cudaFree(p);
+}
+
+}  // namespace
+
+int main() {
+  launch_checks();
+  warp_and_block_checks();
+  gemm_checks();
+  if (failures) std::printf("%d of %d emulator checks FAILED\n", failures, checks);
+  else std::printf("all %d emulator checks passed\n", checks);
+  return failures ? 1 : 0;
+}
