@@ -106,11 +106,16 @@ void Network::first_layer_parts(Mat user_part, Mat item_part) const {
 void Network::forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
                             const uint32_t* items, int n) const {
   be_->gather_add_relu(user_part, users, item_part, items, a.act[0].mat.head(n));
+  forward_after_first_layer(a, users, items, 0, n);
+}
+
+void Network::forward_after_first_layer(Activations& a, const uint32_t* users, const uint32_t* items, int64_t r0,
+                                        int64_t n) const {
   const Dropout none;
   for (int l = 1; l < cfg_.hidden_layers(); ++l)
-    be_->linear_forward(a.act[size_t(l - 1)].mat.head(n), layer(l), none, a.act[size_t(l)].mat.head(n));
-  be_->embed_forward(tables(), users, items, n, a.gmf.mat.head(n), Mat{});
-  be_->head_forward(a.gmf.mat.head(n), a.act.back().mat.head(n), head(), a.logits.get());
+    be_->linear_forward(a.act[size_t(l - 1)].mat.rows_from(r0, n), layer(l), none, a.act[size_t(l)].mat.rows_from(r0, n));
+  be_->embed_forward(tables(), users, items, int(n), a.gmf.mat.rows_from(r0, n), Mat{});
+  be_->head_forward(a.gmf.mat.rows_from(r0, n), a.act.back().mat.rows_from(r0, n), head(), a.logits.get() + r0);
 }
 
 }  // namespace ncf

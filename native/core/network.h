@@ -60,6 +60,10 @@ class Network {
   // first-layer GEMM and no MLP input per pair (evaluation scores 101 items per user this way).
   void forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
                      const uint32_t* items, int n) const;
+  // With the first layer's output in rows [r0, r0 + n) of a.act[0]: the remaining layers, the GMF
+  // values of the pairs (users[i], items[i]), i < n, and the output unit, into a.logits[r0 ..].
+  void forward_after_first_layer(Activations& a, const uint32_t* users, const uint32_t* items, int64_t r0,
+                                 int64_t n) const;
 
  private:
   Backend* be_;

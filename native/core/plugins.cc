@@ -59,9 +59,13 @@ std::unique_ptr<Communicator> g_world;
 
 // NCF_CUDA_PLUGIN names another file to load as the CUDA backend: the tests use it for
 // ncf_cuda_emu.so, the backend under host emulation (cmake/NcfCudaEmu.cmake).
-std::string cuda_plugin_path() {
+const char* cuda_plugin_override() {
   const char* p = std::getenv("NCF_CUDA_PLUGIN");
-  return p && *p ? std::string(p) : plugin_dir() + "/ncf_cuda.so";
+  return p && *p ? p : nullptr;
+}
+std::string cuda_plugin_path() {
+  const char* p = cuda_plugin_override();
+  return p ? std::string(p) : plugin_dir() + "/ncf_cuda.so";
 }
 
 Plugin& cuda_plugin() { return load_plugin(cuda_plugin_path(), g_cuda, g_cuda_mu); }
@@ -97,10 +101,11 @@ std::string plugin_dir() {
 
 CudaStatus cuda_status() {
   CudaStatus s;
-  s.built = file_exists(cuda_plugin_path());
+  const std::string path = cuda_plugin_path();
+  s.built = file_exists(path);
   if (!s.built) {
-    if (std::getenv("NCF_CUDA_PLUGIN") && *std::getenv("NCF_CUDA_PLUGIN")) {
-      s.error = "NCF_CUDA_PLUGIN names " + cuda_plugin_path() + ", which does not exist";
+    if (cuda_plugin_override()) {
+      s.error = "NCF_CUDA_PLUGIN names " + path + ", which does not exist";
       return s;
     }
     s.error = "this build has no CUDA backend (CMake did not find the CUDA toolkit with cuBLAS; "

@@ -103,16 +103,11 @@ void Scorer::catalog_logits(uint32_t user) {
     be_->matmul_nt(user_row, net.layer(0).w, cfg_.layers[0], Mat{user_part_.get(), DType::F32, 1, cfg_.layers[1]});
   }
   be_->fill_u32(a.users.get(), user, size_t(I));
-  const Dropout none;
   be_->parallel_tiles(I, opt_.catalog_tile, [&](int64_t t0, int64_t t1) {
     const int64_t n = t1 - t0;
-    // z1 = relu(item part + user part), then the remaining layers, for this tile of items.
+    // z1 = relu(item part + user part) for this tile of items, then the rest of the network.
     be_->add_row(item_part_.mat.rows_from(t0, n), user_part, a.act[0].mat.rows_from(t0, n), true);
-    for (int l = 1; l < cfg_.hidden_layers(); ++l)
-      be_->linear_forward(a.act[size_t(l - 1)].mat.rows_from(t0, n), net.layer(l), none, a.act[size_t(l)].mat.rows_from(t0, n));
-    // GMF values of (user, each item of the tile), then the output unit.
-    be_->embed_forward(net.tables(), a.users.get(), all_items_.get() + t0, int(n), a.gmf.mat.rows_from(t0, n), Mat{});
-    be_->head_forward(a.gmf.mat.rows_from(t0, n), a.act.back().mat.rows_from(t0, n), net.head(), a.logits.get() + t0);
+    net.forward_after_first_layer(a, a.users.get(), all_items_.get() + t0, t0, n);
   });
 }
 
