@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import t from 'tap';
 
 import { NeuMF, loadModel, prepare } from '../lib/index';
-import { CLI, cli, tmpdir } from './helpers';
+import { CLI, cli, haveMpirun, runJob, tmpdir } from './helpers';
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -35,8 +35,6 @@ const built = process.env.NCF_CUDA_PLUGIN ? { plugin: process.env.NCF_CUDA_PLUGI
 process.env.NCF_EMU_PROTECT ??= '1';
 const skip = built.skip ?? false;
 if (built.plugin) process.env.NCF_CUDA_PLUGIN = built.plugin;
-const haveMpi = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-const mpiEnv = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' };
 
 t.test("the emulator's own checks: launches, shuffles, barriers, cuBLASLt's definition", { skip }, async (t) => {
   const exe = path.join(path.dirname(built.plugin!), 'ncf_cuda_emu_selftest');
@@ -100,19 +98,18 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   }
 });
 
-t.test('mpirun -np 2 over (emulated) NCCL trains exactly like one process', { skip: skip || (haveMpi ? false : 'mpirun is not installed') }, async (t) => {
+t.test('mpirun -np 2 over (emulated) NCCL trains exactly like one process', { skip: skip || (haveMpirun ? false : 'mpirun is not installed') }, async (t) => {
   const home = tmpdir();
   const dir = tmpdir();
   const { dir: data, meta } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 1 });
   const batch = Math.ceil((meta.counts.trainPositives * 5) / 2) + 1; // two steps, split unevenly
   const args = (ck: string) => [CLI, 'train', '--data', data, '-b', String(batch), '-e', '1', '--eval-after', '0', '--seed', '5',
     '--eps', '1e-3', '--backend', 'cuda', '--checkpoint-dir', path.join(dir, ck), '--log-path', path.join(dir, ck, 'log.json'), '--json'];
-  const env = { ...process.env, ...mpiEnv, NCF_NATIVE_HOME: home, NCF_NATIVE_NO_PROGRESS: '1' };
-  const one = spawnSync(process.execPath, args('one'), { encoding: 'utf8', env, timeout: 300_000 });
+  const one = runJob(process.execPath, args('one'), home);
   t.equal(one.status, 0, one.stderr);
-  const single = spawnSync('mpirun', ['-np', '1', process.execPath, ...args('single'), '--distributed'], { encoding: 'utf8', env, timeout: 300_000 });
+  const single = runJob('mpirun', ['-np', '1', process.execPath, ...args('single'), '--distributed'], home);
   t.equal(single.status, 0, single.stderr);
-  const two = spawnSync('mpirun', ['-np', '2', '--oversubscribe', process.execPath, ...args('two')], { encoding: 'utf8', env, timeout: 300_000 });
+  const two = runJob('mpirun', ['-np', '2', '--oversubscribe', process.execPath, ...args('two')], home);
   t.equal(two.status, 0, two.stderr);
   t.match(two.stderr, /2 ranks over nccl/);
   const s1 = JSON.parse(one.stdout), s2 = JSON.parse(two.stdout), sd = JSON.parse(single.stdout);

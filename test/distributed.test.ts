@@ -2,26 +2,14 @@
 // batch give the parameters, loss and HR@10 of a single process (within float tolerance), so a
 // wrong shard, average or random stream fails this test. Also: ranks that load different data
 // are stopped with a message, and a rank that fails ends the whole job instead of hanging it.
-import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
 import t from 'tap';
 
 import { loadModel, prepare } from '../lib/index';
-import { CLI, tmpdir } from './helpers';
+import { CLI, haveMpirun, runJob, tmpdir } from './helpers';
 
-const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
-const haveMpi = mpirun.status === 0;
-
-function run(cmd: string, args: string[], home: string) {
-  return spawnSync(cmd, args, {
-    encoding: 'utf8',
-    timeout: 300_000,
-    env: { ...process.env, NCF_NATIVE_HOME: home, NCF_NATIVE_NO_PROGRESS: '1', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' },
-  });
-}
-
-t.test('mpirun -np 2 trains exactly like one process', { skip: haveMpi ? false : 'mpirun is not installed (Debian: openmpi-bin)' }, async (t) => {
+t.test('mpirun -np 2 trains exactly like one process', { skip: haveMpirun ? false : 'mpirun is not installed (Debian: openmpi-bin)' }, async (t) => {
   const home = tmpdir();
   const dir = tmpdir();
   const { dir: data, meta } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 1 });
@@ -30,9 +18,9 @@ t.test('mpirun -np 2 trains exactly like one process', { skip: haveMpi ? false :
   t.equal(batch % 2, 1);
   // eps 1e-3 makes Adam's step depend on the gradient's scale, so a wrong average shows too.
   const args = (ck: string) => ['train', '--data', data, '-b', String(batch), '-e', '1', '--eval-after', '0', '--seed', '5', '--eps', '1e-3', '--backend', 'cpu', '--checkpoint-dir', ck, '--log-path', path.join(ck, 'log.json'), '--json'];
-  const one = run(process.execPath, [CLI, ...args(path.join(dir, 'one'))], home);
+  const one = runJob(process.execPath, [CLI, ...args(path.join(dir, 'one'))], home);
   t.equal(one.status, 0, one.stderr);
-  const two = run('mpirun', ['-np', '2', '--oversubscribe', process.execPath, CLI, ...args(path.join(dir, 'two'))], home);
+  const two = runJob('mpirun', ['-np', '2', '--oversubscribe', process.execPath, CLI, ...args(path.join(dir, 'two'))], home);
   t.equal(two.status, 0, two.stderr);
   t.match(two.stderr, /2 ranks over mpi/);
   const s1 = JSON.parse(one.stdout), s2 = JSON.parse(two.stdout);
@@ -48,13 +36,13 @@ t.test('mpirun -np 2 trains exactly like one process', { skip: haveMpi ? false :
   t.ok(moved > p1.length / 2);
 });
 
-t.test('--distributed with one rank goes through MPI and changes nothing', { skip: haveMpi ? false : 'mpirun is not installed' }, async (t) => {
+t.test('--distributed with one rank goes through MPI and changes nothing', { skip: haveMpirun ? false : 'mpirun is not installed' }, async (t) => {
   const home = tmpdir();
   const dir = tmpdir();
   const { dir: data } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 1 });
   const args = (ck: string) => ['train', '--data', data, '-b', '4096', '-e', '2', '--eval-after', '0', '--seed', '5', '--threads', '1', '--backend', 'cpu', '--checkpoint-dir', ck, '--log-path', path.join(ck, 'log.json'), '--json'];
-  const plain = run(process.execPath, [CLI, ...args(path.join(dir, 'plain'))], home);
-  const viaMpi = run('mpirun', ['-np', '1', process.execPath, CLI, ...args(path.join(dir, 'mpi')), '--distributed'], home);
+  const plain = runJob(process.execPath, [CLI, ...args(path.join(dir, 'plain'))], home);
+  const viaMpi = runJob('mpirun', ['-np', '1', process.execPath, CLI, ...args(path.join(dir, 'mpi')), '--distributed'], home);
   t.equal(viaMpi.status, 0, viaMpi.stderr);
   const a = JSON.parse(plain.stdout), b = JSON.parse(viaMpi.stdout);
   t.match(b.info.communicator, /^mpi /);
@@ -63,24 +51,24 @@ t.test('--distributed with one rank goes through MPI and changes nothing', { ski
   t.same(Array.from(loadModel(path.join(dir, 'mpi', 'last.safetensors')).params), Array.from(loadModel(path.join(dir, 'plain', 'last.safetensors')).params), 'identical parameters');
 });
 
-t.test('ranks that load different datasets are stopped', { skip: haveMpi ? false : 'mpirun is not installed' }, async (t) => {
+t.test('ranks that load different datasets are stopped', { skip: haveMpirun ? false : 'mpirun is not installed' }, async (t) => {
   const home = tmpdir();
   const dir = tmpdir();
   await prepare('synthetic:tiny', { out: path.join(dir, 'data0'), seed: 1 });
   await prepare('synthetic:tiny', { out: path.join(dir, 'data1'), seed: 2 });
   const script = `exec "${process.execPath}" "${CLI}" train --data "${dir}/data$OMPI_COMM_WORLD_RANK" -b 4096 -e 1 --backend cpu --log-path "${dir}/log" --checkpoint-dir "${dir}/ck"`;
-  const r = run('mpirun', ['-np', '2', '--oversubscribe', 'sh', '-c', script], home);
+  const r = runJob('mpirun', ['-np', '2', '--oversubscribe', 'sh', '-c', script], home);
   t.not(r.status, 0);
   t.match(r.stderr, /rank 1 loaded a different dataset than rank 0 \(fingerprint [0-9a-f]+ vs [0-9a-f]+\): every rank must read the same prepared dataset/);
 });
 
-t.test('a failing rank ends the whole job', { skip: haveMpi ? false : 'mpirun is not installed' }, async (t) => {
+t.test('a failing rank ends the whole job', { skip: haveMpirun ? false : 'mpirun is not installed' }, async (t) => {
   const home = tmpdir();
   const dir = tmpdir();
   await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 1 });
   const script = `if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then extra="--load-checkpoint-path ${dir}/missing.safetensors"; fi; exec "${process.execPath}" "${CLI}" train --data "${dir}/data" -b 4096 -e 50 --backend cpu --log-path "${dir}/log" --checkpoint-dir "${dir}/ck" $extra`;
   const started = Date.now();
-  const r = run('mpirun', ['-np', '2', '--oversubscribe', 'sh', '-c', script], home);
+  const r = runJob('mpirun', ['-np', '2', '--oversubscribe', 'sh', '-c', script], home);
   t.not(r.status, 0);
   t.match(r.stderr, /ncf-native \(rank 1\): error: .*missing\.safetensors: no such file/);
   t.ok(Date.now() - started < 120_000, 'rank 0 did not wait forever');

@@ -23,6 +23,21 @@ export function cli(args: string[], home: string, env: Record<string, string> = 
   });
 }
 
+/** Whether Open MPI's mpirun is installed. */
+export const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
+
+/**
+ * Runs a command (node on the CLI, or mpirun around it) with its cache in `home`, as root if need
+ * be and with more ranks than cores allowed, as the tests' MPI jobs need.
+ */
+export function runJob(cmd: string, args: string[], home: string): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, {
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, NCF_NATIVE_HOME: home, NCF_NATIVE_NO_PROGRESS: '1', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' },
+  });
+}
+
 export function write(dir: string, name: string, text: string): string {
   const p = path.join(dir, name);
   fs.mkdirSync(path.dirname(p), { recursive: true });
