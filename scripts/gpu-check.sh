@@ -2,8 +2,9 @@
 # The GPU checks in one run, for a machine with an NVIDIA GPU (and the device tool's machine, via
 # ../shared/gpu/remote.sh): build with CUDA for this GPU's architecture, run the CUDA self-test,
 # then the benchmarks of training (TF32 and --amp, with the peak memory of --no-neg-trick),
-# evaluation and inference on synthetic ml-20m-shaped data, HR@10 with and without --amp, the NCCL
-# path with one rank against the single-process path, and mpirun -np 2 on the CPU backend.
+# evaluation and inference on synthetic ml-20m-shaped data (fused and, for comparison, through
+# the op chain), HR@10 with and without --amp, the NCCL path with one rank against the
+# single-process path, and mpirun -np 2 on the CPU backend.
 #
 #   bash scripts/gpu-check.sh [quick|dry]
 #     quick  self-test and one --amp training benchmark
@@ -29,9 +30,11 @@ run_json() { local file=$1; shift; "$@" 2>>"$out/log.txt" >"$file"; }
 
 if [ "$mode" = dry ]; then
   shape=tiny; batch=(-b 4096); train_epochs=2; infer=(--batch-sizes 1024 4096 --seconds 0.3 --topk-users 3)
+  chain_infer=(--batch-sizes 1024 --seconds 0.3 --topk-users 3)
   nccl_data=synthetic:tiny; nccl_batch=4096
 else
   shape=ml-20m; batch=(); train_epochs=3; infer=()
+  chain_infer=(--batch-sizes 65536 1048576 --seconds 1 --topk-users 100)
   nccl_data=synthetic:ml-1m; nccl_batch=65536
   step "build (CUDA on)"
   arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '. ')
@@ -53,8 +56,16 @@ step "bench train --amp --no-neg-trick (memory)"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | tail -4 | tee -a "$out/summary.txt"
 step "bench eval"
 run $cli bench eval --synthetic $shape "${batch[@]}" --out "$out/bench-eval.json" | tail -2 | tee -a "$out/summary.txt"
+step "bench eval --amp"
+run $cli bench eval --synthetic $shape "${batch[@]}" --amp --out "$scratch/eval-amp.json" | tail -2 | tee -a "$out/summary.txt"
 step "bench infer"
 run $cli bench infer "${infer[@]}" --out "$out/bench-infer.json" | tee -a "$out/summary.txt"
+# The same through the op chain instead of the fused split_forward kernel: what the fusion gains.
+step "bench eval and infer through the op chain (NCF_CUDA_FUSED=0)"
+for flag in "" --amp; do
+  run env NCF_CUDA_FUSED=0 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-chain.json" | tail -2 | tee -a "$out/summary.txt"
+done
+run env NCF_CUDA_FUSED=0 $cli bench infer "${chain_infer[@]}" --precision tf32 fp16 --out "$scratch/infer-chain.json" | tee -a "$out/summary.txt"
 
 step "accuracy: HR@10 with and without --amp (synthetic $shape, 5 epochs)"
 for prec in amp tf32; do

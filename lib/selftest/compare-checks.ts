@@ -8,6 +8,7 @@ import type { NativeOpRunner } from '../native';
 import { type Check, check, property } from './check';
 import { tinyCsr } from './cpu-checks';
 import { Rng, exactlyEqual, relError } from '../util/random';
+import { paramCount } from '../model/checkpoint';
 
 export const TOLERANCE = { fp32: 1e-5, tf32: 1e-2, fp16: 2e-2 } as const;
 export type GemmPrecision = keyof typeof TOLERANCE;
@@ -92,6 +93,23 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   checks.push(check('gather_add_relu', fp16 ? 'fp16' : 'exact', relError(gd, gc), fp16 ? 1e-3 : 0));
   const oddCols = { a: rng.f32(70 * 30), b: rng.f32(30 * 30), ia: rng.u32s(500, 70), ib: rng.u32s(500, 30), cols: 30 };
   checks.push(check('gather_add_relu (30 columns)', 'exact', relError(dev.gatherAddRelu(oddCols), cpu.gatherAddRelu(oddCols)), 0));
+
+  // The fused forward pass of evaluation and serving (split_forward, from the first layer's parts
+  // to the logits) against the CPU's chain of ops; fp32 without TF32 has no fused form.
+  const net = { nUsers: 90, nItems: 60, factors: 64, layers: [256, 256, 128, 64], dropout: 0 };
+  const netParams = rng.f32(paramCount(net), -0.5, 0.5), pu = rng.u32s(300, 90), pi = rng.u32s(300, 60);
+  const sd = dev.splitForward({ ...net, params: netParams, users: pu, items: pi, fp16 });
+  const sc = cpu.splitForward({ ...net, params: netParams, users: pu, items: pi });
+  const fusedExpected = precision !== 'fp32' && process.env.NCF_CUDA_FUSED !== '0';
+  checks.push(check(`split_forward (${sd.fused ? 'fused kernel' : 'op chain'})`, precision, relError(sd.logits, sc.logits), tol));
+  checks.push(property(`split_forward ran ${fusedExpected ? 'fused' : 'as the op chain'}`, sd.fused === fusedExpected));
+  if (precision === 'tf32') {
+    const odd = { nUsers: 40, nItems: 30, factors: 8, layers: [48, 40, 24], dropout: 0 }; // widths not multiples of 16
+    const oddParams = rng.f32(paramCount(odd), -0.5, 0.5), ou = rng.u32s(100, 40), oi = rng.u32s(100, 30);
+    const od = dev.splitForward({ ...odd, params: oddParams, users: ou, items: oi });
+    const oc = cpu.splitForward({ ...odd, params: oddParams, users: ou, items: oi });
+    checks.push(check(`split_forward 48-40-24 (${od.fused ? 'fused kernel' : 'op chain'})`, precision, relError(od.logits, oc.logits), tol));
+  }
 
   if (!fp16) {
     const r2 = 2000, cols = 128, ldw = 256, oc = 256;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "adam_rule.h"
 #include "dropout.h"
@@ -50,6 +51,19 @@ struct HeadParams {
   const float* b = nullptr;  // [1]
   int factors = 0;
   int mlp_width = 0;
+};
+
+// The network after its first layer, as the fused split_forward op takes it: the first layer's
+// per-user and per-item parts (Network::first_layer_parts), the hidden layers after the first,
+// the GMF tables and the output unit.
+struct SplitNet {
+  const float* user_part = nullptr;  // [*, width]: W1u u per user
+  const float* item_part = nullptr;  // [*, width]: W1i i + b1 per item
+  int width = 0;                     // the first layer's output width
+  EmbedTables tables;                // mf_user and mf_item are used
+  std::vector<LinearParams> layers;  // hidden layers 2..L (w_half / b_half set for fp16 activations)
+  HeadParams head;
+  DType act = DType::F32;            // the activations' type between layers
 };
 
 // Dynamic or static loss scaling state for fp16 training, in backend memory.
@@ -143,6 +157,15 @@ class Backend {
   // out[r] = relu(a[ia[r]] + b[ib[r]]) for each row r of out: one row of each of two fp32 tables
   // of out.cols columns, added (the first layer from its user and item parts); out fp32 or fp16.
   virtual void gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) = 0;
+  // The fused form of gather_add_relu -> linear_forward (no dropout) for each later layer ->
+  // embed_forward (GMF only) -> head_forward: logits[r] of the pairs (users[r], items[r]), r < n,
+  // with no activation matrix in backend memory. Returns false, doing nothing, when the backend
+  // has no fused form for this network (its shapes, precision or alignment): the caller then
+  // runs that chain of ops, which is also the reference the self-test compares this op against.
+  virtual bool split_forward(const SplitNet& net, const uint32_t* users, const uint32_t* items, int64_t n,
+                             float* logits) {
+    return false;
+  }
   virtual void fill_u32(uint32_t* dst, uint32_t value, size_t n) = 0;
   // Calls fn(begin, end) for consecutive tiles of [0, n). The CPU runs tiles on its threads at
   // once, each tile's ops then running single-threaded (so a tile's data stays in that core's

@@ -103,8 +103,22 @@ void Network::first_layer_parts(Mat user_part, Mat item_part) const {
   }
 }
 
+bool Network::forward_split_fused(const float* user_part, const float* item_part, const uint32_t* users,
+                                  const uint32_t* items, int64_t n, float* logits) const {
+  SplitNet s;
+  s.user_part = user_part;
+  s.item_part = item_part;
+  s.width = cfg_.layers[1];
+  s.tables = tables();
+  for (int l = 1; l < cfg_.hidden_layers(); ++l) s.layers.push_back(layer(l));
+  s.head = head();
+  s.act = act_dtype();
+  return be_->split_forward(s, users, items, n, logits);
+}
+
 void Network::forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
-                            const uint32_t* items, int n) const {
+                            const uint32_t* items, int n, bool fused) const {
+  if (fused && forward_split_fused(user_part, item_part, users, items, n, a.logits.get())) return;
   be_->gather_add_relu(user_part, users, item_part, items, a.act[0].mat.head(n));
   forward_after_first_layer(a, users, items, 0, n);
 }

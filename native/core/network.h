@@ -58,8 +58,13 @@ class Network {
   void first_layer_parts(Mat user_part, Mat item_part) const;
   // The forward pass (no dropout) for n pairs with the first layer taken from those parts: no
   // first-layer GEMM and no MLP input per pair (evaluation scores 101 items per user this way).
+  // Runs the backend's fused split_forward when it has one for this network (and `fused`), else
+  // the chain of ops through a's activations.
   void forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
-                     const uint32_t* items, int n) const;
+                     const uint32_t* items, int n, bool fused = true) const;
+  // Only the fused form: false (nothing done) where the backend has none for this network.
+  bool forward_split_fused(const float* user_part, const float* item_part, const uint32_t* users,
+                           const uint32_t* items, int64_t n, float* logits) const;
   // With the first layer's output in rows [r0, r0 + n) of a.act[0]: the remaining layers, the GMF
   // values of the pairs (users[i], items[i]), i < n, and the output unit, into a.logits[r0 ..].
   void forward_after_first_layer(Activations& a, const uint32_t* users, const uint32_t* items, int64_t r0,

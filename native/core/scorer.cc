@@ -103,6 +103,9 @@ void Scorer::catalog_logits(uint32_t user) {
     be_->matmul_nt(user_row, net.layer(0).w, cfg_.layers[0], Mat{user_part_.get(), DType::F32, 1, cfg_.layers[1]});
   }
   be_->fill_u32(a.users.get(), user, size_t(I));
+  if (!user_parts_.mat.empty() &&
+      net.forward_split_fused(user_parts_.mat.f32(), item_part_.mat.f32(), a.users.get(), all_items_.get(), I, a.logits.get()))
+    return;
   be_->parallel_tiles(I, opt_.catalog_tile, [&](int64_t t0, int64_t t1) {
     const int64_t n = t1 - t0;
     // z1 = relu(item part + user part) for this tile of items, then the rest of the network.

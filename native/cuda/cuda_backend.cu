@@ -1,6 +1,7 @@
 // CUDA backend: device, stream and memory; the plugin's exported entry points; and the small
 // utility kernels (fill_u32, philox_fill).
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -38,6 +39,10 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   NCF_CUDA(cudaGetDeviceProperties(&prop, device));
   name_ = prop.name;
   total_memory_ = prop.totalGlobalMem;
+  cc_major_ = prop.major;
+  shared_optin_ = prop.sharedMemPerBlockOptin;
+  const char* fused = std::getenv("NCF_CUDA_FUSED");
+  fused_ = !(fused && std::string(fused) == "0");
 }
 
 CudaBackend::~CudaBackend() {

@@ -1,6 +1,7 @@
 // The CUDA backend: every op of core/backend.h as a kernel or a cuBLASLt GEMM on one stream of
 // one GPU. The op families live in files named like their CPU twins (embed.cu, linear.cu,
-// head.cu, adam.cu, sample.cu, eval.cu, serve.cu).
+// head.cu, adam.cu, sample.cu, eval.cu, serve.cu), and fused kernels with no CPU file: their
+// CPU reference is the chain of ops they replace (split_forward.cu).
 #pragma once
 #include <atomic>
 #include <memory>
@@ -56,6 +57,8 @@ class CudaBackend final : public Backend {
   void matmul_nt(Mat a, const float* w, int ldw, Mat out) override;
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
   void gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) override;
+  bool split_forward(const SplitNet& net, const uint32_t* users, const uint32_t* items, int64_t n,
+                     float* logits) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
   void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) override;
   void parallel_tiles(int64_t n, int64_t tile, const std::function<void(int64_t, int64_t)>& fn) override {
@@ -68,6 +71,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<GemmRunner> gemm_;
   std::string name_;
   size_t total_memory_ = 0;
+  int cc_major_ = 0;              // compute capability
+  size_t shared_optin_ = 0;       // the device's opt-in limit of dynamic shared memory per block
+  bool fused_ = true;             // fused kernels where they apply (NCF_CUDA_FUSED=0: the op chains)
+  bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
   std::mutex mem_mu_;
   std::unordered_map<void*, size_t> sizes_;  // live allocations, for the peak figure
   size_t in_use_ = 0;

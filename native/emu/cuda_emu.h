@@ -55,7 +55,11 @@ struct LaunchConfig {
   dim3 grid, block;
   size_t shared_bytes = 0;
   cudaStream_t stream = nullptr;
+  size_t shared_limit = 48 << 10;  // the kernel's dynamic shared memory limit (cudaFuncSetAttribute)
 };
+// The limit cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ...) set
+// for a kernel (48 KiB until then, as on the GPU).
+size_t dynamic_shared_limit(const void* kernel);
 
 // Runs body once per thread of the grid (see emu_grid.cc); sets the last error on a bad launch.
 void run_grid(const LaunchConfig& c, const std::function<void()>& body);
@@ -114,7 +118,8 @@ struct Launch {
 
 template <typename... P>
 Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes = 0, cudaStream_t stream = nullptr) {
-  return Launch<P...>{kernel, LaunchConfig{grid, block, shared_bytes, stream}};
+  return Launch<P...>{kernel, LaunchConfig{grid, block, shared_bytes, stream,
+                                           dynamic_shared_limit(reinterpret_cast<const void*>(kernel))}};
 }
 
 }  // namespace emu
@@ -139,6 +144,12 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   return out;
 }
 
+// __syncwarp: every lane of the warp arrives before any goes on (full mask only).
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  if (mask != 0xffffffffu) ::emu::fatal("the emulator supports full-warp __syncwarp only");
+  ::emu::warp_exchange(0, int(threadIdx.x % 32));
+}
+
 // Fibers switch only at barriers, so a read-modify-write is atomic.
 template <typename T>
 T emu_atomic_add(T* p, T v) {
@@ -155,3 +166,5 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
 using std::isfinite;
 using std::max;
 using std::min;
+
+#include "emu_wmma.h"

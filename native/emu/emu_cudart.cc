@@ -88,6 +88,17 @@ bool in_device_memory(const void* p, size_t bytes) {
 
 bool is_device_pointer(const void* p) { return in_device_memory(p, 0); }
 
+namespace {
+constexpr int kSharedOptIn = 232448;  // an H100's opt-in limit of dynamic shared memory per block
+std::map<const void*, size_t> g_shared_limits;  // kernel -> limit set by cudaFuncSetAttribute (under g_mu)
+}  // namespace
+
+size_t dynamic_shared_limit(const void* kernel) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = g_shared_limits.find(kernel);
+  return it == g_shared_limits.end() ? size_t(48) << 10 : it->second;
+}
+
 DeviceScope::DeviceScope() {
   if (!protect_mode()) return;
   std::lock_guard<std::mutex> lock(g_mu);
@@ -178,6 +189,8 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->minor = 0;
   prop->maxThreadsPerBlock = 1024;
   prop->sharedMemPerBlock = 48 << 10;
+  prop->sharedMemPerBlockOptin = emu::kSharedOptIn;
+  prop->multiProcessorCount = 132;
   prop->warpSize = 32;
   return cudaSuccess;
 }
@@ -193,6 +206,14 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
   return cudaSuccess;
 }
 cudaError_t cudaGetLastError() { return emu::take_last_error(); }
+
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;  // the only one emulated
+  if (value < 0 || value > emu::kSharedOptIn) return cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(emu::g_mu);
+  emu::g_shared_limits[func] = size_t(value);
+  return cudaSuccess;
+}
 
 const char* cudaGetErrorName(cudaError_t e) {
   switch (e) {

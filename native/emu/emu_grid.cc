@@ -24,7 +24,7 @@ namespace {
 
 constexpr size_t kStackBytes = 128 << 10;
 constexpr unsigned kMaxThreadsPerBlock = 1024;
-constexpr size_t kMaxSharedBytes = 48 << 10;  // without opting in to more, as on the GPU
+constexpr size_t kSharedAlign = 128;  // dynamic shared memory's alignment (a GPU gives at least this)
 
 enum class State { Ready, AtBlockBarrier, AtWarpBarrier, Done };
 
@@ -209,7 +209,10 @@ cudaError_t take_last_error() {
   return e;
 }
 
-void* dynamic_shared_memory() { return t_sched.shared.data(); }
+void* dynamic_shared_memory() {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(t_sched.shared.data());
+  return reinterpret_cast<void*>((p + kSharedAlign - 1) & ~uintptr_t(kSharedAlign - 1));
+}
 
 void block_barrier() { wait(State::AtBlockBarrier); }
 
@@ -228,12 +231,12 @@ void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
   const bool bad = threads == 0 || threads > kMaxThreadsPerBlock || c.block.z > 64 || c.grid.x == 0 || c.grid.y == 0 ||
                    c.grid.z == 0 || c.grid.x > 2147483647u || c.grid.y > 65535 || c.grid.z > 65535;
   if (bad) return set_last_error(cudaErrorInvalidConfiguration);
-  if (c.shared_bytes > kMaxSharedBytes) return set_last_error(cudaErrorInvalidValue);
+  if (c.shared_bytes > c.shared_limit) return set_last_error(cudaErrorInvalidValue);
   Scheduler& s = t_sched;
   if (s.current >= 0) fatal("a kernel launched from inside a kernel");
   const DeviceScope device;
   s.body = &body;
-  s.shared.assign(c.shared_bytes + 16, 0xA5);  // not zeroed, as on the GPU
+  s.shared.assign(c.shared_bytes + kSharedAlign, 0xA5);  // not zeroed, as on the GPU
   g_coords.block_dim = c.block;
   g_coords.grid_dim = c.grid;
   for (unsigned z = 0; z < c.grid.z; ++z)

@@ -1,6 +1,7 @@
 // Checks of the emulator itself against CUDA's and cuBLASLt's documented behaviour, so that the
 // CUDA backend's tests under emulation rest on a harness that is known to be right: launch
-// limits, pointer checks, warp shuffles, __syncthreads, copy directions, and cuBLASLt's
+// limits and the shared-memory opt-in, pointer checks, warp shuffles, __syncthreads, __syncwarp,
+// WMMA (fp16 and tf32) and __float_to_tf32, copy directions, and cuBLASLt's
 // column-major matmul for every transpose, with the RELU_BIAS epilogue, fp16 output and its
 // argument checks, each against a plain loop written from the documentation.
 // Prints one line per check; exits non-zero if any fails.
@@ -39,6 +40,33 @@ void barrier_kernel(int* out) {
   out[threadIdx.x] = slots[(threadIdx.x + 1) % blockDim.x];
 }
 
+// Lane i writes slot i of shared memory; after __syncwarp it reads its neighbour's.
+void syncwarp_kernel(int* out) {
+  __shared__ int slots[32];
+  slots[threadIdx.x] = int(threadIdx.x) + 100;
+  __syncwarp();
+  out[threadIdx.x] = slots[(threadIdx.x + 1) % 32];
+}
+
+// D = A B + C on one 16 x 16 x K tile by WMMA; A row-major [16 x K], B column-major [K x 16]
+// (ld K), C and D row-major [16 x 16]. Inputs are rounded to tf32 for the tf32 variant.
+template <typename T, typename E, int K>
+void wmma_kernel(const E* a, const E* b, const float* c, float* d) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 16, 16, K, T, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, K, T, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, K, float> fc;
+  wmma::load_matrix_sync(fa, a, K);
+  wmma::load_matrix_sync(fb, b, K);
+  wmma::load_matrix_sync(fc, c, 16, wmma::mem_row_major);
+  if constexpr (std::is_same<T, wmma::precision::tf32>::value) {
+    for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
+    for (int i = 0; i < fb.num_elements; ++i) fb.x[i] = wmma::__float_to_tf32(fb.x[i]);
+  }
+  wmma::mma_sync(fc, fa, fb, fc);
+  wmma::store_matrix_sync(d, fc, 16, wmma::mem_row_major);
+}
+
 template <typename T>
 T* device_array(const std::vector<T>& host) {
   void* p = nullptr;
@@ -61,6 +89,14 @@ void launch_checks() {
   expect(cudaGetLastError() == cudaErrorInvalidConfiguration, "an empty grid is an invalid configuration");
   emu::launch(noop_kernel, dim3(1), dim3(32), size_t(64) << 10)(d);
   expect(cudaGetLastError() == cudaErrorInvalidValue, "64 KiB of dynamic shared memory needs an opt-in");
+  expect(cudaFuncSetAttribute(reinterpret_cast<const void*>(noop_kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              64 << 10) == cudaSuccess,
+         "cudaFuncSetAttribute opts a kernel in to 64 KiB");
+  emu::launch(noop_kernel, dim3(1), dim3(32), size_t(64) << 10)(d);
+  expect(cudaGetLastError() == cudaSuccess, "after the opt-in a launch with 64 KiB runs");
+  expect(cudaFuncSetAttribute(reinterpret_cast<const void*>(noop_kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              1 << 20) == cudaErrorInvalidValue,
+         "an opt-in beyond the device's shared memory is refused");
   int host = 0;
   bool threw = false;
   try {
@@ -87,7 +123,67 @@ void warp_and_block_checks() {
   ok = true;
   for (int i = 0; i < 256; ++i) ok = ok && b[size_t(i)] == ((i + 1) % 256) * 3;
   expect(ok, "__syncthreads: every write before the barrier is seen after it");
+  emu::launch(syncwarp_kernel, dim3(1), dim3(32))(d);
+  const std::vector<int> w = host_array(d, 32);
+  ok = true;
+  for (int i = 0; i < 32; ++i) ok = ok && w[size_t(i)] == (i + 1) % 32 + 100;
+  expect(ok, "__syncwarp: every lane's write before it is seen after it");
   cudaFree(d);
+}
+
+// The tf32 value CUDA's cvt.rna.tf32.f32 gives: 10 mantissa bits, nearest, ties away from zero.
+float tf32_reference(float x) {
+  const double m = std::ldexp(1.0, std::ilogb(x) - 10);  // the spacing of tf32 values near x
+  const double q = double(x) / m;
+  return float(std::copysign(std::floor(std::fabs(q) + 0.5), q) * m);
+}
+
+void wmma_checks() {
+  using namespace nvcuda;
+  std::vector<float> a(16 * 16), b(16 * 16), c(16 * 16);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float((i * 37) % 23) / 7.0f - 1.5f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = float((i * 53) % 29) / 11.0f - 1.2f;
+  for (size_t i = 0; i < c.size(); ++i) c[i] = float(i % 5) - 2.0f;
+  float* dc = device_array(c);
+  float* dd = device_array(std::vector<float>(16 * 16));
+  auto check = [&](int K, auto in, const char* what, double tol) {
+    double err = 0;
+    const std::vector<float> got = host_array(dd, 16 * 16);
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 16; ++j) {
+        double s = c[size_t(i) * 16 + j];
+        for (int q = 0; q < K; ++q) s += double(in(a[size_t(i) * K + q])) * double(in(b[size_t(j) * K + q]));
+        err = std::max(err, std::fabs(s - double(got[size_t(i) * 16 + j])));
+      }
+    char msg[160];
+    std::snprintf(msg, sizeof msg, "%s (max error %.1e)", what, err);
+    expect(err < tol, msg);
+  };
+  {
+    std::vector<__half> ha(16 * 16), hb(16 * 16);
+    for (size_t i = 0; i < ha.size(); ++i) ha[i] = __float2half_rn(a[i]);
+    for (size_t i = 0; i < hb.size(); ++i) hb[i] = __float2half_rn(b[i]);
+    __half* da = device_array(ha);
+    __half* db = device_array(hb);
+    emu::launch(wmma_kernel<__half, __half, 16>, dim3(1), dim3(32))(da, db, dc, dd);
+    check(16, [](float x) { return __half2float(__float2half_rn(x)); }, "wmma 16x16x16 fp16: D = A B + C, A row-major, B column-major", 1e-4);
+    cudaFree(da);
+    cudaFree(db);
+  }
+  {
+    float* da = device_array(std::vector<float>(a.begin(), a.begin() + 16 * 8));
+    float* db = device_array(std::vector<float>(b.begin(), b.begin() + 16 * 8));
+    emu::launch(wmma_kernel<wmma::precision::tf32, float, 8>, dim3(1), dim3(32))(da, db, dc, dd);
+    check(8, tf32_reference, "wmma 16x16x8 tf32 on __float_to_tf32 inputs: D = A B + C", 1e-4);
+    cudaFree(da);
+    cudaFree(db);
+  }
+  bool ok = true;
+  for (float x : {1.0f + 0x1p-11f, 1.0f + 0x1p-10f + 0x1p-11f, -3.0f - 0x1p-9f - 0x1p-11f, 1e-30f * 1.0007f, 123456.7f})
+    ok = ok && wmma::__float_to_tf32(x) == tf32_reference(x);
+  expect(ok, "__float_to_tf32 rounds to nearest, ties away from zero");
+  cudaFree(dc);
+  cudaFree(dd);
 }
 
 // D (m x n, column-major) = op(A) op(B) with op(A) m x k, by the definition.
@@ -193,6 +289,7 @@ int main() {
   launch_checks();
   warp_and_block_checks();
   gemm_checks();
+  wmma_checks();
   if (failures) std::printf("%d of %d emulator checks FAILED\n", failures, checks);
   else std::printf("all %d emulator checks passed\n", checks);
   return failures ? 1 : 0;

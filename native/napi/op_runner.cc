@@ -1,8 +1,10 @@
 #include "op_runner.h"
 
 #include "../core/backend_array.h"
+#include "../core/network.h"
 #include "../core/plugins.h"
 #include "convert.h"
+#include "functions.h"
 
 namespace ncf::js {
 
@@ -104,6 +106,7 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                          InstanceMethod("matmulNt", &OpRunner::MatmulNt),
                          InstanceMethod("addRow", &OpRunner::AddRow),
                          InstanceMethod("gatherAddRelu", &OpRunner::GatherAddRelu),
+                         InstanceMethod("splitForward", &OpRunner::SplitForward),
                          InstanceAccessor("info", &OpRunner::Info, nullptr),
                      });
 }
@@ -491,6 +494,40 @@ Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
     Mat y = io.mat_zeros(int64_t(ia.size()), cols, get_bool(o, "fp16", false));
     be_->gather_add_relu(io.f32(a), io.u32(ia), io.f32(b), io.u32(ib), y);
     return out(info.Env(), io.read(y));
+  });
+}
+
+// splitForward({ nUsers, nItems, factors, layers, params, users, items, fp16, fused })
+//   -> { logits: Float32Array, fused: boolean }
+// A Network from the flat parameters: its first-layer parts, then Network::forward_split over the
+// pairs, through the backend's fused split_forward when it has one (and fused is not false),
+// else through the chain of ops; `fused` says which ran.
+Napi::Value OpRunner::SplitForward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const ModelConfig cfg = model_config_from(o);
+    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
+    if (users.empty() || users.size() != items.size()) bad_option("users/items", "non-empty and of equal length");
+    for (size_t r = 0; r < users.size(); ++r)
+      if (users[r] >= cfg.n_users || items[r] >= cfg.n_items) bad_option("users/items", "indices within nUsers and nItems");
+    Network net(*be_, cfg, get_bool(o, "fp16", false));
+    net.upload_params(get_f32(o.Get("params"), "params"));
+    BackendMat user_part(*be_, cfg.n_users, cfg.layers[1], DType::F32), item_part(*be_, cfg.n_items, cfg.layers[1], DType::F32);
+    net.first_layer_parts(user_part.mat, item_part.mat);
+    const int n = int(users.size());
+    Activations a(*be_, cfg, net.act_dtype(), n, false);
+    be_->upload(a.users.get(), users.data(), sizeof(uint32_t) * users.size());
+    be_->upload(a.items.get(), items.data(), sizeof(uint32_t) * items.size());
+    const bool fused = get_bool(o, "fused", true) &&
+                       net.forward_split_fused(user_part.mat.f32(), item_part.mat.f32(), a.users.get(), a.items.get(), n,
+                                               a.logits.get());
+    if (!fused) net.forward_split(a, user_part.mat.f32(), item_part.mat.f32(), a.users.get(), a.items.get(), n, false);
+    std::vector<float> logits(users.size());
+    be_->download(logits.data(), a.logits.get(), sizeof(float) * logits.size());
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("logits", out(info.Env(), std::move(logits)));
+    r.Set("fused", fused);
+    return r;
   });
 }
 

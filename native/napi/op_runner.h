@@ -32,6 +32,7 @@ class OpRunner : public Napi::ObjectWrap<OpRunner> {
   Napi::Value MatmulNt(const Napi::CallbackInfo& info);
   Napi::Value AddRow(const Napi::CallbackInfo& info);
   Napi::Value GatherAddRelu(const Napi::CallbackInfo& info);
+  Napi::Value SplitForward(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Backend> be_;

@@ -1,0 +1,156 @@
+// nvcuda::wmma (CUDA's warp matrix multiply-accumulate API, <mma.h>) under emulation.
+//
+// CUDA leaves the distribution of a fragment's elements over the lanes unspecified, and code may
+// only touch x[] elementwise (the same operation on every element). Here every lane holds the
+// whole tile (x[] is the tile in row-major order) for loads, but mma_sync computes and a store
+// writes only the lane's share of the accumulator. The calls are not warp barriers: a lane
+// runs ahead of the others until a __syncwarp, so a warp that reads with load_matrix_sync what
+// its lanes wrote without a __syncwarp in between reads stale data here (as it may on a GPU).
+// Checked as CUDA documents: 256-bit aligned pointers, ldm a multiple of 16 bytes, and tf32
+// inputs converted with __float_to_tf32 before mma_sync.
+#pragma once
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace emu {
+[[noreturn]] void fatal(const char* what);
+}
+
+namespace nvcuda {
+namespace wmma {
+
+struct row_major;
+struct col_major;
+struct matrix_a;
+struct matrix_b;
+struct accumulator;
+namespace precision {
+struct tf32;
+}
+enum layout_t { mem_row_major, mem_col_major };
+
+namespace detail {
+template <typename T>
+struct storage {
+  using type = T;
+};
+template <>
+struct storage<precision::tf32> {
+  using type = float;
+};
+// Rows and columns of the tile a fragment holds.
+template <typename Use, int M, int N, int K>
+struct tile;
+template <int M, int N, int K>
+struct tile<matrix_a, M, N, K> {
+  static constexpr int rows = M, cols = K;
+};
+template <int M, int N, int K>
+struct tile<matrix_b, M, N, K> {
+  static constexpr int rows = K, cols = N;
+};
+template <int M, int N, int K>
+struct tile<accumulator, M, N, K> {
+  static constexpr int rows = M, cols = N;
+};
+
+inline void check_pointer(const void* p, unsigned ldm, size_t element_bytes) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0) ::emu::fatal("wmma: the matrix pointer is not 256-bit aligned");
+  if ((size_t(ldm) * element_bytes) % 16 != 0) ::emu::fatal("wmma: ldm is not a multiple of 16 bytes");
+}
+inline float to_float(float v) { return v; }
+inline float to_float(__half v) { return __half2float(v); }
+inline void from_float(float v, float* out) { *out = v; }
+inline bool is_tf32(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return (bits & 0x1FFFu) == 0;
+}
+}  // namespace detail
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static constexpr int rows = detail::tile<Use, M, N, K>::rows;
+  static constexpr int cols = detail::tile<Use, M, N, K>::cols;
+  enum { num_elements = rows * cols };
+  using element_type = typename detail::storage<T>::type;
+  element_type x[num_elements];
+};
+
+// cvt.rna.tf32.f32: round to 10 mantissa bits, to nearest with ties away from zero.
+inline float __float_to_tf32(float in) {
+  uint32_t bits;
+  std::memcpy(&bits, &in, sizeof bits);
+  if ((bits & 0x7F800000u) != 0x7F800000u) bits = (bits + 0x1000u) & ~0x1FFFu;
+  float out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+template <typename Use, int M, int N, int K, typename T, typename Layout, typename E>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const E* p, unsigned ldm) {
+  detail::check_pointer(p, ldm, sizeof(E));
+  constexpr bool row = std::is_same<Layout, row_major>::value;
+  for (int r = 0; r < f.rows; ++r)
+    for (int c = 0; c < f.cols; ++c) f.x[r * f.cols + c] = row ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+}
+
+template <int M, int N, int K>
+void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm, layout_t layout) {
+  detail::check_pointer(p, ldm, sizeof(float));
+  for (int r = 0; r < f.rows; ++r)
+    for (int c = 0; c < f.cols; ++c)
+      f.x[r * f.cols + c] = layout == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+}
+
+// Each lane writes its own share of the tile (as on a GPU, where a lane holds only some of the
+// elements): blocks of num_elements / 32 consecutive elements, lane by lane. So a lane that reads
+// elements of the stored tile before a __syncwarp may find them not yet written.
+template <int M, int N, int K>
+void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
+  detail::check_pointer(p, ldm, sizeof(float));
+  const int share = (f.num_elements + 31) / 32, lane = int(threadIdx.x % 32);
+  for (int i = lane * share; i < std::min<int>(f.num_elements, (lane + 1) * share); ++i) {
+    const int r = i / f.cols, c = i % f.cols;
+    (layout == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r]) = f.x[i];
+  }
+}
+
+template <typename Use, int M, int N, int K, typename T, typename Layout, typename V>
+void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const V& v) {
+  for (int i = 0; i < f.num_elements; ++i) f.x[i] = v;
+}
+
+// d = a b + c with fp32 accumulation (fp16 products are exact in fp32).
+template <int M, int N, int K, typename T, typename LA, typename LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+              const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  if constexpr (std::is_same<T, precision::tf32>::value) {
+    for (int i = 0; i < a.num_elements; ++i)
+      if (!detail::is_tf32(a.x[i])) ::emu::fatal("wmma: a tf32 matrix_a element was not converted with __float_to_tf32");
+    for (int i = 0; i < b.num_elements; ++i)
+      if (!detail::is_tf32(b.x[i])) ::emu::fatal("wmma: a tf32 matrix_b element was not converted with __float_to_tf32");
+  }
+  // Only the lane's share of D (the elements its store writes) is computed; the rest become NaN,
+  // so code that used them (which CUDA leaves unspecified) gives visibly wrong results.
+  const int share = (M * N + 31) / 32, lane = int(threadIdx.x % 32);
+  float out[M * N];
+  for (int e = 0; e < M * N; ++e) {
+    if (e / share != lane) {
+      out[e] = NAN;
+      continue;
+    }
+    const int i = e / N, j = e % N;
+    float s = c.x[e];
+    for (int k = 0; k < K; ++k) s += detail::to_float(a.x[i * K + k]) * detail::to_float(b.x[k * N + j]);
+    out[e] = s;
+  }
+  std::memcpy(d.x, out, sizeof out);  // d may be c
+}
+
+}  // namespace wmma
+}  // namespace nvcuda
