@@ -221,6 +221,11 @@ export interface NativeOpRunner {
     nUsers: number; nItems: number; factors: number; layers: number[]; params: Float32Array;
     users: Uint32Array; items: Uint32Array; fp16?: boolean; fused?: boolean;
   }): { logits: Float32Array; fused: boolean };
+  trainPass(a: {
+    nUsers: number; nItems: number; factors: number; layers: number[]; dropout: number; params: Float32Array;
+    users: Uint32Array; items: Uint32Array; labels: Float32Array; seed: number; epoch: number; pos0: number;
+    gradScale: number; lossScale?: number; fp16?: boolean; fused?: boolean;
+  }): { grads: Float32Array; loss: number; fused: boolean };
 }
 
 export interface EmbedArgs {

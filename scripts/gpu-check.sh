@@ -2,12 +2,12 @@
 # The GPU checks in one run, for a machine with an NVIDIA GPU (and the device tool's machine, via
 # ../shared/gpu/remote.sh): build with CUDA for this GPU's architecture, run the CUDA self-test,
 # then the benchmarks of training (TF32 and --amp, with the peak memory of --no-neg-trick),
-# evaluation and inference on synthetic ml-20m-shaped data (fused and, for comparison, through
-# the op chain), HR@10 with and without --amp, the NCCL path with one rank against the
-# single-process path, and mpirun -np 2 on the CPU backend.
+# evaluation and inference on synthetic ml-20m-shaped data (with the fused kernels and, for
+# comparison, through the op chains), HR@10 with and without --amp, the NCCL path with one rank
+# against the single-process path, and mpirun -np 2 on the CPU backend.
 #
 #   bash scripts/gpu-check.sh [quick|dry]
-#     quick  self-test and one --amp training benchmark
+#     quick  self-test and one --amp training benchmark, fused and through the op chain
 #     dry    no build and small data, for checking this script without a GPU: run it with
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
 #
@@ -48,10 +48,17 @@ node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
 
 step "bench train --amp"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | tee -a "$out/summary.txt"
-[ "$mode" = quick ] && exit 0
+if [ "$mode" = quick ]; then
+  run env NCF_CUDA_FUSED=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-chain.json" | tail -3 | tee -a "$out/summary.txt"
+  exit 0
+fi
 
 step "bench train (TF32)"
 run $cli bench train --synthetic $shape "${batch[@]}" -e $train_epochs --out "$out/bench-train-tf32.json" | tee -a "$out/summary.txt"
+step "bench train through the op chain (NCF_CUDA_FUSED=0), --amp and TF32"
+for flag in --amp ""; do
+  run env NCF_CUDA_FUSED=0 $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-chain.json" | tail -3 | tee -a "$out/summary.txt"
+done
 step "bench train --amp --no-neg-trick (memory)"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | tail -4 | tee -a "$out/summary.txt"
 step "bench eval"

@@ -8,7 +8,7 @@ import type { NativeOpRunner } from '../native';
 import { type Check, check, property } from './check';
 import { tinyCsr } from './cpu-checks';
 import { Rng, exactlyEqual, relError } from '../util/random';
-import { paramCount } from '../model/checkpoint';
+import { paramCount, paramLayout } from '../model/checkpoint';
 
 export const TOLERANCE = { fp32: 1e-5, tf32: 1e-2, fp16: 2e-2 } as const;
 export type GemmPrecision = keyof typeof TOLERANCE;
@@ -103,6 +103,25 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   const fusedExpected = precision !== 'fp32' && process.env.NCF_CUDA_FUSED !== '0';
   checks.push(check(`split_forward (${sd.fused ? 'fused kernel' : 'op chain'})`, precision, relError(sd.logits, sc.logits), tol));
   checks.push(property(`split_forward ran ${fusedExpected ? 'fused' : 'as the op chain'}`, sd.fused === fusedExpected));
+  // The fused data path of a training step (train_pass: all but the weight-gradient GEMMs, which
+  // follow it) against the CPU's chain of ops, tensor by tensor. Below fp32 a pre-activation near
+  // zero can take the other side of the ReLU than on the CPU, which moves the gradients of the
+  // layers under it by far more than rounding; the device's own chain of ops shows the same, so
+  // each tensor must be within its tolerance or within 3x the device chain's error.
+  const tnet = { nUsers: 90, nItems: 60, factors: 64, layers: [256, 256, 128, 64], dropout: 0.5 };
+  const tn = 200, tu = rng.u32s(tn, 90), ti = rng.u32s(tn, 60);
+  const tl = Float32Array.from({ length: tn }, () => (rng.below(5) === 0 ? 1 : 0));
+  const targs = { ...tnet, params: rng.f32(paramCount(tnet), -0.1, 0.1), users: tu, items: ti, labels: tl, seed: 5, epoch: 2, pos0: 4321, gradScale: 1 / tn, lossScale: fp16 ? 1024 : 0 };
+  const td = dev.trainPass({ ...targs, fp16 }), tchain = dev.trainPass({ ...targs, fp16, fused: false }), tc = cpu.trainPass(targs);
+  let worst = Math.abs(td.loss - tc.loss) / Math.abs(tc.loss) / tol, worstName = 'loss';
+  for (const t of paramLayout(tnet)) {
+    const part = (g: Float32Array) => g.subarray(t.offset, t.offset + t.count);
+    const ratio = relError(part(td.grads), part(tc.grads)) / Math.max(tol, 3 * relError(part(tchain.grads), part(tc.grads)));
+    if (ratio > worst) [worst, worstName] = [ratio, t.name];
+  }
+  checks.push(check(`train_pass (${td.fused ? 'fused kernel' : 'op chain'}): error / allowed, worst ${worstName}`, precision, worst, 1));
+  checks.push(property(`train_pass ran ${fusedExpected ? 'fused' : 'as the op chain'}`, td.fused === fusedExpected));
+
   if (precision === 'tf32') {
     const odd = { nUsers: 40, nItems: 30, factors: 8, layers: [48, 40, 24], dropout: 0 }; // widths not multiples of 16
     const oddParams = rng.f32(paramCount(odd), -0.5, 0.5), ou = rng.u32s(100, 40), oi = rng.u32s(100, 30);

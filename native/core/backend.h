@@ -75,6 +75,28 @@ struct LossScaler {
   int growth_interval = 2000;   // double the scale after this many finite steps
 };
 
+// One training step's data path, as the fused train_pass op takes it. Gradients are added into
+// buffers the caller zeroed; mlp_in, act and d_act receive what the weight gradients need.
+struct TrainPass {
+  const uint32_t* users = nullptr;   // the batch's n sampled rows
+  const uint32_t* items = nullptr;
+  const float* labels = nullptr;
+  EmbedTables tables;
+  EmbedGrads embed_grads;
+  std::vector<LinearParams> layers;  // every hidden layer (w_half / b_half set for fp16 activations)
+  std::vector<Dropout> dropout;      // per layer
+  std::vector<float*> grad_b;        // per layer
+  HeadParams head;
+  float* head_grad_w = nullptr;
+  float* head_grad_b = nullptr;
+  float grad_scale = 1.0f;           // as in head_forward_backward
+  const LossScaler* scaler = nullptr;
+  double* loss_sum = nullptr;
+  Mat mlp_in;                        // out: each row's MLP input
+  std::vector<Mat> act;              // out: each layer's output, after ReLU and dropout
+  std::vector<Mat> d_act;            // out: each layer's output gradient, masked (linear_backward's dz)
+};
+
 // Running sums of the evaluation, in backend memory.
 struct EvalSums {
   double dcg = 0.0;
@@ -157,6 +179,14 @@ class Backend {
   // out[r] = relu(a[ia[r]] + b[ib[r]]) for each row r of out: one row of each of two fp32 tables
   // of out.cols columns, added (the first layer from its user and item parts); out fp32 or fp16.
   virtual void gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) = 0;
+  // grad_w [out x in] = dz^T x: a layer's weight gradient (linear_backward's GEMM), fp32.
+  virtual void linear_weight_grad(Mat dz, Mat x, float* grad_w) = 0;
+  // The fused form of a training step's data path for n rows: embed_forward, linear_forward with
+  // dropout for each layer, head_forward_backward, then from the last layer to the first
+  // linear_backward without its weight gradient, and embed_backward. The caller then takes each
+  // layer's weight gradient with linear_weight_grad (d_act[l] against mlp_in or act[l - 1]).
+  // Returns false, doing nothing, where the backend has no fused form for this network.
+  virtual bool train_pass(const TrainPass& p, int n) { return false; }
   // The fused form of gather_add_relu -> linear_forward (no dropout) for each later layer ->
   // embed_forward (GMF only) -> head_forward: logits[r] of the pairs (users[r], items[r]), r < n,
   // with no activation matrix in backend memory. Returns false, doing nothing, when the backend

@@ -90,6 +90,53 @@ void Network::forward(Activations& a, const uint32_t* users, const uint32_t* ite
   forward_from_embeddings(a, n);
 }
 
+bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop, float grad_scale,
+                         const LossScaler* scaler, float* grads, double* loss_sum, bool fused) const {
+  const int L = cfg_.hidden_layers();
+  const Mat mlp_in = a.mlp_in.mat.head(n);
+  // The input of layer l: the MLP input, or the previous layer's output.
+  auto input = [&](int l) { return l > 0 ? a.act[size_t(l - 1)].mat.head(n) : mlp_in; };
+  if (fused) {
+    TrainPass p;
+    p.users = a.users.get();
+    p.items = a.items.get();
+    p.labels = a.labels.get();
+    p.tables = tables();
+    p.embed_grads = embed_grads(grads);
+    for (int l = 0; l < L; ++l) {
+      p.layers.push_back(layer(l));
+      p.grad_b.push_back(grads + layout_.bias[size_t(l)]);
+      p.act.push_back(a.act[size_t(l)].mat.head(n));
+      p.d_act.push_back(a.d_act[size_t(l)].mat.head(n));
+    }
+    p.dropout = drop;
+    p.head = head();
+    p.head_grad_w = grads + layout_.final_weight;
+    p.head_grad_b = grads + layout_.final_bias;
+    p.grad_scale = grad_scale;
+    p.scaler = scaler;
+    p.loss_sum = loss_sum;
+    p.mlp_in = mlp_in;
+    if (be_->train_pass(p, n)) {
+      for (int l = 0; l < L; ++l) be_->linear_weight_grad(p.d_act[size_t(l)], input(l), grads + layout_.weight[size_t(l)]);
+      return true;
+    }
+  }
+  be_->embed_forward(tables(), a.users.get(), a.items.get(), n, a.gmf.mat.head(n), mlp_in);
+  for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act[size_t(l)].mat.head(n));
+  be_->head_forward_backward(a.gmf.mat.head(n), a.act[size_t(L - 1)].mat.head(n), a.labels.get(), head(), grad_scale, scaler,
+                             a.d_gmf.mat.head(n), a.d_act[size_t(L - 1)].mat.head(n), grads + layout_.final_weight,
+                             grads + layout_.final_bias, loss_sum);
+  for (int l = L - 1; l >= 0; --l) {
+    const Mat d_in = l > 0 ? a.d_act[size_t(l - 1)].mat.head(n) : a.d_mlp_in.mat.head(n);
+    be_->linear_backward(a.d_act[size_t(l)].mat.head(n), a.act[size_t(l)].mat.head(n), input(l), layer(l), drop[size_t(l)],
+                         d_in, grads + layout_.weight[size_t(l)], grads + layout_.bias[size_t(l)]);
+  }
+  be_->embed_backward(tables(), a.users.get(), a.items.get(), n, a.d_gmf.mat.head(n), a.d_mlp_in.mat.head(n),
+                      embed_grads(grads));
+  return false;
+}
+
 void Network::first_layer_parts(Mat user_part, Mat item_part) const {
   const int half = cfg_.mlp_embed_dim();
   const LinearParams first = layer(0);

@@ -52,6 +52,14 @@ class Network {
   // Full forward pass for n (user, item) pairs given in backend memory.
   void forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const;
 
+  // A training step's data path for the n sampled rows in a.users / a.items / a.labels: forward
+  // with the given dropout per layer, sigmoid-BCE loss (added to *loss_sum) and every parameter's
+  // gradient into `grads` (laid out like the parameters, zeroed by the caller). Runs the
+  // backend's fused train_pass and the weight-gradient GEMMs where it has one (and `fused`),
+  // else the chain of ops. Returns whether the fused form ran.
+  bool train_pass(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
+                  const LossScaler* scaler, float* grads, double* loss_sum, bool fused = true) const;
+
   // The first layer split by its input, W1 [u ; i] + b1 = W1u u + (W1i i + b1), precomputed for
   // every user and item from the fp32 weights: user_part [n_users, layers[1]] = mlp_user W1u^T,
   // item_part [n_items, layers[1]] = mlp_item W1i^T + b1. Either may be empty (not computed).

@@ -134,27 +134,11 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
   be.zero(grads, grads_.bytes());
   if (n > 0) {
     be.sample_batch(train_, s, start, n, a.users.get(), a.items.get(), a.labels.get());
-    be.embed_forward(net_->tables(), a.users.get(), a.items.get(), n, a.gmf.mat.head(n), a.mlp_in.mat.head(n));
     std::vector<Dropout> drop(static_cast<size_t>(L));
-    Mat x = a.mlp_in.mat.head(n);
-    for (int l = 0; l < L; ++l) {
-      drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
-      be.linear_forward(x, net_->layer(l), drop[size_t(l)], a.act[size_t(l)].mat.head(n));
-      x = a.act[size_t(l)].mat.head(n);
-    }
+    for (int l = 0; l < L; ++l) drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
     // Gradients are of the mean loss over the global batch: each rank scales by 1 / global_len
     // and the all-reduce sums.
-    be.head_forward_backward(a.gmf.mat.head(n), x, a.labels.get(), net_->head(), float(1.0 / double(global_len)),
-                             opt_.amp ? &scaler_ : nullptr, a.d_gmf.mat.head(n), a.d_act[size_t(L - 1)].mat.head(n),
-                             grads + lay.final_weight, grads + lay.final_bias, loss_sum_.get());
-    for (int l = L - 1; l >= 0; --l) {
-      const Mat in = l > 0 ? a.act[size_t(l - 1)].mat.head(n) : a.mlp_in.mat.head(n);
-      const Mat d_in = l > 0 ? a.d_act[size_t(l - 1)].mat.head(n) : a.d_mlp_in.mat.head(n);
-      be.linear_backward(a.d_act[size_t(l)].mat.head(n), a.act[size_t(l)].mat.head(n), in, net_->layer(l),
-                         drop[size_t(l)], d_in, grads + lay.weight[size_t(l)], grads + lay.bias[size_t(l)]);
-    }
-    be.embed_backward(net_->tables(), a.users.get(), a.items.get(), n, a.d_gmf.mat.head(n), a.d_mlp_in.mat.head(n),
-                      net_->embed_grads(grads));
+    net_->train_pass(a, n, drop, float(1.0 / double(global_len)), opt_.amp ? &scaler_ : nullptr, grads, loss_sum_.get());
   }
   if (comm_) comm_->allreduce_sum(grads, lay.total);
   if (opt_.amp) be.unscale_check(grads, lay.total, scaler_);

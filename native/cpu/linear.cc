@@ -95,8 +95,15 @@ void CpuBackend::linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, co
     for (auto& part : partial) s += part[size_t(j)];
     grad_b[j] = s;
   }
-  sgemm(pool_, true, false, out, in, n, 1.0f, dz, out, x.f32(), in, 0.0f, grad_w, in);
+  linear_weight_grad(dy, x, grad_w);
   if (!dx.empty()) sgemm(pool_, false, false, n, in, out, 1.0f, dz, out, p.w, in, 0.0f, dx.f32(), in);
+}
+
+void CpuBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w) {
+  require_f32(dz, "dz");
+  require_f32(x, "x");
+  const int n = int(dz.rows), out = int(dz.cols), in = int(x.cols);
+  sgemm(pool_, true, false, out, in, n, 1.0f, dz.f32(), out, x.f32(), in, 0.0f, grad_w, in);
 }
 
 }  // namespace ncf

@@ -8,6 +8,7 @@
 #include "../core/philox.h"
 #include "../core/plugins.h"
 #include "cuda_backend.cuh"
+#include "warp_tile.cuh"
 
 namespace ncf::cuda {
 
@@ -21,6 +22,19 @@ void throw_cublas(cublasStatus_t s, const char* what, const char* file, int line
   const char* base = std::strrchr(file, '/');
   throw Error(ErrorCode::Backend, std::string("cuBLAS error ") + std::to_string(int(s)) + " in " + what + " at " +
                                       (base ? base + 1 : file) + ":" + std::to_string(line));
+}
+
+bool fused_launch_ok(const char* kernel, bool& fused_enabled) {
+  const cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) return true;
+  if (e == cudaErrorLaunchOutOfResources || e == cudaErrorInvalidConfiguration || e == cudaErrorInvalidValue ||
+      e == cudaErrorNoKernelImageForDevice || e == cudaErrorSharedObjectSymbolNotFound) {
+    std::fprintf(stderr, "ncf-native: the fused %s kernel cannot run on this GPU (%s); using the op chains\n", kernel,
+                 cudaGetErrorString(e));
+    fused_enabled = false;
+    return false;
+  }
+  throw_cuda(e, kernel, __FILE__, __LINE__);
 }
 
 void use_device(int device) {
@@ -40,6 +54,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   name_ = prop.name;
   total_memory_ = prop.totalGlobalMem;
   cc_major_ = prop.major;
+  sm_count_ = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
   shared_optin_ = prop.sharedMemPerBlockOptin;
   const char* fused = std::getenv("NCF_CUDA_FUSED");
   fused_ = !(fused && std::string(fused) == "0");

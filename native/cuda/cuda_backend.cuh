@@ -1,7 +1,7 @@
 // The CUDA backend: every op of core/backend.h as a kernel or a cuBLASLt GEMM on one stream of
 // one GPU. The op families live in files named like their CPU twins (embed.cu, linear.cu,
 // head.cu, adam.cu, sample.cu, eval.cu, serve.cu), and fused kernels with no CPU file: their
-// CPU reference is the chain of ops they replace (split_forward.cu).
+// CPU reference is the chain of ops they replace (split_forward.cu, train_pass.cu).
 #pragma once
 #include <atomic>
 #include <memory>
@@ -42,6 +42,8 @@ class CudaBackend final : public Backend {
   void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) override;
   void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx, float* grad_w,
                        float* grad_b) override;
+  void linear_weight_grad(Mat dz, Mat x, float* grad_w) override;
+  bool train_pass(const TrainPass& p, int n) override;
   void head_forward(Mat gmf, Mat mlp, const HeadParams& p, float* logits) override;
   void head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
                              const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
@@ -74,7 +76,9 @@ class CudaBackend final : public Backend {
   int cc_major_ = 0;              // compute capability
   size_t shared_optin_ = 0;       // the device's opt-in limit of dynamic shared memory per block
   bool fused_ = true;             // fused kernels where they apply (NCF_CUDA_FUSED=0: the op chains)
+  int sm_count_ = 1;
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
+  bool train_opted_in_[2] = {false, false};  // train_pass's kernels
   std::mutex mem_mu_;
   std::unordered_map<void*, size_t> sizes_;  // live allocations, for the peak figure
   size_t in_use_ = 0;

@@ -47,6 +47,34 @@ __device__ __forceinline__ void store(void* p, DType t, int64_t i, float v) {
   else static_cast<__half*>(p)[i] = __float2half_rn(v);
 }
 
+// Eight halves moved as one 16-byte value. A union, so that reading the halves of a loaded uint4
+// is defined in GNU C++ as in CUDA (a reinterpret_cast of a local uint4 breaks strict aliasing,
+// and g++ under the host emulation optimises it into reads of stale values).
+union Half8 {
+  uint4 raw;
+  __half2 h2[4];
+};
+
+// The sum of v over the warp's 32 lanes, in every lane (butterfly of shuffles).
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// dst[0..3] += (a, b, c, d) atomically: one 16-byte vector atomic on sm_90, four atomics before.
+// dst must be 16-byte aligned.
+__device__ __forceinline__ void atomic_add4(float* dst, float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float4*>(dst), make_float4(a, b, c, d));
+#else
+  atomicAdd(dst, a);
+  atomicAdd(dst + 1, b);
+  atomicAdd(dst + 2, c);
+  atomicAdd(dst + 3, d);
+#endif
+}
+
 inline cudaDataType_t cuda_type(DType t) { return t == DType::F32 ? CUDA_R_32F : CUDA_R_16F; }
 
 }  // namespace ncf::cuda

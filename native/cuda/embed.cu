@@ -66,17 +66,6 @@ __global__ void embed_forward_vec4(EmbedTables t, const uint32_t* users, const u
   }
 }
 
-__device__ __forceinline__ void add4(float* dst, float a, float b, float c, float d) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  atomicAdd(reinterpret_cast<float4*>(dst), make_float4(a, b, c, d));
-#else
-  atomicAdd(dst, a);
-  atomicAdd(dst + 1, b);
-  atomicAdd(dst + 2, c);
-  atomicAdd(dst + 3, d);
-#endif
-}
-
 __global__ void embed_backward_kernel(EmbedTables t, const uint32_t* users, const uint32_t* items, int n, EmbedShape sh,
                                       const float* d_gmf, const void* d_mlp, DType mlp_type, EmbedGrads g) {
   const int64_t total = int64_t(n) * sh.width;
@@ -109,8 +98,8 @@ __global__ void embed_backward_vec4(EmbedTables t, const uint32_t* users, const 
       const float4 dg = *reinterpret_cast<const float4*>(d_gmf + row * sh.f + j);
       const float4 mu = *reinterpret_cast<const float4*>(t.mf_user + int64_t(u) * sh.f + j);
       const float4 mi = *reinterpret_cast<const float4*>(t.mf_item + int64_t(v) * sh.f + j);
-      add4(&g.mf_user[int64_t(u) * sh.f + j], dg.x * mi.x, dg.y * mi.y, dg.z * mi.z, dg.w * mi.w);
-      add4(&g.mf_item[int64_t(v) * sh.f + j], dg.x * mu.x, dg.y * mu.y, dg.z * mu.z, dg.w * mu.w);
+      atomic_add4(&g.mf_user[int64_t(u) * sh.f + j], dg.x * mi.x, dg.y * mi.y, dg.z * mi.z, dg.w * mi.w);
+      atomic_add4(&g.mf_item[int64_t(v) * sh.f + j], dg.x * mu.x, dg.y * mu.y, dg.z * mu.z, dg.w * mu.w);
     } else {
       const int k = j - sh.f;
       const int64_t o = row * 2 * sh.h + k;
@@ -123,7 +112,7 @@ __global__ void embed_backward_vec4(EmbedTables t, const uint32_t* users, const 
         dx = make_float4(a.x, a.y, b.x, b.y);
       }
       float* dst = k < sh.h ? &g.mlp_user[int64_t(u) * sh.h + k] : &g.mlp_item[int64_t(v) * sh.h + (k - sh.h)];
-      add4(dst, dx.x, dx.y, dx.z, dx.w);
+      atomic_add4(dst, dx.x, dx.y, dx.z, dx.w);
     }
   }
 }

@@ -9,12 +9,6 @@ namespace ncf::cuda {
 
 namespace {
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 __device__ __forceinline__ float row_logit(const float* gmf, const void* mlp, DType mt, int64_t row, HeadParams p, int lane) {
   float s = 0.0f;
   for (int j = lane; j < p.factors; j += 32) s += p.w[j] * gmf[row * p.factors + j];

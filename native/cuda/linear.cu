@@ -27,8 +27,9 @@ __global__ void bias_relu_dropout_kernel(void* y, DType t, int rows, int cols, c
     const int j0 = g * 8, lanes = min(8, cols - j0);
     if (t == DType::F16 && lanes == 8 && cols % 8 == 0) {
       // 8 halves = one 16-byte load and store.
-      uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const __half*>(y) + row * cols + j0);
-      __half2* h = reinterpret_cast<__half2*>(&raw);
+      Half8 p8;
+      p8.raw = *reinterpret_cast<const uint4*>(static_cast<const __half*>(y) + row * cols + j0);
+      __half2* h = p8.h2;
 #pragma unroll
       for (int p = 0; p < 4; ++p) {
         float2 v = __half22float2(h[p]);
@@ -42,7 +43,7 @@ __global__ void bias_relu_dropout_kernel(void* y, DType t, int rows, int cols, c
         }
         h[p] = __floats2half2_rn(v.x, v.y);
       }
-      *reinterpret_cast<uint4*>(static_cast<__half*>(y) + row * cols + j0) = raw;
+      *reinterpret_cast<uint4*>(static_cast<__half*>(y) + row * cols + j0) = p8.raw;
       continue;
     }
     for (int l = 0; l < lanes; ++l) {
@@ -114,14 +115,23 @@ void CudaBackend::linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, c
       dy.data, y.data, dy.dtype, n, p.out, d.active ? d.scale : 1.0f, rows_per_block, grad_b);
   NCF_LAUNCHED();
   const bool half = dy.dtype == DType::F16;
-  // grad_w [out x in] = dz^T [out x n] x [n x in], accumulated and stored in fp32
-  gemm_->run(gemm_call(p.out, p.in, n, dy.data, dy.dtype, p.out, true, x.data, x.dtype, p.in, false, grad_w, DType::F32, p.in),
-             stream_);
+  linear_weight_grad(dy, x, grad_w);
   if (dx.empty()) return;
   // dx [n x in] = dz [n x out] W [out x in]
   gemm_->run(gemm_call(n, p.in, p.out, dy.data, dy.dtype, p.out, false, half ? p.w_half : p.w, dy.dtype, p.in, false, dx.data,
                        dx.dtype, p.in),
              stream_);
+}
+
+void CudaBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w) {
+  const int n = int(dz.rows), out = int(dz.cols), in = int(x.cols);
+  use_device(device_);
+  if (n <= 0) {
+    NCF_CUDA(cudaMemsetAsync(grad_w, 0, sizeof(float) * size_t(out) * size_t(in), stream_));
+    return;
+  }
+  // grad_w [out x in] = dz^T [out x n] x [n x in], accumulated and stored in fp32
+  gemm_->run(gemm_call(out, in, n, dz.data, dz.dtype, out, true, x.data, x.dtype, in, false, grad_w, DType::F32, in), stream_);
 }
 
 }  // namespace ncf::cuda

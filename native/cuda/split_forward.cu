@@ -9,28 +9,19 @@
 // a 16 x 16 fp32 accumulator tile); the weights are read as WMMA fragments through L1/L2. Per
 // pair the kernel reads two part rows and two GMF rows (the item-side rows stay in L2) and writes
 // one float, where the op chain writes and reads every layer's output in device memory.
-// It returns false (the chain runs) for widths that are not multiples of 16, more than kMaxTail
+// It returns false (the chain runs) for widths that are not multiples of 16, more than 7
 // later layers, fp32 without TF32, misaligned tables or more shared memory than the GPU has.
-#include <mma.h>
-
 #include <algorithm>
 #include <type_traits>
 
 #include "cuda_backend.cuh"
+#include "warp_tile.cuh"
 
 namespace ncf::cuda {
 
 namespace {
 
-using namespace nvcuda;
-
-constexpr int kMaxTail = 8;     // hidden layers after the first
-constexpr int kTileRows = 16;   // pairs per warp tile (WMMA's M)
 constexpr int kSplitWarps = 4;  // warps per block
-constexpr int kAccLd = 20;      // row stride of the accumulator tile in floats (16 + 4)
-constexpr int kAccBytes = kTileRows * kAccLd * 4;
-// Activation rows are padded by 16 bytes (8 halves or 4 floats) against shared-memory bank conflicts.
-constexpr int kPadHalf = 8, kPadFloat = 4;
 
 struct SplitArgs {
   const float* user_part;
@@ -39,9 +30,9 @@ struct SplitArgs {
   const uint32_t* items;
   int64_t n;
   int tail;                      // later layers
-  int width[kMaxTail + 1];       // width[0]: the first layer's output; width[l + 1]: later layer l's
-  const void* w[kMaxTail];       // [width[l + 1], width[l]] in the activations' type
-  const void* b[kMaxTail];       // [width[l + 1]] in the activations' type
+  int width[kMaxFusedLayers];       // width[0]: the first layer's output; width[l + 1]: later layer l's
+  const void* w[kMaxFusedLayers];       // [width[l + 1], width[l]] in the activations' type
+  const void* b[kMaxFusedLayers];       // [width[l + 1]] in the activations' type
   const float* mf_user;
   const float* mf_item;
   int factors;
@@ -51,47 +42,6 @@ struct SplitArgs {
   int warp_bytes;
   float* logits;
 };
-
-// WMMA shapes and conversions per activation type.
-template <typename T>
-struct Tc;
-template <>
-struct Tc<__half> {
-  static constexpr int K = 16;
-  static constexpr int pad = kPadHalf;
-  using A = wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major>;
-  using B = wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major>;
-  using C = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-  template <typename F>
-  __device__ static void to_tf32(F&) {}
-  __device__ static __half from_float(float v) { return __float2half_rn(v); }
-  __device__ static float to_float(__half v) { return __half2float(v); }
-};
-// TF32 WMMA exists from sm_80; for older architectures in the build the fp32 kernel is a trap
-// (CudaBackend::split_forward never launches it there).
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-#define NCF_SPLIT_TF32 1
-template <>
-struct Tc<float> {
-  static constexpr int K = 8;
-  static constexpr int pad = kPadFloat;
-  using A = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-  using B = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
-  using C = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
-  template <typename F>
-  __device__ static void to_tf32(F& f) {
-    for (int i = 0; i < f.num_elements; ++i) f.x[i] = wmma::__float_to_tf32(f.x[i]);
-  }
-  __device__ static float from_float(float v) { return v; }
-  __device__ static float to_float(float v) { return v; }
-};
-#endif
-
-__device__ __forceinline__ float warp_total(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 template <typename T>
 __device__ void split_forward_tiles(const SplitArgs& a, float4* split_shared) {
@@ -126,31 +76,17 @@ __device__ void split_forward_tiles(const SplitArgs& a, float4* split_shared) {
     }
     __syncwarp();
 
-    // Later layers: 16 output columns at a time, accumulated over the input in WMMA steps, then
-    // bias + ReLU from the accumulator tile into the other buffer.
+    // Later layers: 16 output columns at a time, then bias + ReLU from the accumulator tile
+    // into the other buffer.
     int cur = 0;
     for (int l = 0; l < a.tail; ++l) {
       const int in = a.width[l], out = a.width[l + 1];
       const int ldx = in + Tc<T>::pad, ldy = out + Tc<T>::pad;
       const T* x = cur ? buf1 : buf0;
       T* y = cur ? buf0 : buf1;
-      const T* W = static_cast<const T*>(a.w[l]);
       const T* bias = static_cast<const T*>(a.b[l]);
       for (int n0 = 0; n0 < out; n0 += 16) {
-        typename Tc<T>::C c;
-        wmma::fill_fragment(c, 0.0f);
-        for (int k0 = 0; k0 < in; k0 += Tc<T>::K) {
-          typename Tc<T>::A fa;
-          typename Tc<T>::B fb;
-          wmma::load_matrix_sync(fa, x + k0, unsigned(ldx));
-          // W^T [in x out] is W read column-major: element (k, n) at W[n * in + k].
-          wmma::load_matrix_sync(fb, W + int64_t(n0) * in + k0, unsigned(in));
-          Tc<T>::to_tf32(fa);
-          Tc<T>::to_tf32(fb);
-          wmma::mma_sync(c, fa, fb, c);
-        }
-        wmma::store_matrix_sync(acc, c, kAccLd, wmma::mem_row_major);
-        __syncwarp();
+        tile_times_wt(x, ldx, in, static_cast<const T*>(a.w[l]), n0, acc);
         for (int e = lane; e < kTileRows * 16; e += 32) {
           const int rr = e / 16, cc = e % 16;
           y[rr * ldy + n0 + cc] = Tc<T>::from_float(fmaxf(acc[rr * kAccLd + cc] + Tc<T>::to_float(bias[n0 + cc]), 0.0f));
@@ -168,7 +104,7 @@ __device__ void split_forward_tiles(const SplitArgs& a, float4* split_shared) {
       float s = 0.0f;
       for (int j = lane; j < f; j += 32) s += a.head_w[j] * (a.mf_user[u * f + j] * a.mf_item[v * f + j]);
       for (int j = lane; j < w; j += 32) s += a.head_w[f + j] * Tc<T>::to_float(h[rr * ld + j]);
-      s = warp_total(s);
+      s = warp_sum(s);
       if (lane == 0) a.logits[r0 + rr] = s + a.head_b[0];
     }
     __syncwarp();  // every lane is done with the buffers before the next tile writes them
@@ -178,25 +114,19 @@ __device__ void split_forward_tiles(const SplitArgs& a, float4* split_shared) {
 template <typename T>
 __global__ void __launch_bounds__(kSplitWarps * 32) split_forward_kernel(SplitArgs a) {
   extern __shared__ float4 split_shared[];
-#ifndef NCF_SPLIT_TF32
+#ifndef NCF_WARP_TF32
   if constexpr (std::is_same<T, float>::value) __trap();
   else
 #endif
     split_forward_tiles<T>(a, split_shared);
 }
 
-// Above 48 KiB a kernel must opt in to its shared memory: once per kernel, to the GPU's limit.
 template <typename T>
-void launch_split(const SplitArgs& a, unsigned blocks, size_t shared, cudaStream_t stream, int optin, bool& opted_in) {
+void launch_split(const SplitArgs& a, unsigned blocks, size_t shared, cudaStream_t stream, size_t optin, bool& opted_in) {
   void (*const kernel)(SplitArgs) = split_forward_kernel<T>;
-  if (!opted_in)
-    NCF_CUDA(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
-  opted_in = true;
+  opt_in_shared_memory(reinterpret_cast<const void*>(kernel), optin, opted_in);
   kernel<<<blocks, kSplitWarps * 32, shared, stream>>>(a);
 }
-
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
-int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
 }  // namespace
 
@@ -204,7 +134,7 @@ bool CudaBackend::split_forward(const SplitNet& net, const uint32_t* users, cons
                                 float* logits) {
   const bool half = net.act == DType::F16;
   const int tail = int(net.layers.size());
-  if (!fused_ || (!half && (!gemm_->tf32() || cc_major_ < 8)) || cc_major_ < 7 || tail > kMaxTail) return false;
+  if (!fused_ || (!half && (!gemm_->tf32() || cc_major_ < 8)) || cc_major_ < 7 || tail + 1 > kMaxFusedLayers) return false;
   SplitArgs a{};
   a.width[0] = net.width;
   for (int l = 0; l < tail; ++l) {
@@ -213,12 +143,12 @@ bool CudaBackend::split_forward(const SplitNet& net, const uint32_t* users, cons
     a.width[l + 1] = p.out;
     a.w[l] = half ? p.w_half : p.w;
     a.b[l] = half ? p.b_half : p.b;
-    if (!a.w[l] || !a.b[l] || !aligned(a.w[l], 32)) return false;
+    if (!a.w[l] || !a.b[l] || !aligned_to(a.w[l], 32)) return false;
   }
   for (int l = 0; l <= tail; ++l)
     if (a.width[l] <= 0 || a.width[l] % 16 != 0) return false;
   if (net.head.mlp_width != a.width[tail] || net.head.factors != net.tables.factors) return false;
-  if (!aligned(net.user_part, 16) || !aligned(net.item_part, 16)) return false;
+  if (!aligned_to(net.user_part, 16) || !aligned_to(net.item_part, 16)) return false;
 
   // Shared memory per warp: the two activation buffers (rounded to 128 bytes) and the accumulator tile.
   const int elem = half ? 2 : 4, pad = half ? kPadHalf : kPadFloat;
@@ -246,10 +176,9 @@ bool CudaBackend::split_forward(const SplitNet& net, const uint32_t* users, cons
   use_device(device_);
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
   const unsigned blocks = unsigned(std::min<int64_t>((tiles + kSplitWarps - 1) / kSplitWarps, int64_t(1) << 20));
-  if (half) launch_split<__half>(a, blocks, shared, stream_, int(shared_optin_), split_opted_in_[0]);
-  else launch_split<float>(a, blocks, shared, stream_, int(shared_optin_), split_opted_in_[1]);
-  NCF_LAUNCHED();
-  return true;
+  if (half) launch_split<__half>(a, blocks, shared, stream_, shared_optin_, split_opted_in_[0]);
+  else launch_split<float>(a, blocks, shared, stream_, shared_optin_, split_opted_in_[1]);
+  return fused_launch_ok("split_forward", fused_);
 }
 
 }  // namespace ncf::cuda

@@ -48,16 +48,16 @@ void syncwarp_kernel(int* out) {
   out[threadIdx.x] = slots[(threadIdx.x + 1) % 32];
 }
 
-// D = A B + C on one 16 x 16 x K tile by WMMA; A row-major [16 x K], B column-major [K x 16]
-// (ld K), C and D row-major [16 x 16]. Inputs are rounded to tf32 for the tf32 variant.
-template <typename T, typename E, int K>
+// D = A B + C on one 16 x 16 x K tile by WMMA; A row-major [16 x K], B [K x 16] column-major
+// (ld K) or row-major (ld 16), C and D row-major [16 x 16]. Inputs are rounded to tf32 for the tf32 variant.
+template <typename T, typename E, int K, typename LayoutB>
 void wmma_kernel(const E* a, const E* b, const float* c, float* d) {
   using namespace nvcuda;
   wmma::fragment<wmma::matrix_a, 16, 16, K, T, wmma::row_major> fa;
-  wmma::fragment<wmma::matrix_b, 16, 16, K, T, wmma::col_major> fb;
+  wmma::fragment<wmma::matrix_b, 16, 16, K, T, LayoutB> fb;
   wmma::fragment<wmma::accumulator, 16, 16, K, float> fc;
   wmma::load_matrix_sync(fa, a, K);
-  wmma::load_matrix_sync(fb, b, K);
+  wmma::load_matrix_sync(fb, b, std::is_same<LayoutB, wmma::col_major>::value ? K : 16);
   wmma::load_matrix_sync(fc, c, 16, wmma::mem_row_major);
   if constexpr (std::is_same<T, wmma::precision::tf32>::value) {
     for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
@@ -146,13 +146,14 @@ void wmma_checks() {
   for (size_t i = 0; i < c.size(); ++i) c[i] = float(i % 5) - 2.0f;
   float* dc = device_array(c);
   float* dd = device_array(std::vector<float>(16 * 16));
-  auto check = [&](int K, auto in, const char* what, double tol) {
+  auto check = [&](int K, auto in, const char* what, double tol, bool b_row_major = false) {
     double err = 0;
     const std::vector<float> got = host_array(dd, 16 * 16);
     for (int i = 0; i < 16; ++i)
       for (int j = 0; j < 16; ++j) {
         double s = c[size_t(i) * 16 + j];
-        for (int q = 0; q < K; ++q) s += double(in(a[size_t(i) * K + q])) * double(in(b[size_t(j) * K + q]));
+        for (int q = 0; q < K; ++q)
+          s += double(in(a[size_t(i) * K + q])) * double(in(b_row_major ? b[size_t(q) * 16 + j] : b[size_t(j) * K + q]));
         err = std::max(err, std::fabs(s - double(got[size_t(i) * 16 + j])));
       }
     char msg[160];
@@ -165,16 +166,21 @@ void wmma_checks() {
     for (size_t i = 0; i < hb.size(); ++i) hb[i] = __float2half_rn(b[i]);
     __half* da = device_array(ha);
     __half* db = device_array(hb);
-    emu::launch(wmma_kernel<__half, __half, 16>, dim3(1), dim3(32))(da, db, dc, dd);
-    check(16, [](float x) { return __half2float(__float2half_rn(x)); }, "wmma 16x16x16 fp16: D = A B + C, A row-major, B column-major", 1e-4);
+    const auto as_half = [](float x) { return __half2float(__float2half_rn(x)); };
+    emu::launch(wmma_kernel<__half, __half, 16, wmma::col_major>, dim3(1), dim3(32))(da, db, dc, dd);
+    check(16, as_half, "wmma 16x16x16 fp16: D = A B + C, A row-major, B column-major", 1e-4);
+    emu::launch(wmma_kernel<__half, __half, 16, wmma::row_major>, dim3(1), dim3(32))(da, db, dc, dd);
+    check(16, as_half, "wmma 16x16x16 fp16: D = A B + C, A row-major, B row-major", 1e-4, true);
     cudaFree(da);
     cudaFree(db);
   }
   {
     float* da = device_array(std::vector<float>(a.begin(), a.begin() + 16 * 8));
     float* db = device_array(std::vector<float>(b.begin(), b.begin() + 16 * 8));
-    emu::launch(wmma_kernel<wmma::precision::tf32, float, 8>, dim3(1), dim3(32))(da, db, dc, dd);
-    check(8, tf32_reference, "wmma 16x16x8 tf32 on __float_to_tf32 inputs: D = A B + C", 1e-4);
+    emu::launch(wmma_kernel<wmma::precision::tf32, float, 8, wmma::col_major>, dim3(1), dim3(32))(da, db, dc, dd);
+    check(8, tf32_reference, "wmma 16x16x8 tf32 on __float_to_tf32 inputs: D = A B + C, B column-major", 1e-4);
+    emu::launch(wmma_kernel<wmma::precision::tf32, float, 8, wmma::row_major>, dim3(1), dim3(32))(da, db, dc, dd);
+    check(8, tf32_reference, "wmma 16x16x8 tf32: B row-major", 1e-4, true);
     cudaFree(da);
     cudaFree(db);
   }

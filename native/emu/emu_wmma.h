@@ -2,8 +2,8 @@
 //
 // CUDA leaves the distribution of a fragment's elements over the lanes unspecified, and code may
 // only touch x[] elementwise (the same operation on every element). Here every lane holds the
-// whole tile (x[] is the tile in row-major order) for loads, but mma_sync computes and a store
-// writes only the lane's share of the accumulator. The calls are not warp barriers: a lane
+// whole tile (x[] is the tile in row-major order), but loads fill only what the lane's share of
+// the accumulator needs, and mma_sync computes and a store writes only that share. The calls are not warp barriers: a lane
 // runs ahead of the others until a __syncwarp, so a warp that reads with load_matrix_sync what
 // its lanes wrote without a __syncwarp in between reads stale data here (as it may on a GPU).
 // Checked as CUDA documents: 256-bit aligned pointers, ldm a multiple of 16 bytes, and tf32
@@ -91,20 +91,43 @@ inline float __float_to_tf32(float in) {
   return out;
 }
 
+namespace detail {
+// The accumulator elements [first, last) of M x N that this lane computes and stores.
+template <int M, int N>
+void lane_share(int* first, int* last) {
+  const int share = (M * N + 31) / 32, lane = int(threadIdx.x % 32);
+  *first = std::min(M * N, lane * share);
+  *last = std::min(M * N, (lane + 1) * share);
+}
+}  // namespace detail
+
+// Loads what the lane's share of D needs (matrix_a: its rows; matrix_b: its columns; the
+// accumulator: its elements); the rest of the tile becomes NaN. Emulation is far cheaper so,
+// and code that used other elements (unspecified in CUDA) would give visibly wrong results.
 template <typename Use, int M, int N, int K, typename T, typename Layout, typename E>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const E* p, unsigned ldm) {
   detail::check_pointer(p, ldm, sizeof(E));
   constexpr bool row = std::is_same<Layout, row_major>::value;
+  constexpr bool is_a = std::is_same<Use, matrix_a>::value;
+  int first, last;
+  detail::lane_share<M, N>(&first, &last);
+  bool need[is_a ? M : N] = {};
+  for (int e = first; e < last; ++e) need[is_a ? e / N : e % N] = true;
+  static const E nan_value = E(NAN);
   for (int r = 0; r < f.rows; ++r)
-    for (int c = 0; c < f.cols; ++c) f.x[r * f.cols + c] = row ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+    for (int c = 0; c < f.cols; ++c)
+      f.x[r * f.cols + c] = need[is_a ? r : c] ? E(row ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r]) : nan_value;
 }
 
 template <int M, int N, int K>
 void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm, layout_t layout) {
   detail::check_pointer(p, ldm, sizeof(float));
-  for (int r = 0; r < f.rows; ++r)
-    for (int c = 0; c < f.cols; ++c)
-      f.x[r * f.cols + c] = layout == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+  int first, last;
+  detail::lane_share<M, N>(&first, &last);
+  for (int e = 0; e < M * N; ++e) {
+    const int r = e / N, c = e % N;
+    f.x[e] = e >= first && e < last ? (layout == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r]) : NAN;
+  }
 }
 
 // Each lane writes its own share of the tile (as on a GPU, where a lane holds only some of the
@@ -113,8 +136,9 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, 
 template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
   detail::check_pointer(p, ldm, sizeof(float));
-  const int share = (f.num_elements + 31) / 32, lane = int(threadIdx.x % 32);
-  for (int i = lane * share; i < std::min<int>(f.num_elements, (lane + 1) * share); ++i) {
+  int first, last;
+  detail::lane_share<M, N>(&first, &last);
+  for (int i = first; i < last; ++i) {
     const int r = i / f.cols, c = i % f.cols;
     (layout == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r]) = f.x[i];
   }
@@ -129,27 +153,26 @@ void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const V& v) {
 template <int M, int N, int K, typename T, typename LA, typename LB>
 void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
               const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
-  if constexpr (std::is_same<T, precision::tf32>::value) {
-    for (int i = 0; i < a.num_elements; ++i)
-      if (!detail::is_tf32(a.x[i])) ::emu::fatal("wmma: a tf32 matrix_a element was not converted with __float_to_tf32");
-    for (int i = 0; i < b.num_elements; ++i)
-      if (!detail::is_tf32(b.x[i])) ::emu::fatal("wmma: a tf32 matrix_b element was not converted with __float_to_tf32");
-  }
   // Only the lane's share of D (the elements its store writes) is computed; the rest become NaN,
   // so code that used them (which CUDA leaves unspecified) gives visibly wrong results.
-  const int share = (M * N + 31) / 32, lane = int(threadIdx.x % 32);
-  float out[M * N];
-  for (int e = 0; e < M * N; ++e) {
-    if (e / share != lane) {
-      out[e] = NAN;
-      continue;
-    }
+  constexpr bool tf32 = std::is_same<T, precision::tf32>::value;
+  int first, last;
+  detail::lane_share<M, N>(&first, &last);
+  float out[M * N];  // the share, computed before d (which may be c) is written
+  for (int e = first; e < last; ++e) {
     const int i = e / N, j = e % N;
     float s = c.x[e];
-    for (int k = 0; k < K; ++k) s += detail::to_float(a.x[i * K + k]) * detail::to_float(b.x[k * N + j]);
+    for (int k = 0; k < K; ++k) {
+      const float x = detail::to_float(a.x[i * K + k]), y = detail::to_float(b.x[k * N + j]);
+      if (tf32 && !(detail::is_tf32(x) && detail::is_tf32(y)))
+        ::emu::fatal("wmma: a tf32 input element was not converted with __float_to_tf32");
+      s += x * y;
+    }
     out[e] = s;
   }
-  std::memcpy(d.x, out, sizeof out);  // d may be c
+  if (&d != &c)
+    for (int e = 0; e < M * N; ++e) d.x[e] = NAN;
+  for (int e = first; e < last; ++e) d.x[e] = out[e];
 }
 
 }  // namespace wmma

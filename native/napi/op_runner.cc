@@ -107,6 +107,7 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                          InstanceMethod("addRow", &OpRunner::AddRow),
                          InstanceMethod("gatherAddRelu", &OpRunner::GatherAddRelu),
                          InstanceMethod("splitForward", &OpRunner::SplitForward),
+                         InstanceMethod("trainPass", &OpRunner::TrainPass),
                          InstanceAccessor("info", &OpRunner::Info, nullptr),
                      });
 }
@@ -526,6 +527,53 @@ Napi::Value OpRunner::SplitForward(const Napi::CallbackInfo& info) {
     be_->download(logits.data(), a.logits.get(), sizeof(float) * logits.size());
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("logits", out(info.Env(), std::move(logits)));
+    r.Set("fused", fused);
+    return r;
+  });
+}
+
+// trainPass({ nUsers, nItems, factors, layers, dropout, params, users, items, labels, seed, epoch,
+//   pos0, gradScale, lossScale, fp16, fused }) -> { grads: Float32Array, loss: number, fused: boolean }
+// One training step's data path (Network::train_pass) on the given rows: every parameter's
+// gradient (laid out like the parameters) and the summed loss, through the backend's fused
+// train_pass when it has one (and fused is not false), else the chain of ops.
+Napi::Value OpRunner::TrainPass(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const ModelConfig cfg = model_config_from(o);
+    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
+    const std::vector<float> labels = get_f32(o.Get("labels"), "labels");
+    if (users.empty() || users.size() != items.size() || labels.size() != users.size())
+      bad_option("users/items/labels", "non-empty and of equal length");
+    for (size_t r = 0; r < users.size(); ++r)
+      if (users[r] >= cfg.n_users || items[r] >= cfg.n_items) bad_option("users/items", "indices within nUsers and nItems");
+    const bool half = get_bool(o, "fp16", false);
+    Network net(*be_, cfg, half);
+    net.upload_params(get_f32(o.Get("params"), "params"));
+    const int n = int(users.size());
+    Activations a(*be_, cfg, net.act_dtype(), n, true);
+    be_->upload(a.users.get(), users.data(), sizeof(uint32_t) * users.size());
+    be_->upload(a.items.get(), items.data(), sizeof(uint32_t) * items.size());
+    be_->upload(a.labels.get(), labels.data(), sizeof(float) * labels.size());
+    std::vector<Dropout> drop;
+    for (int l = 0; l < cfg.hidden_layers(); ++l)
+      drop.push_back(make_dropout(cfg.dropout, uint64_t(get_int(o, "seed", 0)), l, uint32_t(get_int(o, "epoch", 0)),
+                                  uint64_t(get_int(o, "pos0", 0))));
+    BackendArray<float> grads(*be_, net.layout().total);
+    BackendArray<double> loss(*be_, 1);
+    const float loss_scale = float(get_number(o, "lossScale", 0.0));
+    BackendArray<float> scale(*be_, &loss_scale, 1);
+    LossScaler scaler;
+    scaler.scale = scale.get();
+    const bool fused = net.train_pass(a, n, drop, float(get_number(o, "gradScale", 1.0)), loss_scale > 0 ? &scaler : nullptr,
+                                      grads.get(), loss.get(), get_bool(o, "fused", true));
+    std::vector<float> g(grads.size());
+    be_->download(g.data(), grads.get(), grads.bytes());
+    double l = 0.0;
+    be_->download(&l, loss.get(), sizeof l);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("grads", out(info.Env(), std::move(g)));
+    r.Set("loss", l);
     r.Set("fused", fused);
     return r;
   });

@@ -33,6 +33,7 @@ class OpRunner : public Napi::ObjectWrap<OpRunner> {
   Napi::Value AddRow(const Napi::CallbackInfo& info);
   Napi::Value GatherAddRelu(const Napi::CallbackInfo& info);
   Napi::Value SplitForward(const Napi::CallbackInfo& info);
+  Napi::Value TrainPass(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Backend> be_;
