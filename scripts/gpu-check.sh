@@ -25,17 +25,19 @@ export NCF_NATIVE_NO_PROGRESS=1 NCF_NATIVE_HOME="$scratch/home"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 step() { echo "== $* ($(date +%T))" | tee -a "$out/summary.txt"; }
 run() { "$@" 2>&1 | tee -a "$out/log.txt"; return "${PIPESTATUS[0]}"; }
+# The figure lines of a benchmark's output, prefixed with a label.
+figures() { grep -E 'throughput|epoch time|peak memory|peak device' | sed "s/^/$1/"; }
 # A command whose stdout is JSON: stdout to the file, its messages to the log only.
 run_json() { local file=$1; shift; "$@" 2>>"$out/log.txt" >"$file"; }
 
 if [ "$mode" = dry ]; then
   shape=tiny; batch=(-b 4096); train_epochs=2; infer=(--batch-sizes 1024 4096 --seconds 0.3 --topk-users 3)
   chain_infer=(--batch-sizes 1024 --seconds 0.3 --topk-users 3)
-  nccl_data=synthetic:tiny; nccl_batch=4096
+  nccl_data=synthetic:tiny; nccl_batch=4096; accuracy_epochs=2
 else
   shape=ml-20m; batch=(); train_epochs=3; infer=()
   chain_infer=(--batch-sizes 65536 1048576 --seconds 1 --topk-users 100)
-  nccl_data=synthetic:ml-1m; nccl_batch=65536
+  nccl_data=synthetic:ml-1m; nccl_batch=65536; accuracy_epochs=5
   step "build (CUDA on)"
   arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '. ')
   run npm run build:native -- --CDNCF_CUDA=ON ${arch:+--CDNCF_CUDA_ARCHS=$arch} -p "$(nproc)" || { step "build failed"; exit 1; }
@@ -49,7 +51,7 @@ node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
 step "bench train --amp"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | tee -a "$out/summary.txt"
 if [ "$mode" = quick ]; then
-  run env NCF_CUDA_FUSED=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-chain.json" | tail -3 | tee -a "$out/summary.txt"
+  run env NCF_CUDA_FUSED=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-chain.json" | figures "op chain, --amp: " | tee -a "$out/summary.txt"
   exit 0
 fi
 
@@ -57,27 +59,27 @@ step "bench train (TF32)"
 run $cli bench train --synthetic $shape "${batch[@]}" -e $train_epochs --out "$out/bench-train-tf32.json" | tee -a "$out/summary.txt"
 step "bench train through the op chain (NCF_CUDA_FUSED=0), --amp and TF32"
 for flag in --amp ""; do
-  run env NCF_CUDA_FUSED=0 $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-chain.json" | tail -3 | tee -a "$out/summary.txt"
+  run env NCF_CUDA_FUSED=0 $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-chain.json" | figures "op chain, ${flag:-TF32}: " | tee -a "$out/summary.txt"
 done
 step "bench train --amp --no-neg-trick (memory)"
-run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | tail -4 | tee -a "$out/summary.txt"
+run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | figures "--no-neg-trick: " | tee -a "$out/summary.txt"
 step "bench eval"
-run $cli bench eval --synthetic $shape "${batch[@]}" --out "$out/bench-eval.json" | tail -2 | tee -a "$out/summary.txt"
+run $cli bench eval --synthetic $shape "${batch[@]}" --out "$out/bench-eval.json" | figures "TF32: " | tee -a "$out/summary.txt"
 step "bench eval --amp"
-run $cli bench eval --synthetic $shape "${batch[@]}" --amp --out "$scratch/eval-amp.json" | tail -2 | tee -a "$out/summary.txt"
+run $cli bench eval --synthetic $shape "${batch[@]}" --amp --out "$scratch/eval-amp.json" | figures "--amp: " | tee -a "$out/summary.txt"
 step "bench infer"
 run $cli bench infer "${infer[@]}" --out "$out/bench-infer.json" | tee -a "$out/summary.txt"
 # The same through the op chain instead of the fused split_forward kernel: what the fusion gains.
 step "bench eval and infer through the op chain (NCF_CUDA_FUSED=0)"
 for flag in "" --amp; do
-  run env NCF_CUDA_FUSED=0 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-chain.json" | tail -2 | tee -a "$out/summary.txt"
+  run env NCF_CUDA_FUSED=0 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-chain.json" | figures "op chain, ${flag:-TF32}: " | tee -a "$out/summary.txt"
 done
 run env NCF_CUDA_FUSED=0 $cli bench infer "${chain_infer[@]}" --precision tf32 fp16 --out "$scratch/infer-chain.json" | tee -a "$out/summary.txt"
 
-step "accuracy: HR@10 with and without --amp (synthetic $shape, 5 epochs)"
+step "accuracy: HR@10 with and without --amp (synthetic $shape, $accuracy_epochs epochs)"
 for prec in amp tf32; do
   flag=(); [ $prec = amp ] && flag=(--amp)
-  run_json "$scratch/$prec.json" $cli train --data synthetic:$shape "${batch[@]}" "${flag[@]}" -e 5 --eval-after 0 --seed 1 \
+  run_json "$scratch/$prec.json" $cli train --data synthetic:$shape "${batch[@]}" "${flag[@]}" -e $accuracy_epochs --eval-after 0 --seed 1 \
     --checkpoint-dir "$scratch/ck-$prec" --log-path "$scratch/$prec.log" --json
 done
 

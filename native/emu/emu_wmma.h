@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace emu {
 [[noreturn]] void fatal(const char* what);
@@ -63,8 +64,22 @@ inline void check_pointer(const void* p, unsigned ldm, size_t element_bytes) {
   if ((size_t(ldm) * element_bytes) % 16 != 0) ::emu::fatal("wmma: ldm is not a multiple of 16 bytes");
 }
 inline float to_float(float v) { return v; }
-inline float to_float(__half v) { return __half2float(v); }
-inline void from_float(float v, float* out) { *out = v; }
+// fp16 -> fp32 by a table of all 65536 values (cuda_fp16's host conversion is a slow routine,
+// and emulated WMMA converts every input it multiplies).
+inline float to_float(__half v) {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t b = 0; b < 65536; ++b) {
+      __half_raw r;
+      r.x = uint16_t(b);
+      t[b] = __half2float(__half(r));
+    }
+    return t;
+  }();
+  uint16_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return table[bits];
+}
 inline bool is_tf32(float v) {
   uint32_t bits;
   std::memcpy(&bits, &v, sizeof bits);
@@ -109,14 +124,16 @@ void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const E* p, unsigned
   detail::check_pointer(p, ldm, sizeof(E));
   constexpr bool row = std::is_same<Layout, row_major>::value;
   constexpr bool is_a = std::is_same<Use, matrix_a>::value;
+  static const E nan_value = E(NAN);
+  for (int i = 0; i < f.num_elements; ++i) f.x[i] = nan_value;
   int first, last;
   detail::lane_share<M, N>(&first, &last);
-  bool need[is_a ? M : N] = {};
-  for (int e = first; e < last; ++e) need[is_a ? e / N : e % N] = true;
-  static const E nan_value = E(NAN);
-  for (int r = 0; r < f.rows; ++r)
-    for (int c = 0; c < f.cols; ++c)
-      f.x[r * f.cols + c] = need[is_a ? r : c] ? E(row ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r]) : nan_value;
+  // matrix_a: the rows of the share; matrix_b: its columns (each range is contiguous here).
+  const int lo = is_a ? first / N : (last - first >= N ? 0 : first % N);
+  const int hi = is_a ? (last - 1) / N + 1 : (last - first >= N ? N : (last - 1) % N + 1);
+  for (int r = is_a ? lo : 0; r < (is_a ? hi : f.rows); ++r)
+    for (int c = is_a ? 0 : lo; c < (is_a ? f.cols : hi); ++c)
+      f.x[r * f.cols + c] = row ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
 }
 
 template <int M, int N, int K>
@@ -159,14 +176,20 @@ void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a,
   int first, last;
   detail::lane_share<M, N>(&first, &last);
   float out[M * N];  // the share, computed before d (which may be c) is written
+  float arow[K], bcol[K];
+  int row_loaded = -1;
   for (int e = first; e < last; ++e) {
     const int i = e / N, j = e % N;
+    if (i != row_loaded) {
+      for (int k = 0; k < K; ++k) arow[k] = detail::to_float(a.x[i * K + k]);
+      row_loaded = i;
+    }
+    for (int k = 0; k < K; ++k) bcol[k] = detail::to_float(b.x[k * N + j]);
     float s = c.x[e];
     for (int k = 0; k < K; ++k) {
-      const float x = detail::to_float(a.x[i * K + k]), y = detail::to_float(b.x[k * N + j]);
-      if (tf32 && !(detail::is_tf32(x) && detail::is_tf32(y)))
+      if (tf32 && !(detail::is_tf32(arow[k]) && detail::is_tf32(bcol[k])))
         ::emu::fatal("wmma: a tf32 input element was not converted with __float_to_tf32");
-      s += x * y;
+      s += arow[k] * bcol[k];
     }
     out[e] = s;
   }
