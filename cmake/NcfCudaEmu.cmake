@@ -18,18 +18,26 @@ endforeach()
 #   k<<<grid, block, smem, stream>>>(args)  ->  ::emu::launch(k, grid, block, smem, stream)(args)
 #   extern __shared__ T x[];               ->  T* x = ::emu::dynamic_shared<T>();
 # (a launch configuration must not contain '>'; if one does, its <<< is left and the build fails).
-file(GLOB NCF_EMU_CU ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda/*.cu)
+# The headers (.cuh) are rewritten the same way into the same folder, where the generated files'
+# quoted includes find them first.
+file(GLOB NCF_EMU_CU ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda/*.cuh)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${NCF_EMU_CU})
 set(NCF_EMU_GENERATED)
 foreach(cu ${NCF_EMU_CU})
+  get_filename_component(name "${cu}" NAME)
   get_filename_component(stem "${cu}" NAME_WE)
+  get_filename_component(ext "${cu}" LAST_EXT)
   file(READ "${cu}" text)
   string(REGEX REPLACE "([A-Za-z_][A-Za-z0-9_:]*)<<<([^>]*)>>>\\(" "::emu::launch(\\1, \\2)(" text "${text}")
   string(REGEX REPLACE "extern __shared__ ([A-Za-z_][A-Za-z0-9_]*) ([A-Za-z_][A-Za-z0-9_]*)\\[\\];"
          "\\1* \\2 = ::emu::dynamic_shared<\\1>();" text "${text}")
-  set(out "${CMAKE_CURRENT_BINARY_DIR}/emu/${stem}.cc")
-  file(CONFIGURE OUTPUT "${out}" CONTENT "// Generated from native/cuda/${stem}.cu by cmake/NcfCudaEmu.cmake\n${text}" @ONLY)
-  list(APPEND NCF_EMU_GENERATED "${out}")
+  if(ext STREQUAL ".cu")
+    set(out "${CMAKE_CURRENT_BINARY_DIR}/emu/${stem}.cc")
+    list(APPEND NCF_EMU_GENERATED "${out}")
+  else()
+    set(out "${CMAKE_CURRENT_BINARY_DIR}/emu/${name}")
+  endif()
+  file(CONFIGURE OUTPUT "${out}" CONTENT "// Generated from native/cuda/${name} by cmake/NcfCudaEmu.cmake\n${text}" @ONLY)
 endforeach()
 
 # The emulation itself (kernels' execution, runtime, cuBLASLt, NCCL) and the flags every

@@ -4,20 +4,30 @@
 
 namespace ncf {
 
-Activations::Activations(Backend& be, const ModelConfig& cfg, DType dtype, int rows_, bool with_grads)
+Activations::Activations(Backend& be, const ModelConfig& cfg, DType dtype, int rows_)
     : rows(rows_),
       users(be, size_t(rows_)),
       items(be, size_t(rows_)),
       labels(be, size_t(rows_)),
       logits(be, size_t(rows_)),
-      gmf(be, rows_, cfg.factors, DType::F32),
-      mlp_in(be, rows_, cfg.layers[0], dtype) {
-  for (int l = 0; l < cfg.hidden_layers(); ++l) act.emplace_back(be, rows_, cfg.layers[l + 1], dtype);
-  if (!with_grads) return;
-  d_gmf = BackendMat(be, rows_, cfg.factors, DType::F32);
-  d_mlp_in = BackendMat(be, rows_, cfg.layers[0], dtype);
-  for (int l = 0; l < cfg.hidden_layers(); ++l) d_act.emplace_back(be, rows_, cfg.layers[l + 1], dtype);
+      be_(&be),
+      dtype_(dtype),
+      factors_(cfg.factors),
+      widths_(cfg.layers),
+      act_(size_t(cfg.hidden_layers())),
+      d_act_(size_t(cfg.hidden_layers())) {}
+
+Mat Activations::get(BackendMat& m, int64_t cols, DType dtype) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (m.mat.empty()) m = BackendMat(*be_, rows, cols, dtype);
+  return m.mat;
 }
+Mat Activations::gmf() { return get(gmf_, factors_, DType::F32); }
+Mat Activations::mlp_in() { return get(mlp_in_, widths_[0], dtype_); }
+Mat Activations::act(int l) { return get(act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
+Mat Activations::d_gmf() { return get(d_gmf_, factors_, DType::F32); }
+Mat Activations::d_mlp_in() { return get(d_mlp_in_, widths_[0], dtype_); }
+Mat Activations::d_act(int l) { return get(d_act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
 
 Network::Network(Backend& be, const ModelConfig& cfg, bool half_activations)
     : be_(&be), cfg_(cfg), layout_(ParamLayout::build(cfg)), half_(half_activations), params_(be, layout_.total) {
@@ -75,66 +85,86 @@ EmbedGrads Network::embed_grads(float* g) const {
 }
 
 void Network::forward_from_embeddings(Activations& a, int n) const {
-  Mat x = a.mlp_in.mat.head(n);
+  Mat x = a.mlp_in().head(n);
   const Dropout none;
   for (int l = 0; l < cfg_.hidden_layers(); ++l) {
-    Mat y = a.act[size_t(l)].mat.head(n);
+    Mat y = a.act(l).head(n);
     be_->linear_forward(x, layer(l), none, y);
     x = y;
   }
-  be_->head_forward(a.gmf.mat.head(n), x, head(), a.logits.get());
+  be_->head_forward(a.gmf().head(n), x, head(), a.logits.get());
 }
 
 void Network::forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const {
-  be_->embed_forward(tables(), users, items, n, a.gmf.mat.head(n), a.mlp_in.mat.head(n));
+  be_->embed_forward(tables(), users, items, n, a.gmf().head(n), a.mlp_in().head(n));
   forward_from_embeddings(a, n);
+}
+
+TrainPass Network::train_pass_args(Activations& a, int n, const std::vector<Dropout>& drop, float grad_scale,
+                                   const LossScaler* scaler, float* grads, double* loss_sum) const {
+  TrainPass p;
+  p.users = a.users.get();
+  p.items = a.items.get();
+  p.labels = a.labels.get();
+  p.tables = tables();
+  p.embed_grads = embed_grads(grads);
+  for (int l = 0; l < cfg_.hidden_layers(); ++l) {
+    p.layers.push_back(layer(l));
+    p.grad_b.push_back(grads + layout_.bias[size_t(l)]);
+    p.act.push_back(a.act(l).head(n));
+    p.d_act.push_back(a.d_act(l).head(n));
+  }
+  p.dropout = drop;
+  p.head = head();
+  p.head_grad_w = grads + layout_.final_weight;
+  p.head_grad_b = grads + layout_.final_bias;
+  p.grad_scale = grad_scale;
+  p.scaler = scaler;
+  p.loss_sum = loss_sum;
+  p.mlp_in = a.mlp_in().head(n);
+  return p;
 }
 
 bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop, float grad_scale,
                          const LossScaler* scaler, float* grads, double* loss_sum, bool fused) const {
   const int L = cfg_.hidden_layers();
-  const Mat mlp_in = a.mlp_in.mat.head(n);
+  const Mat mlp_in = a.mlp_in().head(n);
   // The input of layer l: the MLP input, or the previous layer's output.
-  auto input = [&](int l) { return l > 0 ? a.act[size_t(l - 1)].mat.head(n) : mlp_in; };
+  auto input = [&](int l) { return l > 0 ? a.act(l - 1).head(n) : mlp_in; };
   if (fused) {
-    TrainPass p;
-    p.users = a.users.get();
-    p.items = a.items.get();
-    p.labels = a.labels.get();
-    p.tables = tables();
-    p.embed_grads = embed_grads(grads);
-    for (int l = 0; l < L; ++l) {
-      p.layers.push_back(layer(l));
-      p.grad_b.push_back(grads + layout_.bias[size_t(l)]);
-      p.act.push_back(a.act[size_t(l)].mat.head(n));
-      p.d_act.push_back(a.d_act[size_t(l)].mat.head(n));
-    }
-    p.dropout = drop;
-    p.head = head();
-    p.head_grad_w = grads + layout_.final_weight;
-    p.head_grad_b = grads + layout_.final_bias;
-    p.grad_scale = grad_scale;
-    p.scaler = scaler;
-    p.loss_sum = loss_sum;
-    p.mlp_in = mlp_in;
+    const TrainPass p = train_pass_args(a, n, drop, grad_scale, scaler, grads, loss_sum);
     if (be_->train_pass(p, n)) {
       for (int l = 0; l < L; ++l) be_->linear_weight_grad(p.d_act[size_t(l)], input(l), grads + layout_.weight[size_t(l)]);
       return true;
     }
   }
-  be_->embed_forward(tables(), a.users.get(), a.items.get(), n, a.gmf.mat.head(n), mlp_in);
-  for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act[size_t(l)].mat.head(n));
-  be_->head_forward_backward(a.gmf.mat.head(n), a.act[size_t(L - 1)].mat.head(n), a.labels.get(), head(), grad_scale, scaler,
-                             a.d_gmf.mat.head(n), a.d_act[size_t(L - 1)].mat.head(n), grads + layout_.final_weight,
+  be_->embed_forward(tables(), a.users.get(), a.items.get(), n, a.gmf().head(n), mlp_in);
+  for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n));
+  be_->head_forward_backward(a.gmf().head(n), a.act(L - 1).head(n), a.labels.get(), head(), grad_scale, scaler,
+                             a.d_gmf().head(n), a.d_act(L - 1).head(n), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
   for (int l = L - 1; l >= 0; --l) {
-    const Mat d_in = l > 0 ? a.d_act[size_t(l - 1)].mat.head(n) : a.d_mlp_in.mat.head(n);
-    be_->linear_backward(a.d_act[size_t(l)].mat.head(n), a.act[size_t(l)].mat.head(n), input(l), layer(l), drop[size_t(l)],
+    const Mat d_in = l > 0 ? a.d_act(l - 1).head(n) : a.d_mlp_in().head(n);
+    be_->linear_backward(a.d_act(l).head(n), a.act(l).head(n), input(l), layer(l), drop[size_t(l)],
                          d_in, grads + layout_.weight[size_t(l)], grads + layout_.bias[size_t(l)]);
   }
-  be_->embed_backward(tables(), a.users.get(), a.items.get(), n, a.d_gmf.mat.head(n), a.d_mlp_in.mat.head(n),
+  be_->embed_backward(tables(), a.users.get(), a.items.get(), n, a.d_gmf().head(n), a.d_mlp_in().head(n),
                       embed_grads(grads));
   return false;
+}
+
+void Network::prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const {
+  const std::vector<Dropout> drop(size_t(cfg_.hidden_layers()));
+  if (be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum), 0)) return;
+  a.gmf();
+  a.d_gmf();
+  a.d_mlp_in();
+}
+
+void Network::prepare_forward_split(Activations& a, const float* user_part, const float* item_part) const {
+  if (forward_split_fused(user_part, item_part, a.users.get(), a.items.get(), 0, a.logits.get())) return;
+  a.gmf();
+  for (int l = 0; l < cfg_.hidden_layers(); ++l) a.act(l);
 }
 
 void Network::first_layer_parts(Mat user_part, Mat item_part) const {
@@ -166,7 +196,7 @@ bool Network::forward_split_fused(const float* user_part, const float* item_part
 void Network::forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
                             const uint32_t* items, int n, bool fused) const {
   if (fused && forward_split_fused(user_part, item_part, users, items, n, a.logits.get())) return;
-  be_->gather_add_relu(user_part, users, item_part, items, a.act[0].mat.head(n));
+  be_->gather_add_relu(user_part, users, item_part, items, a.act(0).head(n));
   forward_after_first_layer(a, users, items, 0, n);
 }
 
@@ -174,9 +204,9 @@ void Network::forward_after_first_layer(Activations& a, const uint32_t* users, c
                                         int64_t n) const {
   const Dropout none;
   for (int l = 1; l < cfg_.hidden_layers(); ++l)
-    be_->linear_forward(a.act[size_t(l - 1)].mat.rows_from(r0, n), layer(l), none, a.act[size_t(l)].mat.rows_from(r0, n));
-  be_->embed_forward(tables(), users, items, int(n), a.gmf.mat.rows_from(r0, n), Mat{});
-  be_->head_forward(a.gmf.mat.rows_from(r0, n), a.act.back().mat.rows_from(r0, n), head(), a.logits.get() + r0);
+    be_->linear_forward(a.act(l - 1).rows_from(r0, n), layer(l), none, a.act(l).rows_from(r0, n));
+  be_->embed_forward(tables(), users, items, int(n), a.gmf().rows_from(r0, n), Mat{});
+  be_->head_forward(a.gmf().rows_from(r0, n), a.act(cfg_.hidden_layers() - 1).rows_from(r0, n), head(), a.logits.get() + r0);
 }
 
 }  // namespace ncf

@@ -3,6 +3,7 @@
 // drive a Network.
 #pragma once
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "backend.h"
@@ -11,18 +12,35 @@
 
 namespace ncf {
 
-// Per-row working memory for up to `rows` rows: sample arrays, activations and, for training,
-// their gradients. Activations are fp16 under --amp, fp32 otherwise; GMF values stay fp32.
-struct Activations {
+// Per-row working memory for up to `rows` rows: sample arrays, activations and their gradients.
+// Activations are fp16 under --amp, fp32 otherwise; GMF values stay fp32. The matrices are
+// allocated on first use (thread-safe), since the fused kernels need only some of them: training
+// the MLP input, each layer's output and output gradient; evaluation and serving none. So a GPU
+// that runs them never holds the rest.
+class Activations {
+ public:
+  Activations(Backend& be, const ModelConfig& cfg, DType dtype, int rows);
+
   int rows = 0;
   BackendArray<uint32_t> users, items;
   BackendArray<float> labels, logits;
-  BackendMat gmf, mlp_in;
-  std::vector<BackendMat> act;  // output of each hidden layer
-  BackendMat d_gmf, d_mlp_in;
-  std::vector<BackendMat> d_act;
 
-  Activations(Backend& be, const ModelConfig& cfg, DType dtype, int rows, bool with_grads);
+  Mat gmf();          // [rows, factors], fp32
+  Mat mlp_in();       // [rows, layers[0]]
+  Mat act(int l);     // [rows, layers[l + 1]]: the output of hidden layer l
+  Mat d_gmf();        // fp32
+  Mat d_mlp_in();
+  Mat d_act(int l);
+
+ private:
+  Mat get(BackendMat& m, int64_t cols, DType dtype);
+  Backend* be_;
+  DType dtype_;
+  int factors_;
+  std::vector<int> widths_;  // layers
+  std::mutex mu_;
+  BackendMat gmf_, mlp_in_, d_gmf_, d_mlp_in_;
+  std::vector<BackendMat> act_, d_act_;
 };
 
 class Network {
@@ -46,7 +64,7 @@ class Network {
   // Pointers into a buffer laid out like the parameters (the gradients).
   EmbedGrads embed_grads(float* grads) const;
 
-  // Hidden layers and head without dropout for the first n rows of a.gmf / a.mlp_in (already
+  // Hidden layers and head without dropout for the first n rows of a.gmf() / a.mlp_in() (already
   // filled by embed_forward); logits into a.logits.
   void forward_from_embeddings(Activations& a, int n) const;
   // Full forward pass for n (user, item) pairs given in backend memory.
@@ -59,6 +77,11 @@ class Network {
   // else the chain of ops. Returns whether the fused form ran.
   bool train_pass(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
                   const LossScaler* scaler, float* grads, double* loss_sum, bool fused = true) const;
+  // Allocates in `a` what train_pass will use (the fused kernel's matrices, or the chain's as
+  // well), so that the memory is taken, and counted, before the first step.
+  void prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const;
+  // The same for forward_split with these parts.
+  void prepare_forward_split(Activations& a, const float* user_part, const float* item_part) const;
 
   // The first layer split by its input, W1 [u ; i] + b1 = W1u u + (W1i i + b1), precomputed for
   // every user and item from the fp32 weights: user_part [n_users, layers[1]] = mlp_user W1u^T,
@@ -85,6 +108,9 @@ class Network {
   bool half_;
   BackendArray<float> params_;
   std::vector<BackendArray<uint16_t>> w_half_, b_half_;
+
+  TrainPass train_pass_args(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
+                            const LossScaler* scaler, float* grads, double* loss_sum) const;
 };
 
 }  // namespace ncf

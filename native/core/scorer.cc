@@ -26,12 +26,12 @@ Scorer::Scorer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const s
     net_f32_->upload_params(params);
     f32 = net_f32_.get();
   }
-  act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), opt_.max_rows, false);
+  act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), opt_.max_rows);
 
   // The item part of the first layer, once: W1[:, half:] applied to every item's MLP embedding, plus b1.
   const int l1 = cfg_.layers[1];
   const uint32_t I = cfg_.n_items;
-  catalog_ = std::make_unique<Activations>(*be_, cfg_, DType::F32, int(I), false);
+  catalog_ = std::make_unique<Activations>(*be_, cfg_, DType::F32, int(I));
   item_part_ = BackendMat(*be_, I, l1, DType::F32);
   if (size_t(cfg_.n_users) * size_t(l1) * sizeof(float) <= opt_.user_parts_max_bytes)
     user_parts_ = BackendMat(*be_, cfg_.n_users, l1, DType::F32);
@@ -109,7 +109,7 @@ void Scorer::catalog_logits(uint32_t user) {
   be_->parallel_tiles(I, opt_.catalog_tile, [&](int64_t t0, int64_t t1) {
     const int64_t n = t1 - t0;
     // z1 = relu(item part + user part) for this tile of items, then the rest of the network.
-    be_->add_row(item_part_.mat.rows_from(t0, n), user_part, a.act[0].mat.rows_from(t0, n), true);
+    be_->add_row(item_part_.mat.rows_from(t0, n), user_part, a.act(0).rows_from(t0, n), true);
     net.forward_after_first_layer(a, a.users.get(), all_items_.get() + t0, t0, n);
   });
 }

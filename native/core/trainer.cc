@@ -101,9 +101,12 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
   const int train_rows = int(std::min<uint64_t>(uint64_t(local_rows), samples_per_epoch()));
   const int eval_rows = int(std::min<uint32_t>(uint32_t(opt_.valid_users_per_batch), std::max(1u, eval_host_.n_users))) *
                         eval_host_.list_len;
-  train_act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), train_rows, true);
+  train_act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), train_rows);
   if (eval_rows > train_rows)
-    eval_act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), eval_rows, false);
+    eval_act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), eval_rows);
+  // What the steps and evaluations will use, allocated now: the memory figures count it.
+  net_->prepare_training(*train_act_, opt_.amp ? &scaler_ : nullptr, grads_.get(), loss_sum_.get());
+  net_->prepare_forward_split(eval_act_ ? *eval_act_ : *train_act_, eval_user_part_.mat.f32(), eval_item_part_.mat.f32());
 }
 
 // Members are destroyed in reverse order of declaration: every array in backend memory and the

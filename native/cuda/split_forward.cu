@@ -12,7 +12,6 @@
 // It returns false (the chain runs) for widths that are not multiples of 16, more than 7
 // later layers, fp32 without TF32, misaligned tables or more shared memory than the GPU has.
 #include <algorithm>
-#include <type_traits>
 
 #include "cuda_backend.cuh"
 #include "warp_tile.cuh"
@@ -20,8 +19,6 @@
 namespace ncf::cuda {
 
 namespace {
-
-constexpr int kSplitWarps = 4;  // warps per block
 
 struct SplitArgs {
   const float* user_part;
@@ -44,14 +41,19 @@ struct SplitArgs {
 };
 
 template <typename T>
-__device__ void split_forward_tiles(const SplitArgs& a, float4* split_shared) {
+struct SplitTiles {
+  __device__ static void run(const SplitArgs& a, float4* split_shared);
+};
+
+template <typename T>
+__device__ void SplitTiles<T>::run(const SplitArgs& a, float4* split_shared) {
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   char* mine = reinterpret_cast<char*>(split_shared) + size_t(warp) * size_t(a.warp_bytes);
   T* const buf0 = reinterpret_cast<T*>(mine);
   T* const buf1 = reinterpret_cast<T*>(mine + a.buf_bytes[0]);
   float* const acc = reinterpret_cast<float*>(mine + a.buf_bytes[0] + a.buf_bytes[1]);
   const int64_t tiles = (a.n + kTileRows - 1) / kTileRows;
-  for (int64_t t = int64_t(blockIdx.x) * kSplitWarps + warp; t < tiles; t += int64_t(gridDim.x) * kSplitWarps) {
+  for (int64_t t = int64_t(blockIdx.x) * kFusedWarps + warp; t < tiles; t += int64_t(gridDim.x) * kFusedWarps) {
     const int64_t r0 = t * kTileRows;
     const int rows = int(min(int64_t(kTileRows), a.n - r0));
 
@@ -86,7 +88,7 @@ __device__ void split_forward_tiles(const SplitArgs& a, float4* split_shared) {
       T* y = cur ? buf0 : buf1;
       const T* bias = static_cast<const T*>(a.b[l]);
       for (int n0 = 0; n0 < out; n0 += 16) {
-        tile_times_wt(x, ldx, in, static_cast<const T*>(a.w[l]), n0, acc);
+        tile_mma<T, true>(x, ldx, in, static_cast<const T*>(a.w[l]), in, n0, acc);
         for (int e = lane; e < kTileRows * 16; e += 32) {
           const int rr = e / 16, cc = e % 16;
           y[rr * ldy + n0 + cc] = Tc<T>::from_float(fmaxf(acc[rr * kAccLd + cc] + Tc<T>::to_float(bias[n0 + cc]), 0.0f));
@@ -109,23 +111,6 @@ __device__ void split_forward_tiles(const SplitArgs& a, float4* split_shared) {
     }
     __syncwarp();  // every lane is done with the buffers before the next tile writes them
   }
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kSplitWarps * 32) split_forward_kernel(SplitArgs a) {
-  extern __shared__ float4 split_shared[];
-#ifndef NCF_WARP_TF32
-  if constexpr (std::is_same<T, float>::value) __trap();
-  else
-#endif
-    split_forward_tiles<T>(a, split_shared);
-}
-
-template <typename T>
-void launch_split(const SplitArgs& a, unsigned blocks, size_t shared, cudaStream_t stream, size_t optin, bool& opted_in) {
-  void (*const kernel)(SplitArgs) = split_forward_kernel<T>;
-  opt_in_shared_memory(reinterpret_cast<const void*>(kernel), optin, opted_in);
-  kernel<<<blocks, kSplitWarps * 32, shared, stream>>>(a);
 }
 
 }  // namespace
@@ -157,7 +142,7 @@ bool CudaBackend::split_forward(const SplitNet& net, const uint32_t* users, cons
   a.buf_bytes[0] = round_up(kTileRows * widest[0] * elem, 128);
   a.buf_bytes[1] = round_up(kTileRows * widest[1] * elem, 128);
   a.warp_bytes = a.buf_bytes[0] + a.buf_bytes[1] + kAccBytes;
-  const size_t shared = size_t(kSplitWarps) * size_t(a.warp_bytes);
+  const size_t shared = size_t(kFusedWarps) * size_t(a.warp_bytes);
   if (shared > shared_optin_) return false;
   if (n <= 0) return true;
 
@@ -175,9 +160,9 @@ bool CudaBackend::split_forward(const SplitNet& net, const uint32_t* users, cons
   a.logits = logits;
   use_device(device_);
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
-  const unsigned blocks = unsigned(std::min<int64_t>((tiles + kSplitWarps - 1) / kSplitWarps, int64_t(1) << 20));
-  if (half) launch_split<__half>(a, blocks, shared, stream_, shared_optin_, split_opted_in_[0]);
-  else launch_split<float>(a, blocks, shared, stream_, shared_optin_, split_opted_in_[1]);
+  const unsigned blocks = unsigned(std::min<int64_t>((tiles + kFusedWarps - 1) / kFusedWarps, int64_t(1) << 20));
+  if (half) launch_fused<__half, SplitArgs, SplitTiles>(a, blocks, shared, stream_, shared_optin_, split_opted_in_[0]);
+  else launch_fused<float, SplitArgs, SplitTiles>(a, blocks, shared, stream_, shared_optin_, split_opted_in_[1]);
   return fused_launch_ok("split_forward", fused_);
 }
 

@@ -6,7 +6,7 @@
 //      columns at a time; each lane then finishes 8 columns of one row with one Philox block
 //      (core/dropout.h), and y goes to the other shared buffer and to act[l];
 //   3. the output unit, sigmoid-BCE loss and logit gradient g per row (lanes over the features),
-//      the GMF tables' gradients (atomics), and dz = g w * (y > 0) * dropout scale for the last
+//      the GMF tables' gradients (16-byte atomics on sm_90), and dz = g w * (y > 0) * dropout scale for the last
 //      layer into shared memory and d_act;
 //   4. per layer from the last: dz W on Tensor Cores, masked by the previous layer's output (read
 //      back from act[l - 1]) into the previous dz, or at the first layer added into the MLP
@@ -17,9 +17,9 @@
 // output and masked gradient once (what the weight gradients read); nothing else goes through
 // device memory. The chain also writes and re-reads the GMF values and their gradient, every
 // pre-dropout output, every unmasked gradient and the MLP input's gradient. Bias, output-unit and
-// loss sums collect in the block's shared memory and reach device memory once per block.
+// loss sums collect in the block's shared memory (bias sums first over a warp's rows by shuffles)
+// and reach device memory once per block.
 #include <algorithm>
-#include <type_traits>
 
 #include "../core/dropout.h"
 #include "cuda_backend.cuh"
@@ -28,8 +28,6 @@
 namespace ncf::cuda {
 
 namespace {
-
-constexpr int kTrainWarps = 4;  // warps per block
 
 struct TrainArgs {
   const uint32_t* users;
@@ -55,6 +53,7 @@ struct TrainArgs {
   float grad_scale;
   const float* loss_scale;         // null without loss scaling
   double* loss_sum;
+  bool gmf_vec4;                   // factors % 4 == 0 and the GMF tables 16-byte aligned
   int block_floats;                // the block's accumulators: head weights, head bias, loss, biases
   int block_bytes;
   int buf_bytes;                   // per warp: two activation buffers of this size, then the accumulator tile
@@ -97,7 +96,12 @@ __device__ __forceinline__ float round_to(float v) {
 }
 
 template <typename T>
-__device__ void train_tiles(const TrainArgs& a, float4* shared) {
+struct TrainTiles {
+  __device__ static void run(const TrainArgs& a, float4* shared);
+};
+
+template <typename T>
+__device__ void TrainTiles<T>::run(const TrainArgs& a, float4* shared) {
   const int warps = int(blockDim.x) / 32, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   const int L = a.layers, f = a.t.factors, h = a.t.half, wl = a.width[L];
   float* const sums = reinterpret_cast<float*>(shared);  // head weights [f + wl], head bias, loss, biases
@@ -145,7 +149,7 @@ __device__ void train_tiles(const TrainArgs& a, float4* shared) {
       const T* bias = static_cast<const T*>(a.b[l]);
       const Dropout& d = a.drop[l];
       for (int n0 = 0; n0 < out; n0 += 16) {
-        tile_times_wt(x, ldx, in, static_cast<const T*>(a.w[l]), n0, acc);
+        tile_mma<T, true>(x, ldx, in, static_cast<const T*>(a.w[l]), in, n0, acc);
         const int c0 = n0 + ec;
         const U32x4 blk = d.active ? dropout_block(d, uint64_t(r0 + er), uint32_t(c0 / 8)) : U32x4{0, 0, 0, 0};
         float v[8];
@@ -178,18 +182,36 @@ __device__ void train_tiles(const TrainArgs& a, float4* shared) {
           continue;
         }
         const int64_t u = a.users[r0 + rr], v = a.items[r0 + rr];
+        const float* mu = a.t.mf_user + u * f;
+        const float* mi = a.t.mf_item + v * f;
+        // GMF features: 4 per lane (16-byte atomics) where the tables allow, else 1.
         float s = 0.0f;
-        for (int j = lane; j < f; j += 32) s += a.head_w[j] * (a.t.mf_user[u * f + j] * a.t.mf_item[v * f + j]);
+        for (int j = lane; j < f; j += 32) s += a.head_w[j] * (mu[j] * mi[j]);
         for (int j = lane; j < wl; j += 32) s += a.head_w[f + j] * Tc<T>::to_float(y[rr * ld + j]);
         const float z = warp_sum(s) + a.head_b[0];
         const float label = a.labels[r0 + rr];
         loss += fmaxf(z, 0.0f) - z * label + log1pf(expf(-fabsf(z)));
         const float g = (1.0f / (1.0f + expf(-z)) - label) * scale;
-        for (int j = lane; j < f; j += 32) {
-          const float mu = a.t.mf_user[u * f + j], mi = a.t.mf_item[v * f + j], dg = g * a.head_w[j];
-          atomicAdd(&sums[j], g * (mu * mi));
-          atomicAdd(&a.g.mf_user[u * f + j], dg * mi);
-          atomicAdd(&a.g.mf_item[v * f + j], dg * mu);
+        if (a.gmf_vec4) {
+          for (int j = lane * 4; j < f; j += 128) {
+            float du[4], di[4];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+              const float dg = g * a.head_w[j + k];
+              atomicAdd(&sums[j + k], g * (mu[j + k] * mi[j + k]));
+              du[k] = dg * mi[j + k];
+              di[k] = dg * mu[j + k];
+            }
+            atomic_add4(a.g.mf_user + u * f + j, du[0], du[1], du[2], du[3]);
+            atomic_add4(a.g.mf_item + v * f + j, di[0], di[1], di[2], di[3]);
+          }
+        } else {
+          for (int j = lane; j < f; j += 32) {
+            const float dg = g * a.head_w[j];
+            atomicAdd(&sums[j], g * (mu[j] * mi[j]));
+            atomicAdd(a.g.mf_user + u * f + j, dg * mi[j]);
+            atomicAdd(a.g.mf_item + v * f + j, dg * mu[j]);
+          }
         }
         for (int j = lane; j < wl; j += 32) {
           const float yv = Tc<T>::to_float(y[rr * ld + j]);
@@ -213,7 +235,7 @@ __device__ void train_tiles(const TrainArgs& a, float4* shared) {
       const T* dzl = dcur ? buf1 : buf0;
       T* dx = dcur ? buf0 : buf1;
       for (int n0 = 0; n0 < in; n0 += 16) {
-        tile_times_w(dzl, ldz, out, static_cast<const T*>(a.w[l]), in, n0, acc);
+        tile_mma<T, false>(dzl, ldz, out, static_cast<const T*>(a.w[l]), in, n0, acc);
         const int c0 = n0 + ec;
         float v[8];
 #pragma unroll
@@ -227,10 +249,17 @@ __device__ void train_tiles(const TrainArgs& a, float4* shared) {
 #pragma unroll
           for (int k = 0; k < 8; ++k) v[k] = y[k] > 0.0f ? v[k] * keep_scale : 0.0f;
           store8(dx + er * ldx + c0, v);
-          if (er < rows) {
-            store8(static_cast<T*>(a.d_act[l - 1]) + (r0 + er) * in + c0, v);
-            for (int k = 0; k < 8; ++k) atomicAdd(&sums[a.bias_sum[l - 1] + c0 + k], v[k]);
+          if (er < rows) store8(static_cast<T*>(a.d_act[l - 1]) + (r0 + er) * in + c0, v);
+          // Its bias gradient: the 16 lanes of a column group (lanes of one parity) sum their
+          // rows by shuffles (rows past n hold 0), then lanes 0 and 1 add to the block's sums.
+          float col[8];
+#pragma unroll
+          for (int k = 0; k < 8; ++k) {
+            col[k] = v[k];
+            for (int o = 2; o < 32; o <<= 1) col[k] += __shfl_xor_sync(0xffffffffu, col[k], o);
           }
+          if (lane < 2)
+            for (int k = 0; k < 8; ++k) atomicAdd(&sums[a.bias_sum[l - 1] + c0 + k], col[k]);
         } else if (er < rows) {
           // The MLP input's gradient into the user and item tables' gradients.
           float* dst = c0 < h ? a.g.mlp_user + int64_t(a.users[r0 + er]) * h + c0
@@ -254,23 +283,6 @@ __device__ void train_tiles(const TrainArgs& a, float4* shared) {
   }
   for (int l = 0; l < L; ++l)
     for (int j = int(threadIdx.x); j < a.width[l + 1]; j += int(blockDim.x)) atomicAdd(&a.grad_b[l][j], sums[a.bias_sum[l] + j]);
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kTrainWarps * 32) train_pass_kernel(TrainArgs a) {
-  extern __shared__ float4 train_shared[];
-#ifndef NCF_WARP_TF32
-  if constexpr (std::is_same<T, float>::value) __trap();
-  else
-#endif
-    train_tiles<T>(a, train_shared);
-}
-
-template <typename T>
-void launch_train(const TrainArgs& a, unsigned blocks, size_t shared, cudaStream_t stream, size_t optin, bool& opted_in) {
-  void (*const kernel)(TrainArgs) = train_pass_kernel<T>;
-  opt_in_shared_memory(reinterpret_cast<const void*>(kernel), optin, opted_in);
-  kernel<<<blocks, kTrainWarps * 32, shared, stream>>>(a);
 }
 
 }  // namespace
@@ -312,11 +324,15 @@ bool CudaBackend::train_pass(const TrainPass& p, int n) {
                         static_cast<const void*>(p.embed_grads.mlp_user), static_cast<const void*>(p.embed_grads.mlp_item),
                         static_cast<const void*>(p.mlp_in.data)})
     if (!aligned_to(q, 16)) return false;
+  a.gmf_vec4 = p.tables.factors % 4 == 0;
+  for (const void* q : {static_cast<const void*>(p.tables.mf_user), static_cast<const void*>(p.tables.mf_item),
+                        static_cast<const void*>(p.embed_grads.mf_user), static_cast<const void*>(p.embed_grads.mf_item)})
+    a.gmf_vec4 = a.gmf_vec4 && aligned_to(q, 16);
   a.block_floats = sum_floats;
   a.block_bytes = round_up(sum_floats * 4, 128);
   a.buf_bytes = round_up(kTileRows * (widest + pad) * elem, 128);
   a.warp_bytes = 2 * a.buf_bytes + kAccBytes;
-  const size_t shared = size_t(a.block_bytes) + size_t(kTrainWarps) * size_t(a.warp_bytes);
+  const size_t shared = size_t(a.block_bytes) + size_t(kFusedWarps) * size_t(a.warp_bytes);
   if (shared > shared_optin_) return false;
   if (n <= 0) return true;
 
@@ -338,9 +354,9 @@ bool CudaBackend::train_pass(const TrainPass& p, int n) {
   // Enough blocks to fill the GPU a few times over, not one per tile: each block adds its sums
   // to the gradients once.
   const int64_t tiles = (int64_t(n) + kTileRows - 1) / kTileRows;
-  const unsigned blocks = unsigned(std::min<int64_t>((tiles + kTrainWarps - 1) / kTrainWarps, int64_t(sm_count_) * 4));
-  if (half) launch_train<__half>(a, blocks, shared, stream_, shared_optin_, train_opted_in_[0]);
-  else launch_train<float>(a, blocks, shared, stream_, shared_optin_, train_opted_in_[1]);
+  const unsigned blocks = unsigned(std::min<int64_t>((tiles + kFusedWarps - 1) / kFusedWarps, int64_t(sm_count_) * 4));
+  if (half) launch_fused<__half, TrainArgs, TrainTiles>(a, blocks, shared, stream_, shared_optin_, train_opted_in_[0]);
+  else launch_fused<float, TrainArgs, TrainTiles>(a, blocks, shared, stream_, shared_optin_, train_opted_in_[1]);
   return fused_launch_ok("train_pass", fused_);
 }
 

@@ -7,6 +7,8 @@
 #pragma once
 #include <mma.h>
 
+#include <type_traits>
+
 #include "cuda_common.cuh"
 
 namespace ncf::cuda {
@@ -16,6 +18,7 @@ constexpr int kAccLd = 20;                          // row stride of the accumul
 constexpr int kAccBytes = kTileRows * kAccLd * 4;
 constexpr int kPadHalf = 8, kPadFloat = 4;          // 16 bytes of padding per activation row
 constexpr int kMaxFusedLayers = 8;                  // hidden layers a fused kernel takes
+constexpr int kFusedWarps = 4;                      // warps per block of a fused kernel
 
 // WMMA shapes and conversions per activation type. TF32 WMMA exists from sm_80: for older
 // architectures in a build, kernels on fp32 activations must not be instantiated on the device
@@ -54,19 +57,22 @@ struct Tc<float> {
 };
 #endif
 
-// acc [16 x 16] = x [16 x k] W^T restricted to output columns n0 .. n0 + 15, for W [out x k]
-// row-major (a layer's forward pass); x in shared memory with row stride ldx. The accumulator is
-// in shared memory and visible to the whole warp on return.
-template <typename T>
-__device__ void tile_times_wt(const T* x, int ldx, int k, const T* W, int n0, float* acc) {
+// acc [16 x 16] = x [16 x k] op(W) restricted to output columns n0 .. n0 + 15, with x in shared
+// memory (row stride ldx) and W row-major with rows of ldw elements: op(W) = W^T for W [out x k]
+// (a layer's forward pass, ldw = k) or W itself for W [k x out] (a layer's input gradient from
+// its output gradient, ldw = out). The accumulator is in shared memory and visible to the whole
+// warp on return.
+template <typename T, bool kTransposeW>
+__device__ void tile_mma(const T* x, int ldx, int k, const T* W, int ldw, int n0, float* acc) {
+  using B = typename std::conditional<kTransposeW, typename Tc<T>::Bt, typename Tc<T>::Bn>::type;
   typename Tc<T>::C c;
   nvcuda::wmma::fill_fragment(c, 0.0f);
   for (int k0 = 0; k0 < k; k0 += Tc<T>::K) {
     typename Tc<T>::A fa;
-    typename Tc<T>::Bt fb;
+    B fb;
     nvcuda::wmma::load_matrix_sync(fa, x + k0, unsigned(ldx));
-    // W^T [k x out] is W read column-major: element (i, j) at W[j * k + i].
-    nvcuda::wmma::load_matrix_sync(fb, W + int64_t(n0) * k + k0, unsigned(k));
+    // W^T read column-major has element (i, j) at W[j * ldw + i]; W read row-major at W[i * ldw + j].
+    nvcuda::wmma::load_matrix_sync(fb, kTransposeW ? W + int64_t(n0) * ldw + k0 : W + int64_t(k0) * ldw + n0, unsigned(ldw));
     Tc<T>::to_tf32(fa);
     Tc<T>::to_tf32(fb);
     nvcuda::wmma::mma_sync(c, fa, fb, c);
@@ -75,29 +81,27 @@ __device__ void tile_times_wt(const T* x, int ldx, int k, const T* W, int n0, fl
   __syncwarp();
 }
 
-// acc [16 x 16] = dz [16 x out] W restricted to columns n0 .. n0 + 15, for W [out x in]
-// row-major (a layer's input gradient); dz in shared memory with row stride ldz.
-template <typename T>
-__device__ void tile_times_w(const T* dz, int ldz, int out, const T* W, int in, int n0, float* acc) {
-  typename Tc<T>::C c;
-  nvcuda::wmma::fill_fragment(c, 0.0f);
-  for (int k0 = 0; k0 < out; k0 += Tc<T>::K) {
-    typename Tc<T>::A fa;
-    typename Tc<T>::Bn fb;
-    nvcuda::wmma::load_matrix_sync(fa, dz + k0, unsigned(ldz));
-    nvcuda::wmma::load_matrix_sync(fb, W + int64_t(k0) * in + n0, unsigned(in));
-    Tc<T>::to_tf32(fa);
-    Tc<T>::to_tf32(fb);
-    nvcuda::wmma::mma_sync(c, fa, fb, c);
-  }
-  nvcuda::wmma::store_matrix_sync(acc, c, kAccLd, nvcuda::wmma::mem_row_major);
-  __syncwarp();
+// A fused kernel: Body<T>::run(args, the block's dynamic shared memory). Bodies on fp32
+// activations trap on architectures without TF32 WMMA, where they are never launched.
+template <typename T, typename Args, template <typename> class Body>
+__global__ void __launch_bounds__(kFusedWarps * 32) fused_kernel(Args a) {
+  extern __shared__ float4 fused_shared[];
+#ifndef NCF_WARP_TF32
+  if constexpr (std::is_same<T, float>::value) __trap();
+  else
+#endif
+    Body<T>::run(a, fused_shared);
 }
 
-// Above 48 KiB a kernel must opt in to its dynamic shared memory: once per kernel, to the limit.
-inline void opt_in_shared_memory(const void* kernel, size_t limit, bool& done) {
-  if (!done) NCF_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(limit)));
-  done = true;
+// Launches fused_kernel<T, Args, Body>, first opting it in (once: `opted_in`) to the GPU's limit
+// of dynamic shared memory, which above 48 KiB a kernel must ask for.
+template <typename T, typename Args, template <typename> class Body>
+void launch_fused(const Args& a, unsigned blocks, size_t shared, cudaStream_t stream, size_t limit, bool& opted_in) {
+  void (*const kernel)(Args) = fused_kernel<T, Args, Body>;
+  if (!opted_in)
+    NCF_CUDA(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, int(limit)));
+  opted_in = true;
+  kernel<<<blocks, kFusedWarps * 32, shared, stream>>>(a);
 }
 
 // After launching a fused kernel: true if it was accepted. A GPU that cannot run it as

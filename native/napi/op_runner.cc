@@ -516,7 +516,7 @@ Napi::Value OpRunner::SplitForward(const Napi::CallbackInfo& info) {
     BackendMat user_part(*be_, cfg.n_users, cfg.layers[1], DType::F32), item_part(*be_, cfg.n_items, cfg.layers[1], DType::F32);
     net.first_layer_parts(user_part.mat, item_part.mat);
     const int n = int(users.size());
-    Activations a(*be_, cfg, net.act_dtype(), n, false);
+    Activations a(*be_, cfg, net.act_dtype(), n);
     be_->upload(a.users.get(), users.data(), sizeof(uint32_t) * users.size());
     be_->upload(a.items.get(), items.data(), sizeof(uint32_t) * items.size());
     const bool fused = get_bool(o, "fused", true) &&
@@ -551,7 +551,7 @@ Napi::Value OpRunner::TrainPass(const Napi::CallbackInfo& info) {
     Network net(*be_, cfg, half);
     net.upload_params(get_f32(o.Get("params"), "params"));
     const int n = int(users.size());
-    Activations a(*be_, cfg, net.act_dtype(), n, true);
+    Activations a(*be_, cfg, net.act_dtype(), n);
     be_->upload(a.users.get(), users.data(), sizeof(uint32_t) * users.size());
     be_->upload(a.items.get(), items.data(), sizeof(uint32_t) * items.size());
     be_->upload(a.labels.get(), labels.data(), sizeof(float) * labels.size());
