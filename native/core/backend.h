@@ -185,13 +185,15 @@ class Backend {
   // dropout for each layer, head_forward_backward, then from the last layer to the first
   // linear_backward without its weight gradient, and embed_backward. The caller then takes each
   // layer's weight gradient with linear_weight_grad (d_act[l] against mlp_in or act[l - 1]).
-  // Returns false, doing nothing, where the backend has no fused form for this network.
+  // Returns false, doing nothing, where the backend has no fused form for this network; with
+  // n = 0 it only answers whether it would run (Network::prepare_training asks so).
   virtual bool train_pass(const TrainPass& p, int n) { return false; }
   // The fused form of gather_add_relu -> linear_forward (no dropout) for each later layer ->
   // embed_forward (GMF only) -> head_forward: logits[r] of the pairs (users[r], items[r]), r < n,
   // with no activation matrix in backend memory. Returns false, doing nothing, when the backend
   // has no fused form for this network (its shapes, precision or alignment): the caller then
   // runs that chain of ops, which is also the reference the self-test compares this op against.
+  // With n = 0 it only answers whether it would run.
   virtual bool split_forward(const SplitNet& net, const uint32_t* users, const uint32_t* items, int64_t n,
                              float* logits) {
     return false;
