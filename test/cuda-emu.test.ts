@@ -1,6 +1,7 @@
 // The CUDA backend run by the host emulation (native/emu, cmake/NcfCudaEmu.cmake), on machines
 // without a GPU: every CUDA op against its CPU twin (selftest --device cuda), training and
-// serving through the CUDA backend against the CPU backend, and the NCCL path under mpirun.
+// serving through the CUDA backend (fused kernels and op chains) against the CPU backend, and the
+// NCCL path under mpirun.
 // This checks the kernels' indexing, launches, barriers and shuffles, the cuBLASLt layouts and
 // that host code never touches device memory; it says nothing of speed, and cannot see races.
 // The test builds ncf_cuda_emu.so (incrementally) and is skipped only where no CUDA headers exist;
@@ -12,6 +13,9 @@ import * as path from 'node:path';
 import t from 'tap';
 
 import { NeuMF, loadModel, prepare } from '../lib/index';
+import { paramCount } from '../lib/model/checkpoint';
+import { addon } from '../lib/native';
+import { Rng, relError } from '../lib/util/random';
 import { CLI, cli, haveMpirun, runJob, tmpdir } from './helpers';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -63,13 +67,16 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     return { summary: JSON.parse(r.stdout), checkpoint: path.join(ck, 'model.safetensors') };
   };
   const cpu = run('cpu', 'cpu');
-  const gpu = run('cuda', 'cuda', ['--no-tf32']);
-  const amp = run('cuda', 'amp', ['--amp']);
+  const gpu = run('cuda', 'cuda', ['--no-tf32']); // the op chains (no fused form without TF32)
+  const tf32 = run('cuda', 'tf32'); // the fused kernels, TF32
+  const amp = run('cuda', 'amp', ['--amp']); // the fused kernels, fp16
   t.match(gpu.summary.info.backend, /cuda/);
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
-    const g = gpu.summary.epochs[i], a = amp.summary.epochs[i];
+    const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
+    t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
+    t.ok(Math.abs(f.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 tf32 ${f.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(a.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp ${a.loss} vs cpu ${e.loss}`);
   });
 
@@ -96,6 +103,30 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     const same = a.items.every((item, i) => item === b.items[i] || Math.abs(a.scores[i] - b.scores[i]) < 1e-5);
     t.ok(same, `user ${user}: the same top 10 (${a.items.join(',')} vs ${b.items.join(',')})`);
   }
+});
+
+t.test('NCF_CUDA_FUSED=0 runs the op chains, which the fused kernels agree with', { skip }, async (t) => {
+  const net = { nUsers: 50, nItems: 40, factors: 16, layers: [64, 32, 16], dropout: 0.5 };
+  const rng = new Rng(11);
+  const params = rng.f32(paramCount(net), -0.1, 0.1), users = rng.u32s(100, 50), items = rng.u32s(100, 40);
+  const labels = Float32Array.from({ length: 100 }, (_, i) => (i % 5 === 0 ? 1 : 0));
+  const step = { ...net, params, users, items, labels, seed: 1, epoch: 0, pos0: 0, gradScale: 0.01 };
+  const runOn = (fusedEnv: string | undefined) => {
+    if (fusedEnv === undefined) delete process.env.NCF_CUDA_FUSED;
+    else process.env.NCF_CUDA_FUSED = fusedEnv;
+    try {
+      const dev = new (addon().OpRunner)({ backend: 'cuda', tf32: true });
+      return { split: dev.splitForward({ ...net, params, users, items }), train: dev.trainPass(step) };
+    } finally {
+      delete process.env.NCF_CUDA_FUSED;
+    }
+  };
+  const fused = runOn(undefined), chain = runOn('0');
+  t.ok(fused.split.fused && fused.train.fused, 'by default the fused kernels run');
+  t.ok(!chain.split.fused && !chain.train.fused, 'with NCF_CUDA_FUSED=0 the op chains run');
+  t.ok(relError(fused.split.logits, chain.split.logits) < 1e-2, `logits: ${relError(fused.split.logits, chain.split.logits).toExponential(2)}`);
+  t.ok(relError(fused.train.grads, chain.train.grads) < 1e-2, `gradients: ${relError(fused.train.grads, chain.train.grads).toExponential(2)}`);
+  t.ok(Math.abs(fused.train.loss - chain.train.loss) < 1e-3 * chain.train.loss, `loss ${fused.train.loss} vs ${chain.train.loss}`);
 });
 
 t.test('mpirun -np 2 over (emulated) NCCL trains exactly like one process', { skip: skip || (haveMpirun ? false : 'mpirun is not installed') }, async (t) => {
