@@ -55,6 +55,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   total_memory_ = prop.totalGlobalMem;
   cc_major_ = prop.major;
   sm_count_ = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+  shared_per_sm_ = prop.sharedMemPerMultiprocessor;
   shared_optin_ = prop.sharedMemPerBlockOptin;
   const char* fused = std::getenv("NCF_CUDA_FUSED");
   fused_ = !(fused && std::string(fused) == "0");

@@ -77,6 +77,7 @@ class CudaBackend final : public Backend {
   size_t shared_optin_ = 0;       // the device's opt-in limit of dynamic shared memory per block
   bool fused_ = true;             // fused kernels where they apply (NCF_CUDA_FUSED=0: the op chains)
   int sm_count_ = 1;
+  size_t shared_per_sm_ = 0;     // shared memory per multiprocessor
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
   std::mutex mem_mu_;

@@ -351,10 +351,11 @@ bool CudaBackend::train_pass(const TrainPass& p, int n) {
   a.loss_scale = p.scaler ? p.scaler->scale : nullptr;
   a.loss_sum = p.loss_sum;
   use_device(device_);
-  // Enough blocks to fill the GPU a few times over, not one per tile: each block adds its sums
-  // to the gradients once.
+  // One wave of resident blocks (as many per multiprocessor as its shared memory holds, at most
+  // 8), each looping over tiles: each block adds its sums to the gradients once.
   const int64_t tiles = (int64_t(n) + kTileRows - 1) / kTileRows;
-  const unsigned blocks = unsigned(std::min<int64_t>((tiles + kFusedWarps - 1) / kFusedWarps, int64_t(sm_count_) * 4));
+  const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>(8, int64_t(shared_per_sm_ / (shared + 1024))));
+  const unsigned blocks = unsigned(std::min<int64_t>((tiles + kFusedWarps - 1) / kFusedWarps, int64_t(sm_count_) * per_sm));
   if (half) launch_fused<__half, TrainArgs, TrainTiles>(a, blocks, shared, stream_, shared_optin_, train_opted_in_[0]);
   else launch_fused<float, TrainArgs, TrainTiles>(a, blocks, shared, stream_, shared_optin_, train_opted_in_[1]);
   return fused_launch_ok("train_pass", fused_);

@@ -191,6 +191,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->sharedMemPerBlock = 48 << 10;
   prop->sharedMemPerBlockOptin = emu::kSharedOptIn;
   prop->multiProcessorCount = 132;
+  prop->sharedMemPerMultiprocessor = 233472;
   prop->warpSize = 32;
   return cudaSuccess;
 }
