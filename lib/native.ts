@@ -120,6 +120,8 @@ export interface TrainerInfo {
   stepsPerEpoch: number;
   samplesPerEpoch: number;
   fingerprint: string;
+  /** Which kernels steps and evaluations run: "fused training, fused evaluation", "op chain training, ...". */
+  kernels: string;
   /** High-water mark of the backend's own allocations, bytes. */
   peakMemory: number;
   /** Bytes in use on the whole GPU at the highest point seen (context and libraries included; 0 on the CPU). */

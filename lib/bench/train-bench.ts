@@ -48,12 +48,13 @@ export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
   const amp = b.amp && info.backend === 'cuda';
   const figures: BenchFigures = {
     benchmark: b.what, dataset: dataset.meta.name, backend: info.backend, device: info.device, threads: info.threads,
-    amp, tf32: info.tf32, batchSize: o.batchSize, samplesPerEpoch: info.samplesPerEpoch, ranks: info.worldSize,
+    amp, tf32: info.tf32, kernels: info.kernels, batchSize: o.batchSize, samplesPerEpoch: info.samplesPerEpoch, ranks: info.worldSize,
   };
   const root = info.rank === 0;
   const print = (s: string) => root && b.print(s);
   print(`bench ${b.what}: ${dataset.meta.name} (${dataset.nTrain} positives), ${info.backend} (${info.device}), ` +
     `${amp ? 'amp (fp16)' : info.backend === 'cuda' ? (info.tf32 ? 'tf32' : 'fp32') : 'fp32'}, batch ${o.batchSize}` +
+    `${info.backend === 'cuda' ? `, ${info.kernels}` : ''}` +
     `${info.worldSize > 1 ? `, ${info.worldSize} ranks` : ''}`);
   try {
     if (b.what === 'train') {

@@ -145,7 +145,7 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
     }
     const ti = trainer.info;
     const info: RunInfo = {
-      backend: ti.backend, device: ti.device, threads: ti.threads, blas: ti.blas, rank: ti.rank, worldSize: ti.worldSize,
+      backend: ti.backend, device: ti.device, threads: ti.threads, blas: ti.blas, kernels: ti.kernels, rank: ti.rank, worldSize: ti.worldSize,
       communicator: ti.communicator, seed: ti.seed, dataset: dataset.meta.name, dataDir: dataset.dir, users: dataset.nUsers,
       items: dataset.nItems, trainPositives: dataset.nTrain, samplesPerEpoch: ti.samplesPerEpoch,
       stepsPerEpoch: ti.stepsPerEpoch, parameters: trainer.layout.reduce((a, t) => a + t.count, 0),
@@ -154,7 +154,7 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
     run.emit('start', info);
     log(
       `${info.dataset}: ${info.users} users, ${info.items} items, ${info.trainPositives} training positives; ` +
-        `${info.parameters} parameters; ${info.backend} (${info.device}${info.backend === 'cpu' ? `, ${info.threads} threads, ${info.blas}` : ''})` +
+        `${info.parameters} parameters; ${info.backend} (${info.device}${info.backend === 'cpu' ? `, ${info.threads} threads, ${info.blas}` : `; ${info.kernels}`})` +
         `${info.worldSize > 1 ? `, ${info.worldSize} ranks over ${info.communicator}` : ''}; seed ${info.seed}`,
     );
     if (o.verbose) {

@@ -75,6 +75,8 @@ export interface RunInfo {
   device: string;
   threads: number;
   blas: string;
+  /** Which kernels steps and evaluations run (fused or the chains of ops). */
+  kernels: string;
   rank: number;
   worldSize: number;
   communicator: string;

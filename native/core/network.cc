@@ -153,18 +153,20 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   return false;
 }
 
-void Network::prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const {
+bool Network::prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const {
   const std::vector<Dropout> drop(size_t(cfg_.hidden_layers()));
-  if (be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum), 0)) return;
+  if (be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum), 0)) return true;
   a.gmf();
   a.d_gmf();
   a.d_mlp_in();
+  return false;
 }
 
-void Network::prepare_forward_split(Activations& a, const float* user_part, const float* item_part) const {
-  if (forward_split_fused(user_part, item_part, a.users.get(), a.items.get(), 0, a.logits.get())) return;
+bool Network::prepare_forward_split(Activations& a, const float* user_part, const float* item_part) const {
+  if (forward_split_fused(user_part, item_part, a.users.get(), a.items.get(), 0, a.logits.get())) return true;
   a.gmf();
   for (int l = 0; l < cfg_.hidden_layers(); ++l) a.act(l);
+  return false;
 }
 
 void Network::first_layer_parts(Mat user_part, Mat item_part) const {

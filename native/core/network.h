@@ -78,10 +78,11 @@ class Network {
   bool train_pass(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
                   const LossScaler* scaler, float* grads, double* loss_sum, bool fused = true) const;
   // Allocates in `a` what train_pass will use (the fused kernel's matrices, or the chain's as
-  // well), so that the memory is taken, and counted, before the first step.
-  void prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const;
+  // well), so that the memory is taken, and counted, before the first step. Returns whether the
+  // fused kernel will run.
+  bool prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const;
   // The same for forward_split with these parts.
-  void prepare_forward_split(Activations& a, const float* user_part, const float* item_part) const;
+  bool prepare_forward_split(Activations& a, const float* user_part, const float* item_part) const;
 
   // The first layer split by its input, W1 [u ; i] + b1 = W1u u + (W1i i + b1), precomputed for
   // every user and item from the fp32 weights: user_part [n_users, layers[1]] = mlp_user W1u^T,

@@ -105,8 +105,9 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
   if (eval_rows > train_rows)
     eval_act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), eval_rows);
   // What the steps and evaluations will use, allocated now: the memory figures count it.
-  net_->prepare_training(*train_act_, opt_.amp ? &scaler_ : nullptr, grads_.get(), loss_sum_.get());
-  net_->prepare_forward_split(eval_act_ ? *eval_act_ : *train_act_, eval_user_part_.mat.f32(), eval_item_part_.mat.f32());
+  fused_training_ = net_->prepare_training(*train_act_, opt_.amp ? &scaler_ : nullptr, grads_.get(), loss_sum_.get());
+  fused_evaluation_ =
+      net_->prepare_forward_split(eval_act_ ? *eval_act_ : *train_act_, eval_user_part_.mat.f32(), eval_item_part_.mat.f32());
 }
 
 // Members are destroyed in reverse order of declaration: every array in backend memory and the

@@ -81,6 +81,10 @@ class Trainer {
   uint64_t samples_per_epoch() const { return data_.n_pos * uint64_t(1 + opt_.negatives); }
   uint64_t steps_per_epoch() const;
   uint64_t fingerprint() const { return fingerprint_; }
+  // Whether steps and evaluations run the backend's fused kernels (else the chains of ops); a GPU
+  // that cannot launch one falls back to the chain and says so on stderr.
+  bool fused_training() const { return fused_training_; }
+  bool fused_evaluation() const { return fused_evaluation_; }
   int rank() const { return comm_ ? comm_->rank() : 0; }
   int world_size() const { return comm_ ? comm_->size() : 1; }
   std::string comm_description() const { return comm_ ? comm_->describe() : "none"; }
@@ -97,6 +101,7 @@ class Trainer {
   std::unique_ptr<Network> net_;
   HostDataset data_;  // counts only; the arrays live in backend memory below
   uint64_t fingerprint_ = 0;
+  bool fused_training_ = false, fused_evaluation_ = false;
 
   BackendArray<uint32_t> d_offsets_, d_items_, d_users_;
   TrainArrays train_;

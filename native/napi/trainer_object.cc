@@ -227,6 +227,8 @@ Napi::Value TrainerObject::Info(const Napi::CallbackInfo& info) {
     char fp[17];
     snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(t.fingerprint()));
     o.Set("fingerprint", std::string(fp));
+    o.Set("kernels", std::string(t.fused_training() ? "fused" : "op chain") + " training, " +
+                         (t.fused_evaluation() ? "fused" : "op chain") + " evaluation");
     o.Set("peakMemory", double(t.backend().peak_memory()));
     o.Set("devicePeakMemory", double(t.backend().device_memory_peak()));
     o.Set("deviceMemory", double(b.memory_total));
