@@ -86,6 +86,9 @@ class CudaBackend final : public Backend {
   size_t peak_ = 0;
   std::atomic<size_t> device_peak_{0};
   void sample_device_memory();
+  // Whether the fused kernels may run: on fp16 activations from sm_70, on fp32 ones with TF32 on
+  // from sm_80, unless NCF_CUDA_FUSED=0 or a launch failed.
+  bool fused_allowed(bool half) const { return fused_ && cc_major_ >= 7 && (half || (gemm_->tf32() && cc_major_ >= 8)); }
 };
 
 }  // namespace ncf::cuda

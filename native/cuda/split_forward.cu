@@ -119,19 +119,14 @@ bool CudaBackend::split_forward(const SplitNet& net, const uint32_t* users, cons
                                 float* logits) {
   const bool half = net.act == DType::F16;
   const int tail = int(net.layers.size());
-  if (!fused_ || (!half && (!gemm_->tf32() || cc_major_ < 8)) || cc_major_ < 7 || tail + 1 > kMaxFusedLayers) return false;
+  if (!fused_allowed(half) || tail + 1 > kMaxFusedLayers || !fused_width(net.width)) return false;
   SplitArgs a{};
   a.width[0] = net.width;
   for (int l = 0; l < tail; ++l) {
     const LinearParams& p = net.layers[size_t(l)];
-    if (p.in != a.width[l]) return false;
+    if (p.in != a.width[l] || !fused_layer(p, half, &a.w[l], &a.b[l])) return false;
     a.width[l + 1] = p.out;
-    a.w[l] = half ? p.w_half : p.w;
-    a.b[l] = half ? p.b_half : p.b;
-    if (!a.w[l] || !a.b[l] || !aligned_to(a.w[l], 32)) return false;
   }
-  for (int l = 0; l <= tail; ++l)
-    if (a.width[l] <= 0 || a.width[l] % 16 != 0) return false;
   if (net.head.mlp_width != a.width[tail] || net.head.factors != net.tables.factors) return false;
   if (!aligned_to(net.user_part, 16) || !aligned_to(net.item_part, 16)) return false;
 

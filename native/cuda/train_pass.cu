@@ -290,7 +290,7 @@ __device__ void TrainTiles<T>::run(const TrainArgs& a, float4* shared) {
 bool CudaBackend::train_pass(const TrainPass& p, int n) {
   const bool half = p.mlp_in.dtype == DType::F16;
   const int L = int(p.layers.size());
-  if (!fused_ || (!half && (!gemm_->tf32() || cc_major_ < 8)) || cc_major_ < 7) return false;
+  if (!fused_allowed(half)) return false;
   if (L < 1 || L > kMaxFusedLayers || p.dropout.size() != size_t(L) || p.grad_b.size() != size_t(L) ||
       p.act.size() != size_t(L) || p.d_act.size() != size_t(L))
     return false;
@@ -301,11 +301,8 @@ bool CudaBackend::train_pass(const TrainPass& p, int n) {
   int widest = 0, sum_floats = p.head.factors + p.head.mlp_width + 2;
   for (int l = 0; l < L; ++l) {
     const LinearParams& q = p.layers[size_t(l)];
-    if (q.in != a.width[l]) return false;
+    if (q.in != a.width[l] || !fused_layer(q, half, &a.w[l], &a.b[l])) return false;
     a.width[l + 1] = q.out;
-    a.w[l] = half ? q.w_half : q.w;
-    a.b[l] = half ? q.b_half : q.b;
-    if (!a.w[l] || !a.b[l] || !aligned_to(a.w[l], 32)) return false;
     a.drop[l] = p.dropout[size_t(l)];
     a.grad_b[l] = p.grad_b[size_t(l)];
     a.bias_sum[l] = sum_floats;
@@ -315,10 +312,7 @@ bool CudaBackend::train_pass(const TrainPass& p, int n) {
     if (p.act[size_t(l)].dtype != p.mlp_in.dtype || p.d_act[size_t(l)].dtype != p.mlp_in.dtype) return false;
     if (!aligned_to(a.act[l], 16) || !aligned_to(a.d_act[l], 16)) return false;
   }
-  for (int l = 0; l <= L; ++l) {
-    if (a.width[l] <= 0 || a.width[l] % 16 != 0) return false;
-    widest = std::max(widest, a.width[l]);
-  }
+  for (int l = 0; l <= L; ++l) widest = std::max(widest, a.width[l]);
   if (p.head.mlp_width != a.width[L] || p.head.factors != p.tables.factors) return false;
   for (const void* q : {static_cast<const void*>(p.tables.mlp_user), static_cast<const void*>(p.tables.mlp_item),
                         static_cast<const void*>(p.embed_grads.mlp_user), static_cast<const void*>(p.embed_grads.mlp_item),

@@ -9,6 +9,7 @@
 
 #include <type_traits>
 
+#include "../core/backend.h"
 #include "cuda_common.cuh"
 
 namespace ncf::cuda {
@@ -112,5 +113,15 @@ bool fused_launch_ok(const char* kernel, bool& fused_enabled);
 
 inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
+
+// Whether a fused kernel takes a layer width: a positive multiple of 16 (WMMA tiles).
+inline bool fused_width(int w) { return w > 0 && w % 16 == 0; }
+// A hidden layer as the fused kernels take it: its weights and bias in the activations' type.
+// False unless both exist, the weights are 32-byte aligned (WMMA loads) and both widths fit.
+inline bool fused_layer(const LinearParams& p, bool half, const void** w, const void** b) {
+  *w = half ? p.w_half : p.w;
+  *b = half ? p.b_half : p.b;
+  return *w && *b && aligned_to(*w, 32) && fused_width(p.in) && fused_width(p.out);
+}
 
 }  // namespace ncf::cuda

@@ -85,6 +85,19 @@ Dropout dropout_from(const Napi::Object& o) {
 
 Napi::Float32Array out(Napi::Env env, std::vector<float>&& v) { return adopt<float, Napi::Float32Array>(env, std::move(v)); }
 
+// The (users[r], items[r]) pairs of a network op's options: non-empty, of equal length and within
+// the model's users and items.
+struct Pairs {
+  std::vector<uint32_t> users, items;
+};
+Pairs pairs_from(const Napi::Object& o, const ModelConfig& cfg) {
+  Pairs p{get_u32(o.Get("users"), "users"), get_u32(o.Get("items"), "items")};
+  if (p.users.empty() || p.users.size() != p.items.size()) bad_option("users/items", "non-empty and of equal length");
+  for (size_t r = 0; r < p.users.size(); ++r)
+    if (p.users[r] >= cfg.n_users || p.items[r] >= cfg.n_items) bad_option("users/items", "indices within nUsers and nItems");
+  return p;
+}
+
 }  // namespace
 
 Napi::Function OpRunner::Define(Napi::Env env) {
@@ -507,10 +520,7 @@ Napi::Value OpRunner::SplitForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
     const ModelConfig cfg = model_config_from(o);
-    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
-    if (users.empty() || users.size() != items.size()) bad_option("users/items", "non-empty and of equal length");
-    for (size_t r = 0; r < users.size(); ++r)
-      if (users[r] >= cfg.n_users || items[r] >= cfg.n_items) bad_option("users/items", "indices within nUsers and nItems");
+    const auto [users, items] = pairs_from(o, cfg);
     Network net(*be_, cfg, get_bool(o, "fp16", false));
     net.upload_params(get_f32(o.Get("params"), "params"));
     BackendMat user_part(*be_, cfg.n_users, cfg.layers[1], DType::F32), item_part(*be_, cfg.n_items, cfg.layers[1], DType::F32);
@@ -541,12 +551,9 @@ Napi::Value OpRunner::TrainPass(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
     const ModelConfig cfg = model_config_from(o);
-    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
+    const auto [users, items] = pairs_from(o, cfg);
     const std::vector<float> labels = get_f32(o.Get("labels"), "labels");
-    if (users.empty() || users.size() != items.size() || labels.size() != users.size())
-      bad_option("users/items/labels", "non-empty and of equal length");
-    for (size_t r = 0; r < users.size(); ++r)
-      if (users[r] >= cfg.n_users || items[r] >= cfg.n_items) bad_option("users/items", "indices within nUsers and nItems");
+    if (labels.size() != users.size()) bad_option("labels", "one per pair");
     const bool half = get_bool(o, "fp16", false);
     Network net(*be_, cfg, half);
     net.upload_params(get_f32(o.Get("params"), "params"));
