@@ -200,7 +200,7 @@ export interface NativeOpRunner {
   linearBackward(a: LinearArgs & { x: Float32Array; y: Float32Array; dy: Float32Array; wantDx?: boolean }): {
     dz: Float32Array; dx?: Float32Array; gradW: Float32Array; gradB: Float32Array;
   };
-  headForward(a: HeadArgs): Float32Array;
+  headForward(a: HeadForwardArgs): Float32Array;
   headForwardBackward(a: HeadArgs & { labels: Float32Array; gradScale: number; lossScale?: number }): {
     dGmf: Float32Array; dMlp: Float32Array; gradW: Float32Array; gradB: Float32Array; lossSum: number;
   };
@@ -240,6 +240,10 @@ export interface LinearArgs extends DropoutArgs {
 export interface HeadArgs {
   gmf: Float32Array; mlp: Float32Array; w: Float32Array; b: Float32Array; factors: number; fp16?: boolean;
 }
+/** head_forward's inputs: the GMF tables and pairs instead of their product. */
+export interface HeadForwardArgs extends Omit<HeadArgs, 'gmf'> {
+  mfUser: Float32Array; mfItem: Float32Array; users: Uint32Array; items: Uint32Array;
+}
 
 export interface NativeAddon {
   buildInfo(): BuildInfo;
@@ -263,7 +267,7 @@ export interface NativeAddon {
     backend: string; device: number; threads: number; model: NativeModelConfig; params: Float32Array;
     half: boolean; tf32: boolean; maxBatch: number; userPartsMemory?: number;
   }): Promise<NativeModel>;
-  OpRunner: new (o: { backend: string; device?: number; threads?: number; tf32?: boolean }) => NativeOpRunner;
+  OpRunner: new (o: { backend: string; device?: number; threads?: number; tf32?: boolean; fused?: boolean }) => NativeOpRunner;
 }
 
 let cached: NativeAddon | undefined;

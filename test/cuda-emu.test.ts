@@ -59,25 +59,30 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const home = tmpdir();
   const dir = tmpdir();
   const { dir: data } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 2 });
-  const run = (backend: string, name: string, extra: string[] = []) => {
+  const run = (backend: string, name: string, extra: string[] = [], env: Record<string, string> = {}) => {
     const ck = path.join(dir, name);
     const r = cli(['train', '--data', data, '-b', '2048', '-e', '2', '--eval-after', '0', '--seed', '3', '--factors', '16',
-      '--layers', '64', '32', '16', '--backend', backend, '--checkpoint-dir', ck, '--log-path', path.join(ck, 'log.json'), '--json', ...extra], home);
+      '--layers', '64', '32', '16', '--backend', backend, '--checkpoint-dir', ck, '--log-path', path.join(ck, 'log.json'), '--json', ...extra], home, env);
     t.equal(r.status, 0, r.stderr);
     return { summary: JSON.parse(r.stdout), checkpoint: path.join(ck, 'model.safetensors') };
   };
   const cpu = run('cpu', 'cpu');
   const gpu = run('cuda', 'cuda', ['--no-tf32']); // the op chains (no fused form without TF32)
-  const tf32 = run('cuda', 'tf32'); // the fused kernels, TF32
-  const amp = run('cuda', 'amp', ['--amp']); // the fused kernels, fp16
+  const fused = { NCF_CUDA_FUSED: '1' };
+  const tf32 = run('cuda', 'tf32', [], fused); // the fused kernels, TF32
+  const amp = run('cuda', 'amp', ['--amp'], fused); // the fused kernels, fp16
+  const ampChain = run('cuda', 'amp-chain', ['--amp']); // the op chains (the default), fp16
+  t.match(amp.summary.info.kernels, /^fused training, fused evaluation$/);
+  t.match(ampChain.summary.info.kernels, /^op chain training, op chain evaluation$/);
   t.match(gpu.summary.info.backend, /cuda/);
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
-    const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i];
+    const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(f.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 tf32 ${f.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(a.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp ${a.loss} vs cpu ${e.loss}`);
+    t.ok(Math.abs(c.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp, op chains ${c.loss} vs cpu ${e.loss}`);
   });
 
   // One checkpoint served by both backends: same scores, same top-K.
@@ -105,7 +110,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   }
 });
 
-t.test('NCF_CUDA_FUSED=0 runs the op chains, which the fused kernels agree with', { skip }, async (t) => {
+t.test('the op chains run by default and NCF_CUDA_FUSED=1 runs the fused kernels, which agree with them', { skip }, async (t) => {
   const net = { nUsers: 50, nItems: 40, factors: 16, layers: [64, 32, 16], dropout: 0.5 };
   const rng = new Rng(11);
   const params = rng.f32(paramCount(net), -0.1, 0.1), users = rng.u32s(100, 50), items = rng.u32s(100, 40);
@@ -121,9 +126,10 @@ t.test('NCF_CUDA_FUSED=0 runs the op chains, which the fused kernels agree with'
       delete process.env.NCF_CUDA_FUSED;
     }
   };
-  const fused = runOn(undefined), chain = runOn('0');
-  t.ok(fused.split.fused && fused.train.fused, 'by default the fused kernels run');
-  t.ok(!chain.split.fused && !chain.train.fused, 'with NCF_CUDA_FUSED=0 the op chains run');
+  const fused = runOn('1'), chain = runOn(undefined), off = runOn('0');
+  t.ok(fused.split.fused && fused.train.fused, 'with NCF_CUDA_FUSED=1 the fused kernels run');
+  t.ok(!chain.split.fused && !chain.train.fused, 'by default the op chains run');
+  t.ok(!off.split.fused && !off.train.fused, 'with NCF_CUDA_FUSED=0 the op chains run');
   t.ok(relError(fused.split.logits, chain.split.logits) < 1e-2, `logits: ${relError(fused.split.logits, chain.split.logits).toExponential(2)}`);
   t.ok(relError(fused.train.grads, chain.train.grads) < 1e-2, `gradients: ${relError(fused.train.grads, chain.train.grads).toExponential(2)}`);
   t.ok(Math.abs(fused.train.loss - chain.train.loss) < 1e-3 * chain.train.loss, `loss ${fused.train.loss} vs ${chain.train.loss}`);

@@ -58,8 +58,9 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   const cb = cpu.embedBackward({ ...t, users, items, dGmf, dMlpIn: fp16 ? cpu.halfRoundTrip(dMlpIn) : dMlpIn });
   checks.push(check('embed_backward (atomics vs ordered sums)', 'fp32', Math.max(relError(eb.mfUser, cb.mfUser), relError(eb.mfItem, cb.mfItem), relError(eb.mlpUser, cb.mlpUser), relError(eb.mlpItem, cb.mlpItem)), 1e-5));
 
-  // Hidden layers, with dropout, at the model's widths.
-  for (const [inW, out] of [[256, 256], [256, 128], [128, 64]] as const) {
+  // Hidden layers, with dropout, at the model's widths and at widths that are not multiples of 8
+  // (the element-wise kernels' value-by-value paths).
+  for (const [inW, out] of [[256, 256], [256, 128], [128, 64], [40, 20]] as const) {
     const rows = 3000;
     const x = rng.f32(rows * inW), w = rng.f32(out * inW, -0.1, 0.1), b = rng.f32(out, -0.1, 0.1);
     const args = { w, b, in: inW, out, dropout: 0.5, seed: 77, layer: 1, epoch: 4, pos0: 12345 };
@@ -75,17 +76,21 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     checks.push(check(`linear_backward ${inW}->${out}`, precision, Math.max(relError(bd.gradW, bc.gradW), relError(bd.gradB, bc.gradB), relError(bd.dx!, bc.dx!)), tol));
   }
 
-  // Output unit and loss.
-  const rows = 5000, width = 64;
-  const gmf = rng.f32(rows * f), mlp = rng.f32(rows * width, 0, 1), w = rng.f32(f + width, -0.3, 0.3), b = rng.f32(1);
-  const labels = Float32Array.from({ length: rows }, () => (rng.below(5) === 0 ? 1 : 0));
-  const mlpIn = fp16 ? cpu.halfRoundTrip(mlp) : mlp;
-  const hd = dev.headForwardBackward({ gmf, mlp: mlpIn, w, b, factors: f, labels, gradScale: 1 / rows, fp16 });
-  const hc = cpu.headForwardBackward({ gmf, mlp: mlpIn, w, b, factors: f, labels, gradScale: 1 / rows });
-  const hTol = fp16 ? 2e-3 : 1e-5;
-  checks.push(check('head_forward_backward', fp16 ? 'fp16' : 'fp32', Math.max(Math.abs(hd.lossSum - hc.lossSum) / hc.lossSum, relError(hd.gradW, hc.gradW), relError(hd.gradB, hc.gradB), relError(hd.dGmf, hc.dGmf), relError(hd.dMlp, hc.dMlp)), hTol));
-  const fd = dev.headForward({ gmf, mlp: mlpIn, w, b, factors: f, fp16 }), fc = cpu.headForward({ gmf, mlp: mlpIn, w, b, factors: f });
-  checks.push(check('head_forward', fp16 ? 'fp16' : 'fp32', relError(fd, fc), hTol));
+  // Output unit and loss: the model's widths, and odd ones (features past a lane's registers,
+  // rows that end inside a group of 8).
+  for (const [hf, width] of [[f, 64], [133, 20]] as const) {
+    const rows = 5000, shape = hf === f && width === 64 ? '' : ` ${hf}+${width} features`;
+    const gmf = rng.f32(rows * hf), mlp = rng.f32(rows * width, 0, 1), w = rng.f32(hf + width, -0.3, 0.3), b = rng.f32(1);
+    const labels = Float32Array.from({ length: rows }, () => (rng.below(5) === 0 ? 1 : 0));
+    const mlpIn = fp16 ? cpu.halfRoundTrip(mlp) : mlp;
+    const hd = dev.headForwardBackward({ gmf, mlp: mlpIn, w, b, factors: hf, labels, gradScale: 1 / rows, fp16 });
+    const hc = cpu.headForwardBackward({ gmf, mlp: mlpIn, w, b, factors: hf, labels, gradScale: 1 / rows });
+    const hTol = fp16 ? 2e-3 : 1e-5;
+    checks.push(check(`head_forward_backward${shape}`, fp16 ? 'fp16' : 'fp32', Math.max(Math.abs(hd.lossSum - hc.lossSum) / hc.lossSum, relError(hd.gradW, hc.gradW), relError(hd.gradB, hc.gradB), relError(hd.dGmf, hc.dGmf), relError(hd.dMlp, hc.dMlp)), hTol));
+    const tables = { mfUser: rng.f32(700 * hf), mfItem: rng.f32(300 * hf), users: rng.u32s(rows, 700), items: rng.u32s(rows, 300) };
+    const fd = dev.headForward({ ...tables, mlp: mlpIn, w, b, factors: hf, fp16 }), fc = cpu.headForward({ ...tables, mlp: mlpIn, w, b, factors: hf });
+    checks.push(check(`head_forward${shape}`, fp16 ? 'fp16' : 'fp32', relError(fd, fc), hTol));
+  }
 
   // The split first layer of evaluation: fp32 tables, fp32 or fp16 output.
   const parts = { a: rng.f32(700 * 256), b: rng.f32(300 * 256), ia: rng.u32s(5000, 700), ib: rng.u32s(5000, 300), cols: 256 };

@@ -194,10 +194,13 @@ export function linearChecks(r: NativeOpRunner): Check[] {
 export function headChecks(r: NativeOpRunner): Check[] {
   const rng = new Rng(41);
   const n = 6, f = 3, m = 4;
-  const gmf = rng.f32(n * f), mlp = rng.f32(n * m), w = rng.f32(f + m), b = rng.f32(1);
+  // head_forward forms the GMF values from table rows; head_forward_backward takes them stored.
+  const mfUser = rng.f32(4 * f), mfItem = rng.f32(5 * f), users = rng.u32s(n, 4), items = rng.u32s(n, 5);
+  const gmf = Float32Array.from({ length: n * f }, (_, i) => mfUser[users[Math.floor(i / f)] * f + (i % f)] * mfItem[items[Math.floor(i / f)] * f + (i % f)]);
+  const mlp = rng.f32(n * m), w = rng.f32(f + m), b = rng.f32(1);
   const labels = Float32Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 1 : 0));
   const scale = 1 / n;
-  const logits = r.headForward({ gmf, mlp, w, b, factors: f });
+  const logits = r.headForward({ mfUser, mfItem, users, items, mlp, w, b, factors: f });
   const z = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     let s = b[0];

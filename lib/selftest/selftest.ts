@@ -29,7 +29,9 @@ export async function selftest(device: 'cpu' | 'cuda', opts: { threads?: number;
     const status = native.cudaStatus();
     if (!status.available) throw new BackendError('ERR_UNAVAILABLE', `the CUDA backend is unavailable: ${status.error}`);
     for (const precision of ['fp32', 'tf32', 'fp16'] as GemmPrecision[]) {
-      const dev = new native.OpRunner({ backend: 'cuda', tf32: precision === 'tf32' });
+      // The fused kernels are checked too, though training and serving run the op chains unless
+      // NCF_CUDA_FUSED=1 (NCF_CUDA_FUSED=0 leaves them out here as well).
+      const dev = new native.OpRunner({ backend: 'cuda', tf32: precision === 'tf32', fused: process.env.NCF_CUDA_FUSED !== '0' });
       deviceName = dev.info.device;
       checks.push(...compareOps(dev, cpu, precision).map((c) => ({ ...c, name: `${c.name} [${precision}]` })));
     }

@@ -132,6 +132,9 @@ class Backend {
   // processes count too); 0 on the CPU.
   virtual size_t device_memory_peak() const { return 0; }
   virtual void set_tf32(bool on) = 0;
+  // Whether the fused ops (train_pass, split_forward) run where they apply; a backend without
+  // them ignores it.
+  virtual void set_fused(bool) {}
 
   // ---- ops --------------------------------------------------------------------------------
   // The n samples at epoch positions [pos0, pos0 + n): users, items, labels.
@@ -150,8 +153,10 @@ class Backend {
   // grad_w = dz^T x, grad_b = column sums of dz, and, if dx is not empty, dx = dz W.
   virtual void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx,
                                float* grad_w, float* grad_b) = 0;
-  // logits[i] = w . [gmf_i ; mlp_i] + b.
-  virtual void head_forward(Mat gmf, Mat mlp, const HeadParams& p, float* logits) = 0;
+  // logits[i] = w . [mf_user[users[i]] * mf_item[items[i]] ; mlp_i] + b for i < mlp.rows: the
+  // GMF product is formed here, not read (evaluation and serving need it nowhere else).
+  virtual void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
+                            const HeadParams& p, float* logits) = 0;
   // Sigmoid-BCE against labels, in one pass: adds sum of losses to *loss_sum; the logit gradient
   // (sigmoid(z) - y) * grad_scale (times the loss scale when a scaler is given) flows into
   // d_gmf, d_mlp, grad_w and grad_b.
@@ -189,7 +194,7 @@ class Backend {
   // n = 0 it only answers whether it would run (Network::prepare_training asks so).
   virtual bool train_pass(const TrainPass& p, int n) { return false; }
   // The fused form of gather_add_relu -> linear_forward (no dropout) for each later layer ->
-  // embed_forward (GMF only) -> head_forward: logits[r] of the pairs (users[r], items[r]), r < n,
+  // head_forward: logits[r] of the pairs (users[r], items[r]), r < n,
   // with no activation matrix in backend memory. Returns false, doing nothing, when the backend
   // has no fused form for this network (its shapes, precision or alignment): the caller then
   // runs that chain of ops, which is also the reference the self-test compares this op against.

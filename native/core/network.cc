@@ -84,7 +84,7 @@ EmbedGrads Network::embed_grads(float* g) const {
   return EmbedGrads{g + layout_.mf_user, g + layout_.mf_item, g + layout_.mlp_user, g + layout_.mlp_item};
 }
 
-void Network::forward_from_embeddings(Activations& a, int n) const {
+void Network::forward_from_embeddings(Activations& a, const uint32_t* users, const uint32_t* items, int n) const {
   Mat x = a.mlp_in().head(n);
   const Dropout none;
   for (int l = 0; l < cfg_.hidden_layers(); ++l) {
@@ -92,12 +92,13 @@ void Network::forward_from_embeddings(Activations& a, int n) const {
     be_->linear_forward(x, layer(l), none, y);
     x = y;
   }
-  be_->head_forward(a.gmf().head(n), x, head(), a.logits.get());
+  be_->head_forward(tables(), users, items, x, head(), a.logits.get());
 }
 
 void Network::forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const {
+  // (embed_forward always writes the GMF product too, which head_forward forms again.)
   be_->embed_forward(tables(), users, items, n, a.gmf().head(n), a.mlp_in().head(n));
-  forward_from_embeddings(a, n);
+  forward_from_embeddings(a, users, items, n);
 }
 
 TrainPass Network::train_pass_args(Activations& a, int n, const std::vector<Dropout>& drop, float grad_scale,
@@ -164,7 +165,6 @@ bool Network::prepare_training(Activations& a, const LossScaler* scaler, float* 
 
 bool Network::prepare_forward_split(Activations& a, const float* user_part, const float* item_part) const {
   if (forward_split_fused(user_part, item_part, a.users.get(), a.items.get(), 0, a.logits.get())) return true;
-  a.gmf();
   for (int l = 0; l < cfg_.hidden_layers(); ++l) a.act(l);
   return false;
 }
@@ -207,8 +207,7 @@ void Network::forward_after_first_layer(Activations& a, const uint32_t* users, c
   const Dropout none;
   for (int l = 1; l < cfg_.hidden_layers(); ++l)
     be_->linear_forward(a.act(l - 1).rows_from(r0, n), layer(l), none, a.act(l).rows_from(r0, n));
-  be_->embed_forward(tables(), users, items, int(n), a.gmf().rows_from(r0, n), Mat{});
-  be_->head_forward(a.gmf().rows_from(r0, n), a.act(cfg_.hidden_layers() - 1).rows_from(r0, n), head(), a.logits.get() + r0);
+  be_->head_forward(tables(), users, items, a.act(cfg_.hidden_layers() - 1).rows_from(r0, n), head(), a.logits.get() + r0);
 }
 
 }  // namespace ncf

@@ -64,9 +64,9 @@ class Network {
   // Pointers into a buffer laid out like the parameters (the gradients).
   EmbedGrads embed_grads(float* grads) const;
 
-  // Hidden layers and head without dropout for the first n rows of a.gmf() / a.mlp_in() (already
-  // filled by embed_forward); logits into a.logits.
-  void forward_from_embeddings(Activations& a, int n) const;
+  // Hidden layers and head without dropout for the first n rows of a.mlp_in() (already filled by
+  // embed_forward), the GMF values formed from the pairs (users[i], items[i]); logits into a.logits.
+  void forward_from_embeddings(Activations& a, const uint32_t* users, const uint32_t* items, int n) const;
   // Full forward pass for n (user, item) pairs given in backend memory.
   void forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const;
 
@@ -97,8 +97,8 @@ class Network {
   // Only the fused form: false (nothing done) where the backend has none for this network.
   bool forward_split_fused(const float* user_part, const float* item_part, const uint32_t* users,
                            const uint32_t* items, int64_t n, float* logits) const;
-  // With the first layer's output in rows [r0, r0 + n) of a.act[0]: the remaining layers, the GMF
-  // values of the pairs (users[i], items[i]), i < n, and the output unit, into a.logits[r0 ..].
+  // With the first layer's output in rows [r0, r0 + n) of a.act[0]: the remaining layers and the
+  // output unit (GMF values from the pairs (users[i], items[i]), i < n), into a.logits[r0 ..].
   void forward_after_first_layer(Activations& a, const uint32_t* users, const uint32_t* items, int64_t r0,
                                  int64_t n) const;
 

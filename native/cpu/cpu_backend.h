@@ -33,7 +33,8 @@ class CpuBackend final : public Backend {
   void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx, float* grad_w,
                        float* grad_b) override;
   void linear_weight_grad(Mat dz, Mat x, float* grad_w) override;
-  void head_forward(Mat gmf, Mat mlp, const HeadParams& p, float* logits) override;
+  void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
+                    float* logits) override;
   void head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
                              const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
                              double* loss_sum) override;

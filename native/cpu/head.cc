@@ -1,4 +1,5 @@
-// The output unit on the CPU. head_forward: logit = w . [gmf ; mlp] + b per row.
+// The output unit on the CPU. head_forward: logit = w . [mf_user[u] * mf_item[v] ; mlp] + b per
+// row, the GMF product formed in the dot product.
 // head_forward_backward: the same logit, the numerically stable sigmoid-BCE
 //   loss = max(z, 0) - z y + log(1 + exp(-|z|)),  dloss/dz = sigmoid(z) - y,
 // the input gradients g w, and the weight gradients as per-thread partial sums added in thread
@@ -12,29 +13,45 @@ namespace ncf {
 
 namespace {
 // Written over local pointers, with OpenMP simd reductions (no OpenMP runtime: -fopenmp-simd),
-// so the compiler vectorises both dot products.
+// so the compiler vectorises the dot products.
+// b + w_mlp . mlp
+inline float mlp_term(const float* __restrict mlp, const HeadParams& p) {
+  const float* __restrict w = p.w + p.factors;
+  const int m = p.mlp_width;
+  float zm = 0.0f;
+#pragma omp simd reduction(+ : zm)
+  for (int j = 0; j < m; ++j) zm += w[j] * mlp[j];
+  return p.b[0] + zm;
+}
+// The logit from the GMF values gmf.
 inline float head_logit(const float* __restrict gmf, const float* __restrict mlp, const HeadParams& p) {
   const float* __restrict w = p.w;
-  const int f = p.factors, m = p.mlp_width;
-  float zg = 0.0f, zm = 0.0f;
+  float zg = 0.0f;
 #pragma omp simd reduction(+ : zg)
-  for (int j = 0; j < f; ++j) zg += w[j] * gmf[j];
-#pragma omp simd reduction(+ : zm)
-  for (int j = 0; j < m; ++j) zm += w[f + j] * mlp[j];
-  return p.b[0] + zg + zm;
+  for (int j = 0; j < p.factors; ++j) zg += w[j] * gmf[j];
+  return zg + mlp_term(mlp, p);
+}
+// The logit from the GMF factors mu and mi, their product formed here.
+inline float head_logit(const float* __restrict mu, const float* __restrict mi, const float* __restrict mlp,
+                        const HeadParams& p) {
+  const float* __restrict w = p.w;
+  float zg = 0.0f;
+#pragma omp simd reduction(+ : zg)
+  for (int j = 0; j < p.factors; ++j) zg += w[j] * (mu[j] * mi[j]);
+  return zg + mlp_term(mlp, p);
 }
 }  // namespace
 
-void CpuBackend::head_forward(Mat gmf, Mat mlp, const HeadParams& p, float* logits) {
-  require_f32(gmf, "gmf");
+void CpuBackend::head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
+                              const HeadParams& p, float* logits) {
   require_f32(mlp, "mlp");
-  const float* g = gmf.f32();
   const float* x = mlp.f32();
+  const size_t f = size_t(p.factors);
   pool_.parallel_for(
-      gmf.rows,
+      mlp.rows,
       [&](int64_t b, int64_t e, int) {
         for (int64_t i = b; i < e; ++i)
-          logits[i] = head_logit(g + size_t(i) * p.factors, x + size_t(i) * p.mlp_width, p);
+          logits[i] = head_logit(t.mf_user + users[i] * f, t.mf_item + items[i] * f, x + size_t(i) * p.mlp_width, p);
       },
       256);
 }

@@ -32,6 +32,7 @@ class CudaBackend final : public Backend {
   size_t peak_memory() const override { return peak_; }
   size_t device_memory_peak() const override { return device_peak_; }
   void set_tf32(bool on) override { gemm_->set_tf32(on); }
+  void set_fused(bool on) override { fused_ = on; }
 
   void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
                     uint32_t* items, float* labels) override;
@@ -44,7 +45,8 @@ class CudaBackend final : public Backend {
                        float* grad_b) override;
   void linear_weight_grad(Mat dz, Mat x, float* grad_w) override;
   bool train_pass(const TrainPass& p, int n) override;
-  void head_forward(Mat gmf, Mat mlp, const HeadParams& p, float* logits) override;
+  void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
+                    float* logits) override;
   void head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
                              const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
                              double* loss_sum) override;
@@ -75,7 +77,7 @@ class CudaBackend final : public Backend {
   size_t total_memory_ = 0;
   int cc_major_ = 0;              // compute capability
   size_t shared_optin_ = 0;       // the device's opt-in limit of dynamic shared memory per block
-  bool fused_ = true;             // fused kernels where they apply (NCF_CUDA_FUSED=0: the op chains)
+  bool fused_ = false;            // fused kernels where they apply (off unless NCF_CUDA_FUSED=1)
   int sm_count_ = 1;
   size_t shared_per_sm_ = 0;     // shared memory per multiprocessor
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory

@@ -16,8 +16,16 @@ namespace ncf::cuda {
 
 namespace {
 
-// For each row and group of 8 features: optional bias + ReLU, then optional dropout.
-__global__ void bias_relu_dropout_kernel(void* y, DType t, int rows, int cols, const float* bias, Dropout d) {
+// For each row and group of 8 features: optional bias + ReLU, then optional dropout. With vec8
+// (cols % 8 == 0, y 16-byte aligned) a thread moves its 8 values as one 16-byte fp16 or two
+// 16-byte fp32 loads and stores; otherwise value by value.
+template <typename T>
+constexpr DType dtype_of() {
+  return std::is_same<T, __half>::value ? DType::F16 : DType::F32;
+}
+
+template <typename T>
+__global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* bias, Dropout d, bool vec8) {
   const int groups = (cols + 7) / 8;
   const int64_t total = int64_t(rows) * groups;
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
@@ -25,54 +33,71 @@ __global__ void bias_relu_dropout_kernel(void* y, DType t, int rows, int cols, c
     const int g = int(q - row * groups);
     const U32x4 blk = d.active ? dropout_block(d, uint64_t(row), uint32_t(g)) : U32x4{0, 0, 0, 0};
     const int j0 = g * 8, lanes = min(8, cols - j0);
-    if (t == DType::F16 && lanes == 8 && cols % 8 == 0) {
-      // 8 halves = one 16-byte load and store.
-      Half8 p8;
-      p8.raw = *reinterpret_cast<const uint4*>(static_cast<const __half*>(y) + row * cols + j0);
-      __half2* h = p8.h2;
+    T* const at = y + row * cols + j0;
+    float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (vec8) load8(at, v);
+    else
+      for (int l = 0; l < lanes; ++l) v[l] = load(at, dtype_of<T>(), l);
 #pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        float2 v = __half22float2(h[p]);
-        if (bias) {
-          v.x = fmaxf(v.x + bias[j0 + 2 * p], 0.0f);
-          v.y = fmaxf(v.y + bias[j0 + 2 * p + 1], 0.0f);
-        }
-        if (d.active) {
-          v.x = dropout_keep(d, blk, 2 * p) ? v.x * d.scale : 0.0f;
-          v.y = dropout_keep(d, blk, 2 * p + 1) ? v.y * d.scale : 0.0f;
-        }
-        h[p] = __floats2half2_rn(v.x, v.y);
-      }
-      *reinterpret_cast<uint4*>(static_cast<__half*>(y) + row * cols + j0) = p8.raw;
-      continue;
+    for (int l = 0; l < 8; ++l) {
+      if (bias && l < lanes) v[l] = fmaxf(v[l] + bias[j0 + l], 0.0f);
+      if (d.active) v[l] = dropout_keep(d, blk, l) ? v[l] * d.scale : 0.0f;
     }
-    for (int l = 0; l < lanes; ++l) {
-      const int64_t i = row * cols + j0 + l;
-      float v = load(y, t, i);
-      if (bias) v = fmaxf(v + bias[j0 + l], 0.0f);
-      if (d.active) v = dropout_keep(d, blk, l) ? v * d.scale : 0.0f;
-      store(y, t, i, v);
-    }
+    if (vec8) store8(at, v);
+    else
+      for (int l = 0; l < lanes; ++l) store(at, dtype_of<T>(), l, v[l]);
   }
 }
 
-// dz = dy * (y > 0) * scale in place, and grad_b[j] += sum over the block's rows of dz[:, j].
-// Threads of a block cover consecutive columns of the same rows, so loads are coalesced.
-__global__ void relu_dropout_backward_kernel(void* dy, const void* y, DType t, int rows, int cols, float scale,
-                                             int rows_per_block, float* grad_b) {
+// dz = dy * (y > 0) * scale in place, and grad_b[j] += the column sums of dz. A block takes
+// rows_per_block rows; with vec8 (cols % 8 == 0, 16-byte aligned rows, cols / 8 <= blockDim.x)
+// thread t owns the 8 columns of group t % (cols / 8) in every (blockDim.x / (cols / 8))-th row,
+// moving 16 or 32 bytes per load and store, else column j in every row, value by value. Column
+// sums collect in registers, then in shared memory, then one global atomic per column and block.
+template <typename T>
+__global__ void relu_dropout_backward_kernel(T* dy, const T* y, int rows, int cols, float scale, int rows_per_block,
+                                             bool vec8, float* grad_b) {
+  extern __shared__ float col_sums[];  // [cols]
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) col_sums[j] = 0.0f;
+  __syncthreads();
   const int64_t r0 = int64_t(blockIdx.x) * rows_per_block;
   const int64_t r1 = min(int64_t(rows), r0 + rows_per_block);
-  for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-    float sum = 0.0f;
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t i = r * cols + j;
-      const float g = load(y, t, i) > 0.0f ? load(dy, t, i) * scale : 0.0f;
-      store(dy, t, i, g);
-      sum += g;
+  if (vec8) {
+    const int groups = cols / 8, stride = int(blockDim.x) / groups, g = int(threadIdx.x) % groups;
+    float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (int(threadIdx.x) < groups * stride) {
+#pragma unroll 4
+      for (int64_t r = r0 + int(threadIdx.x) / groups; r < r1; r += stride) {
+        const int64_t i = r * cols + g * 8;
+        float vy[8], vd[8];
+        load8(y + i, vy);
+        load8(dy + i, vd);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          vd[k] = vy[k] > 0.0f ? vd[k] * scale : 0.0f;
+          sum[k] += vd[k];
+        }
+        store8(dy + i, vd);
+      }
+      for (int k = 0; k < 8; ++k) atomicAdd(&col_sums[g * 8 + k], sum[k]);
     }
-    atomicAdd(&grad_b[j], sum);
+  } else {
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+      float sum = 0.0f;
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t i = r * cols + j;
+        const float g = load(y, dtype_of<T>(), i) > 0.0f ? load(dy, dtype_of<T>(), i) * scale : 0.0f;
+        store(dy, dtype_of<T>(), i, g);
+        sum += g;
+      }
+      col_sums[j] += sum;
+    }
   }
+  __syncthreads();
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) atomicAdd(&grad_b[j], col_sums[j]);
 }
+
+bool vec8_ok(const void* p, int cols) { return cols % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
 
@@ -95,8 +120,12 @@ void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d,
     bias_in_kernel = p.b;
   }
   if (bias_in_kernel || d.active) {
-    bias_relu_dropout_kernel<<<blocks_for(int64_t(n) * ((p.out + 7) / 8)), kThreads, 0, stream_>>>(
-        y.data, y.dtype, n, p.out, bias_in_kernel, d);
+    const unsigned blocks = blocks_for(int64_t(n) * ((p.out + 7) / 8));
+    const bool vec8 = vec8_ok(y.data, p.out);
+    if (half)
+      bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, p.out, bias_in_kernel, d, vec8);
+    else
+      bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, p.out, bias_in_kernel, d, vec8);
     NCF_LAUNCHED();
   }
 }
@@ -110,11 +139,20 @@ void CudaBackend::linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, c
     NCF_CUDA(cudaMemsetAsync(grad_w, 0, sizeof(float) * size_t(p.out) * size_t(p.in), stream_));
     return;
   }
-  const int rows_per_block = 256;
-  relu_dropout_backward_kernel<<<unsigned((n + rows_per_block - 1) / rows_per_block), min(p.out, 256), 0, stream_>>>(
-      dy.data, y.data, dy.dtype, n, p.out, d.active ? d.scale : 1.0f, rows_per_block, grad_b);
-  NCF_LAUNCHED();
   const bool half = dy.dtype == DType::F16;
+  const int rows_per_block = 256;
+  const bool vec8 = vec8_ok(dy.data, p.out) && vec8_ok(y.data, p.out) && p.out / 8 <= kThreads;
+  const unsigned blocks = unsigned((n + rows_per_block - 1) / rows_per_block);
+  const int threads = vec8 ? kThreads / (p.out / 8) * (p.out / 8) : min(p.out, kThreads);
+  const size_t smem = sizeof(float) * size_t(p.out);
+  const float scale = d.active ? d.scale : 1.0f;
+  if (half)
+    relu_dropout_backward_kernel<__half><<<blocks, threads, smem, stream_>>>(static_cast<__half*>(dy.data), static_cast<const __half*>(y.data),
+                                                                     n, p.out, scale, rows_per_block, vec8, grad_b);
+  else
+    relu_dropout_backward_kernel<float><<<blocks, threads, smem, stream_>>>(dy.f32(), static_cast<const float*>(y.data), n, p.out, scale,
+                                                                     rows_per_block, vec8, grad_b);
+  NCF_LAUNCHED();
   linear_weight_grad(dy, x, grad_w);
   if (dx.empty()) return;
   // dx [n x in] = dz [n x out] W [out x in]

@@ -60,36 +60,6 @@ struct TrainArgs {
   int warp_bytes;
 };
 
-// Eight consecutive values (a 16-byte-aligned group) to and from fp16 or fp32 memory.
-template <typename T>
-__device__ __forceinline__ void store8(T* dst, const float* v) {
-  if constexpr (std::is_same<T, __half>::value) {
-    Half8 p;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) p.h2[k] = __floats2half2_rn(v[2 * k], v[2 * k + 1]);
-    *reinterpret_cast<uint4*>(dst) = p.raw;
-  } else {
-    reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
-  }
-}
-template <typename T>
-__device__ __forceinline__ void load8(const T* src, float* v) {
-  if constexpr (std::is_same<T, __half>::value) {
-    Half8 p;
-    p.raw = *reinterpret_cast<const uint4*>(src);
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float2 f = __half22float2(p.h2[k]);
-      v[2 * k] = f.x;
-      v[2 * k + 1] = f.y;
-    }
-  } else {
-    const float4 a = reinterpret_cast<const float4*>(src)[0], b = reinterpret_cast<const float4*>(src)[1];
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-  }
-}
-
 template <typename T>
 __device__ __forceinline__ float round_to(float v) {
   return Tc<T>::to_float(Tc<T>::from_float(v));

@@ -125,12 +125,14 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                      });
 }
 
-// new OpRunner({ backend: 'cpu' | 'cuda', device, threads, tf32 })
+// new OpRunner({ backend: 'cpu' | 'cuda', device, threads, tf32, fused })
+// (fused: whether the fused ops run where they apply; unset, the backend's default)
 OpRunner::OpRunner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OpRunner>(info) {
   guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(info.Env());
     be_ = create_backend(get_string(o, "backend", "cpu"), int(get_int(o, "device", 0)), int(get_int(o, "threads", 0)));
     be_->set_tf32(get_bool(o, "tf32", false));
+    if (o.Has("fused")) be_->set_fused(get_bool(o, "fused", false));
     return info.Env().Undefined();
   });
 }
@@ -324,15 +326,32 @@ HeadIo head_from(Io& io, const Napi::Object& o, bool fp16) {
 }
 }  // namespace
 
-// headForward({ gmf, mlp, w, b, factors, fp16 }) -> Float32Array logits
+// headForward({ mfUser, mfItem, users, items, mlp, w, b, factors, fp16 }) -> Float32Array logits
 Napi::Value OpRunner::HeadForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
+    const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    HeadIo h = head_from(io, o, get_bool(o, "fp16", false));
-    float* logits = io.f32_zeros(size_t(h.n));
-    be_->head_forward(h.gmf, h.mlp, h.p, logits);
-    return out(info.Env(), io.read(logits, size_t(h.n)));
+    const std::vector<float> w = get_f32(o.Get("w"), "w"), b = get_f32(o.Get("b"), "b"), m = get_f32(o.Get("mlp"), "mlp");
+    const std::vector<float> mu = get_f32(o.Get("mfUser"), "mfUser"), mi = get_f32(o.Get("mfItem"), "mfItem");
+    const int f = int(get_int(o, "factors", 0)), width = int(w.size()) - f;
+    if (f < 1 || width < 1 || b.size() != 1 || mu.size() % size_t(f) != 0 || mi.size() % size_t(f) != 0)
+      bad_option("w/b/factors/mfUser/mfItem", "consistent");
+    ModelConfig tables_shape;
+    tables_shape.n_users = uint32_t(mu.size() / size_t(f));
+    tables_shape.n_items = uint32_t(mi.size() / size_t(f));
+    const Pairs pairs = pairs_from(o, tables_shape);
+    const std::vector<uint32_t>& users = pairs.users;
+    const int n = int(users.size());
+    if (m.size() != size_t(n) * size_t(width)) bad_option("mlp", "users.length rows of the MLP width");
+    EmbedTables t;
+    t.mf_user = io.f32(mu);
+    t.mf_item = io.f32(mi);
+    t.factors = f;
+    float* logits = io.f32_zeros(size_t(n));
+    be_->head_forward(t, io.u32(users), io.u32(pairs.items), io.mat(m, n, width, fp16), HeadParams{io.f32(w), io.f32(b), f, width},
+                      logits);
+    return out(info.Env(), io.read(logits, size_t(n)));
   });
 }
 
