@@ -2,12 +2,13 @@
 # The GPU checks in one run, for a machine with an NVIDIA GPU (and the device tool's machine, via
 # ../shared/gpu/remote.sh): build with CUDA for this GPU's architecture, run the CUDA self-test,
 # then the benchmarks of training (TF32 and --amp, with the peak memory of --no-neg-trick),
-# evaluation and inference on synthetic ml-20m-shaped data (with the fused kernels and, for
-# comparison, through the op chains), HR@10 with and without --amp, the NCCL path with one rank
+# evaluation and inference on synthetic ml-20m-shaped data (through the op chains, the default,
+# and for comparison with the fused kernels, NCF_CUDA_FUSED=1), HR@10 with and without --amp, the NCCL path with one rank
 # against the single-process path, and mpirun -np 2 on the CPU backend.
 #
 #   bash scripts/gpu-check.sh [quick|dry]
-#     quick  self-test and one --amp training benchmark, fused and through the op chain
+#     quick  self-test and one --amp training benchmark, through the op chains (the default) and
+#            the fused kernels (NCF_CUDA_FUSED=1)
 #     dry    no build and small data, for checking this script without a GPU: run it with
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
 #
@@ -23,21 +24,36 @@ trap 'rm -rf "$scratch"' EXIT
 cli="node dist/bin/ncf-native.js"
 export NCF_NATIVE_NO_PROGRESS=1 NCF_NATIVE_HOME="$scratch/home"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-step() { echo "== $* ($(date +%T))" | tee -a "$out/summary.txt"; }
-run() { "$@" 2>&1 | tee -a "$out/log.txt"; return "${PIPESTATUS[0]}"; }
+# Each step has a time limit (STEP_LIMIT seconds), and the whole check a budget (CHECK_BUDGET
+# seconds from the start): once it is spent, `step` skips what is left, so a slow or hung step
+# cannot eat the device time that the figures after it need.
+step_limit=${STEP_LIMIT:-150}; budget=${CHECK_BUDGET:-100000}
+over_budget() { [ "$SECONDS" -ge "$budget" ]; }
+step() { echo "== $* ($(date +%T), ${SECONDS}s)" | tee -a "$out/summary.txt"; }
+run() {
+  over_budget && { echo "skipped (check budget spent): $*" | tee -a "$out/summary.txt"; return 124; }
+  timeout -k 5 "$step_limit" "$@" 2>&1 | tee -a "$out/log.txt"; local rc=${PIPESTATUS[0]}
+  [ "$rc" = 124 ] && echo "timed out after ${step_limit}s: $*" | tee -a "$out/summary.txt"
+  return "$rc"
+}
 # The figure lines of a benchmark's output, prefixed with a label.
 figures() { grep -E 'throughput|epoch time|peak memory|peak device' | sed "s/^/$1/"; }
 # A command whose stdout is JSON: stdout to the file, its messages to the log only.
-run_json() { local file=$1; shift; "$@" 2>>"$out/log.txt" >"$file"; }
+run_json() {
+  local file=$1; shift
+  over_budget && { echo "skipped (check budget spent): $*" | tee -a "$out/summary.txt"; return 124; }
+  timeout -k 5 "$step_limit" "$@" 2>>"$out/log.txt" >"$file"
+}
 
 if [ "$mode" = dry ]; then
   shape=tiny; batch=(-b 4096); train_epochs=2; infer=(--batch-sizes 1024 4096 --seconds 0.3 --topk-users 3)
-  chain_infer=(--batch-sizes 1024 --seconds 0.3 --topk-users 3)
+  fused_infer=(--batch-sizes 1024 --seconds 0.3 --topk-users 3)
   nccl_data=synthetic:tiny; nccl_batch=4096; accuracy_epochs=2
 else
-  shape=ml-20m; batch=(); train_epochs=3; infer=()
-  chain_infer=(--batch-sizes 65536 1048576 --seconds 1 --topk-users 100)
+  shape=ml-20m; batch=(); train_epochs=3; infer=(--seconds 1)
+  fused_infer=(--batch-sizes 65536 1048576 --seconds 1 --topk-users 100)
   nccl_data=synthetic:ml-1m; nccl_batch=65536; accuracy_epochs=5
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee -a "$out/summary.txt"
   step "build (CUDA on)"
   arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '. ')
   run npm run build:native -- --CDNCF_CUDA=ON ${arch:+--CDNCF_CUDA_ARCHS=$arch} -p "$(nproc)" || { step "build failed"; exit 1; }
@@ -45,22 +61,24 @@ fi
 run $cli info | tee -a "$out/summary.txt"
 
 step "selftest --device cuda"
-run_json "$out/selftest-cuda.json" $cli selftest --device cuda --json
+run_json "$out/selftest-cuda.json" $cli selftest --device cuda --json; selftest_rc=$?
 node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));for(const c of r.checks)console.log(`${c.ok?"ok  ":"FAIL"} ${c.name} ${c.error.toExponential(2)} <= ${c.tolerance}${c.note?"  "+c.note:""}`)' "$out/selftest-cuda.json" | tee -a "$out/summary.txt"
+if [ "$selftest_rc" != 0 ] && [ "$mode" != dry ]; then
+  # Where a kernel faults or reads what nothing wrote: the first reports of compute-sanitizer.
+  step "selftest failed ($selftest_rc): compute-sanitizer memcheck on the op checks"
+  run compute-sanitizer --tool memcheck --print-limit 10 $cli selftest --device cuda --no-training \
+    | grep -E -m 40 'Invalid|Address|at 0x|by thread|Saved host|ERROR SUMMARY|========= +#|Program hit' | tee -a "$out/summary.txt"
+fi
 
 step "bench train --amp"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | tee -a "$out/summary.txt"
 if [ "$mode" = quick ]; then
-  run env NCF_CUDA_FUSED=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-chain.json" | figures "op chain, --amp: " | tee -a "$out/summary.txt"
+  run env NCF_CUDA_FUSED=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-fused.json" | figures "fused, --amp: " | tee -a "$out/summary.txt"
   exit 0
 fi
 
 step "bench train (TF32)"
 run $cli bench train --synthetic $shape "${batch[@]}" -e $train_epochs --out "$out/bench-train-tf32.json" | tee -a "$out/summary.txt"
-step "bench train through the op chain (NCF_CUDA_FUSED=0), --amp and TF32"
-for flag in --amp ""; do
-  run env NCF_CUDA_FUSED=0 $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-chain.json" | figures "op chain, ${flag:-TF32}: " | tee -a "$out/summary.txt"
-done
 step "bench train --amp --no-neg-trick (memory)"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | figures "--no-neg-trick: " | tee -a "$out/summary.txt"
 step "bench eval"
@@ -69,12 +87,6 @@ step "bench eval --amp"
 run $cli bench eval --synthetic $shape "${batch[@]}" --amp --out "$scratch/eval-amp.json" | figures "--amp: " | tee -a "$out/summary.txt"
 step "bench infer"
 run $cli bench infer "${infer[@]}" --out "$out/bench-infer.json" | tee -a "$out/summary.txt"
-# The same through the op chain instead of the fused split_forward kernel: what the fusion gains.
-step "bench eval and infer through the op chain (NCF_CUDA_FUSED=0)"
-for flag in "" --amp; do
-  run env NCF_CUDA_FUSED=0 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-chain.json" | figures "op chain, ${flag:-TF32}: " | tee -a "$out/summary.txt"
-done
-run env NCF_CUDA_FUSED=0 $cli bench infer "${chain_infer[@]}" --precision tf32 fp16 --out "$scratch/infer-chain.json" | tee -a "$out/summary.txt"
 
 step "accuracy: HR@10 with and without --amp (synthetic $shape, $accuracy_epochs epochs)"
 for prec in amp tf32; do
@@ -107,4 +119,22 @@ console.log(`nccl 1 rank (${r.nccl.info ? r.nccl.info.communicator : "?"}): loss
 console.log(`no communicator:      losses ${loss(r.plain)}`);
 console.log(`mpirun -np 2 cpu (${r.mpi.info ? r.mpi.info.communicator : "?"}): losses ${loss(r.mpi)} best hr ${r.mpi.bestHr}`);
 ' "$scratch" "$out" | tee -a "$out/summary.txt"
+# The same figures with the fused kernels (NCF_CUDA_FUSED=1), for work on them.
+step "bench train with the fused kernels (NCF_CUDA_FUSED=1), --amp and TF32"
+for flag in --amp ""; do
+  run env NCF_CUDA_FUSED=1 $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-fused.json" | figures "fused, ${flag:-TF32}: " | tee -a "$out/summary.txt"
+done
+step "bench eval and infer with the fused kernels (NCF_CUDA_FUSED=1)"
+for flag in "" --amp; do
+  run env NCF_CUDA_FUSED=1 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-fused.json" | figures "fused, ${flag:-TF32}: " | tee -a "$out/summary.txt"
+done
+run env NCF_CUDA_FUSED=1 $cli bench infer "${fused_infer[@]}" --precision tf32 fp16 --out "$scratch/infer-fused.json" | tee -a "$out/summary.txt"
+
+# Hardware counters of the fused kernels (one launch each, small data), while budget is left.
+if [ "$mode" != dry ] && command -v ncu >/dev/null; then
+  step "ncu: fused training and evaluation kernels"
+  run env NCF_CUDA_FUSED=1 ncu --kernel-name regex:fused_kernel --launch-skip 2 --launch-count 2 --section SpeedOfLight --section Occupancy \
+    --section LaunchStats --section MemoryWorkloadAnalysis $cli bench train --synthetic ml-1m --amp -e 1 --out "$scratch/ncu.json" \
+    | grep -E '^  [a-z_]+.*fused_kernel|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Theoretical Occupancy|Shared Memory Config|Block Limit|Local' | tee -a "$out/summary.txt"
+fi
 step "done"
