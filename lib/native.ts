@@ -218,10 +218,12 @@ export interface NativeOpRunner {
   };
   matmulNt(a: { a: Float32Array; rows: number; cols: number; w: Float32Array; ldw: number; outCols: number }): Float32Array;
   addRow(a: { x: Float32Array; rows: number; cols: number; row: Float32Array; relu: boolean }): Float32Array;
-  gatherAddRelu(a: { a: Float32Array; ia: Uint32Array; b: Float32Array; ib: Uint32Array; cols: number; fp16?: boolean }): Float32Array;
+  /** halfTables: the tables converted to fp16 on the device first (CUDA). */
+  gatherAddRelu(a: { a: Float32Array; ia: Uint32Array; b: Float32Array; ib: Uint32Array; cols: number; fp16?: boolean; halfTables?: boolean }): Float32Array;
   splitForward(a: {
     nUsers: number; nItems: number; factors: number; layers: number[]; params: Float32Array;
-    users: Uint32Array; items: Uint32Array; fp16?: boolean; fused?: boolean;
+    /** halfParts: the op chain from fp16 copies of the first layer's parts (with fp16). */
+    users: Uint32Array; items: Uint32Array; fp16?: boolean; fused?: boolean; halfParts?: boolean;
   }): { logits: Float32Array; fused: boolean };
   trainPass(a: {
     nUsers: number; nItems: number; factors: number; layers: number[]; dropout: number; params: Float32Array;

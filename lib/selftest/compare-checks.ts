@@ -98,6 +98,13 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   checks.push(check('gather_add_relu', fp16 ? 'fp16' : 'exact', relError(gd, gc), fp16 ? 1e-3 : 0));
   const oddCols = { a: rng.f32(70 * 30), b: rng.f32(30 * 30), ia: rng.u32s(500, 70), ib: rng.u32s(500, 30), cols: 30 };
   checks.push(check('gather_add_relu (30 columns)', 'exact', relError(dev.gatherAddRelu(oddCols), cpu.gatherAddRelu(oddCols)), 0));
+  if (fp16) {
+    // fp16 tables (--amp evaluation's parts) against the CPU on the same values rounded to fp16.
+    for (const [name, p] of [['', parts], [' (30 columns)', oddCols]] as const) {
+      const rounded = { ...p, a: cpu.halfRoundTrip(p.a), b: cpu.halfRoundTrip(p.b) };
+      checks.push(check(`gather_add_relu, fp16 tables${name}`, 'fp16', relError(dev.gatherAddRelu({ ...p, fp16, halfTables: true }), cpu.gatherAddRelu(rounded)), 1e-3));
+    }
+  }
 
   // The fused forward pass of evaluation and serving (split_forward, from the first layer's parts
   // to the logits) against the CPU's chain of ops; fp32 without TF32 has no fused form.
@@ -108,6 +115,10 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   const fusedExpected = precision !== 'fp32' && process.env.NCF_CUDA_FUSED !== '0';
   checks.push(check(`split_forward (${sd.fused ? 'fused kernel' : 'op chain'})`, precision, relError(sd.logits, sc.logits), tol));
   checks.push(property(`split_forward ran ${fusedExpected ? 'fused' : 'as the op chain'}`, sd.fused === fusedExpected));
+  if (fp16) {
+    const hd = dev.splitForward({ ...net, params: netParams, users: pu, items: pi, fp16, fused: false, halfParts: true });
+    checks.push(check('split_forward (op chain, fp16 parts)', precision, relError(hd.logits, sc.logits), tol));
+  }
   // The fused data path of a training step (train_pass: all but the weight-gradient GEMMs, which
   // follow it) against the CPU's chain of ops, tensor by tensor. Below fp32 a pre-activation near
   // zero can take the other side of the ReLU than on the CPU, which moves the gradients of the

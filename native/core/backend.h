@@ -181,9 +181,10 @@ class Backend {
   virtual void matmul_nt(Mat a, const float* w, int ldw, Mat out) = 0;
   // y = x + row for each row of x, then ReLU if relu (y may be x).
   virtual void add_row(Mat x, const float* row, Mat y, bool relu) = 0;
-  // out[r] = relu(a[ia[r]] + b[ib[r]]) for each row r of out: one row of each of two fp32 tables
-  // of out.cols columns, added (the first layer from its user and item parts); out fp32 or fp16.
-  virtual void gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) = 0;
+  // out[r] = relu(a[ia[r]] + b[ib[r]]) for each row r of out: one row of each of two tables of
+  // out.cols columns, added (the first layer from its user and item parts). Tables fp32 (CUDA:
+  // or both fp16), out fp32 or fp16.
+  virtual void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, Mat out) = 0;
   // grad_w [out x in] = dz^T x: a layer's weight gradient (linear_backward's GEMM), fp32.
   virtual void linear_weight_grad(Mat dz, Mat x, float* grad_w) = 0;
   // The fused form of a training step's data path for n rows: embed_forward, linear_forward with

@@ -195,9 +195,11 @@ bool Network::forward_split_fused(const float* user_part, const float* item_part
   return be_->split_forward(s, users, items, n, logits);
 }
 
-void Network::forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
-                            const uint32_t* items, int n, bool fused) const {
-  if (fused && forward_split_fused(user_part, item_part, users, items, n, a.logits.get())) return;
+void Network::forward_split(Activations& a, Mat user_part, Mat item_part, const uint32_t* users, const uint32_t* items,
+                            int n, bool fused) const {
+  if (fused && user_part.dtype == DType::F32 && item_part.dtype == DType::F32 &&
+      forward_split_fused(user_part.f32(), item_part.f32(), users, items, n, a.logits.get()))
+    return;
   be_->gather_add_relu(user_part, users, item_part, items, a.act(0).head(n));
   forward_after_first_layer(a, users, items, 0, n);
 }

@@ -90,10 +90,11 @@ class Network {
   void first_layer_parts(Mat user_part, Mat item_part) const;
   // The forward pass (no dropout) for n pairs with the first layer taken from those parts: no
   // first-layer GEMM and no MLP input per pair (evaluation scores 101 items per user this way).
-  // Runs the backend's fused split_forward when it has one for this network (and `fused`), else
-  // the chain of ops through a's activations.
-  void forward_split(Activations& a, const float* user_part, const float* item_part, const uint32_t* users,
-                     const uint32_t* items, int n, bool fused = true) const;
+  // Runs the backend's fused split_forward when it has one for this network (and `fused`, and
+  // the parts are fp32), else the chain of ops through a's activations. The parts are fp32, or
+  // fp16 copies (to_half) when the activations are fp16.
+  void forward_split(Activations& a, Mat user_part, Mat item_part, const uint32_t* users, const uint32_t* items, int n,
+                     bool fused = true) const;
   // Only the fused form: false (nothing done) where the backend has none for this network.
   bool forward_split_fused(const float* user_part, const float* item_part, const uint32_t* users,
                            const uint32_t* items, int64_t n, float* logits) const;

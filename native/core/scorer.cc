@@ -79,7 +79,7 @@ void Scorer::score_resident(const uint32_t* users, const uint32_t* items, int n)
 
 void Scorer::forward_pairs(const uint32_t* users, const uint32_t* items, int n) {
   if (user_parts_.mat.empty()) net_->forward(*act_, users, items, n);
-  else net_->forward_split(*act_, user_parts_.mat.f32(), item_part_.mat.f32(), users, items, n);
+  else net_->forward_split(*act_, user_parts_.mat, item_part_.mat, users, items, n);
 }
 
 void Scorer::set_seen(std::vector<uint32_t> offsets, std::vector<uint32_t> items) {

@@ -108,6 +108,12 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
   fused_training_ = net_->prepare_training(*train_act_, opt_.amp ? &scaler_ : nullptr, grads_.get(), loss_sum_.get());
   fused_evaluation_ =
       net_->prepare_forward_split(eval_act_ ? *eval_act_ : *train_act_, eval_user_part_.mat.f32(), eval_item_part_.mat.f32());
+  // The op chain with fp16 activations gathers fp16 copies of the parts: half the bytes per pair,
+  // and the item parts stay in L2 (on an H100, ml-20m's 26,744 items take 13.7 MB instead of 27).
+  if (!fused_evaluation_ && net_->act_dtype() == DType::F16) {
+    eval_user_half_ = BackendMat(*be_, data.n_users, cfg_.layers[1], DType::F16);
+    eval_item_half_ = BackendMat(*be_, data.n_items, cfg_.layers[1], DType::F16);
+  }
 }
 
 // Members are destroyed in reverse order of declaration: every array in backend memory and the
@@ -190,11 +196,18 @@ EvalStats Trainer::evaluate() {
   // Each user's 1 + 100 items share the user's part of the first layer, and every item's part is
   // computed once: the first layer costs one gather-add per pair instead of a GEMM row.
   net_->first_layer_parts(eval_user_part_.mat, eval_item_part_.mat);
+  Mat user_part = eval_user_part_.mat, item_part = eval_item_part_.mat;
+  if (!eval_user_half_.mat.empty()) {
+    be_->to_half(user_part.f32(), eval_user_half_.mat.data, size_t(user_part.rows) * size_t(user_part.cols));
+    be_->to_half(item_part.f32(), eval_item_half_.mat.data, size_t(item_part.rows) * size_t(item_part.cols));
+    user_part = eval_user_half_.mat;
+    item_part = eval_item_half_.mat;
+  }
   for (uint32_t u = 0; u < eval_host_.n_users; u += per_batch) {
     const uint32_t nu = std::min(per_batch, eval_host_.n_users - u);
     const size_t off = size_t(u) * size_t(L);
     const int rows = int(nu) * L;
-    net_->forward_split(a, eval_user_part_.mat.f32(), eval_item_part_.mat.f32(), eval_users_.get() + off,
+    net_->forward_split(a, user_part, item_part, eval_users_.get() + off,
                         eval_items_.get() + off, rows);
     be_->eval_rank(a.logits.get(), eval_masked_.get() + off, int(nu), L, opt_.topk, eval_sums_.get());
   }

@@ -109,6 +109,7 @@ class Trainer {
   BackendArray<uint32_t> eval_users_, eval_items_;
   BackendArray<uint8_t> eval_masked_;
   BackendMat eval_user_part_, eval_item_part_;  // the first layer's parts (Network::first_layer_parts)
+  BackendMat eval_user_half_, eval_item_half_;  // their fp16 copies, for the op chain under --amp
 
   BackendArray<float> grads_, m_, v_;
   uint64_t adam_step_ = 0;

@@ -48,7 +48,7 @@ class CpuBackend final : public Backend {
                  EvalSums* sums) override;
   void matmul_nt(Mat a, const float* w, int ldw, Mat out) override;
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
-  void gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) override;
+  void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, Mat out) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
   void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) override;
   void parallel_tiles(int64_t n, int64_t tile, const std::function<void(int64_t, int64_t)>& fn) override;

@@ -4,6 +4,7 @@
 // both with an optional ReLU.
 #include <algorithm>
 
+#include "../core/errors.h"
 #include "cpu_backend.h"
 #include "gemm.h"
 
@@ -39,9 +40,14 @@ void CpuBackend::add_row(Mat x, const float* row, Mat y, bool relu) {
       64);
 }
 
-void CpuBackend::gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) {
+void CpuBackend::gather_add_relu(Mat at, const uint32_t* ia, Mat bt, const uint32_t* ib, Mat out) {
+  require_f32(at, "a");
+  require_f32(bt, "b");
   require_f32(out, "out");
+  if (at.cols != out.cols || bt.cols != out.cols) fail(ErrorCode::InvalidArgument, "gather_add_relu: tables of the output's width");
   const int64_t c = out.cols;
+  const float* a = at.f32();
+  const float* b = bt.f32();
   float* op = out.f32();
   pool_.parallel_for(
       out.rows,

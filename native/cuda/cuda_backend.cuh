@@ -60,7 +60,7 @@ class CudaBackend final : public Backend {
                  EvalSums* sums) override;
   void matmul_nt(Mat a, const float* w, int ldw, Mat out) override;
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
-  void gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) override;
+  void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, Mat out) override;
   bool split_forward(const SplitNet& net, const uint32_t* users, const uint32_t* items, int64_t n,
                      float* logits) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;

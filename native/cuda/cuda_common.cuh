@@ -106,6 +106,8 @@ __device__ __forceinline__ void atomic_add4(float* dst, float a, float b, float 
 #endif
 }
 
+inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 inline cudaDataType_t cuda_type(DType t) { return t == DType::F32 ? CUDA_R_32F : CUDA_R_16F; }
 
 }  // namespace ncf::cuda

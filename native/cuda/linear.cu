@@ -97,7 +97,7 @@ __global__ void relu_dropout_backward_kernel(T* dy, const T* y, int rows, int co
   for (int j = threadIdx.x; j < cols; j += blockDim.x) atomicAdd(&grad_b[j], col_sums[j]);
 }
 
-bool vec8_ok(const void* p, int cols) { return cols % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool vec8_ok(const void* p, int cols) { return cols % 8 == 0 && aligned_to(p, 16); }
 
 }  // namespace
 

@@ -1,8 +1,9 @@
 // The ops of the split first layer on the GPU (full-catalog scoring and evaluation): matmul_nt is
 // one cuBLASLt GEMM on a column block of a weight (the layer's user or item part); add_row adds
 // one row vector to every row of a matrix with an optional ReLU, one thread per element;
-// gather_add_relu adds a row of each of two tables per output row, one thread per 4 columns
-// (16-byte loads of both rows, coalesced within a row; the item rows stay in L2).
+// gather_add_relu adds a row of each of two tables (fp32, or fp16 for --amp evaluation) per output
+// row, one thread per 8 columns (16-byte loads of both rows, coalesced within a row; the item rows
+// stay in L2, the more of them in fp16).
 #include "cuda_backend.cuh"
 
 namespace ncf::cuda {
@@ -16,48 +17,56 @@ __global__ void add_row_kernel(const float* x, const float* row, float* y, int64
   }
 }
 
-// out[r, 4q..4q+3] = relu(a[ia[r], ...] + b[ib[r], ...]); cols % 4 == 0.
-__global__ void gather_add_relu_vec4(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, int64_t rows,
-                                     int cols, void* out, DType t) {
-  const int q4 = cols / 4;
-  const int64_t total = rows * q4;
+// out[r, 8q..8q+7] = relu(a[ia[r], ...] + b[ib[r], ...]) with tables of T (fp32 or fp16); cols % 8
+// == 0 and every row 16-byte aligned: 16- or 32-byte loads of both rows and one store.
+template <typename T>
+__global__ void gather_add_relu_vec8(const T* a, const uint32_t* ia, const T* b, const uint32_t* ib, int64_t rows, int cols,
+                                     void* out, DType t) {
+  const int q8 = cols / 8;
+  const int64_t total = rows * q8;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / q4;
-    const int j = int(i - r * q4) * 4;
-    const float4 x = *reinterpret_cast<const float4*>(a + int64_t(ia[r]) * cols + j);
-    const float4 y = *reinterpret_cast<const float4*>(b + int64_t(ib[r]) * cols + j);
-    const float4 v = make_float4(fmaxf(x.x + y.x, 0.0f), fmaxf(x.y + y.y, 0.0f), fmaxf(x.z + y.z, 0.0f), fmaxf(x.w + y.w, 0.0f));
-    if (t == DType::F32) {
-      *reinterpret_cast<float4*>(static_cast<float*>(out) + r * cols + j) = v;
-    } else {
-      __half2* o = reinterpret_cast<__half2*>(static_cast<__half*>(out) + r * cols + j);
-      o[0] = __floats2half2_rn(v.x, v.y);
-      o[1] = __floats2half2_rn(v.z, v.w);
-    }
+    const int64_t r = i / q8;
+    const int j = int(i - r * q8) * 8;
+    float x[8], y[8];
+    load8(a + int64_t(ia[r]) * cols + j, x);
+    load8(b + int64_t(ib[r]) * cols + j, y);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) x[k] = fmaxf(x[k] + y[k], 0.0f);
+    if (t == DType::F32) store8(static_cast<float*>(out) + r * cols + j, x);
+    else store8(static_cast<__half*>(out) + r * cols + j, x);
   }
 }
 
-__global__ void gather_add_relu_kernel(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, int64_t rows,
-                                       int cols, void* out, DType t) {
+// The same value by value, for any width and alignment.
+__global__ void gather_add_relu_kernel(const void* a, const uint32_t* ia, const void* b, const uint32_t* ib, DType in,
+                                       int64_t rows, int cols, void* out, DType t) {
   const int64_t total = rows * cols;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols;
     const int j = int(i - r * cols);
-    store(out, t, i, fmaxf(a[int64_t(ia[r]) * cols + j] + b[int64_t(ib[r]) * cols + j], 0.0f));
+    store(out, t, i, fmaxf(load(a, in, int64_t(ia[r]) * cols + j) + load(b, in, int64_t(ib[r]) * cols + j), 0.0f));
   }
 }
 }  // namespace
 
-void CudaBackend::gather_add_relu(const float* a, const uint32_t* ia, const float* b, const uint32_t* ib, Mat out) {
+void CudaBackend::gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, Mat out) {
+  if (a.dtype != b.dtype || a.cols != out.cols || b.cols != out.cols)
+    fail(ErrorCode::InvalidArgument, "gather_add_relu: tables of one type and the output's width");
   if (out.rows <= 0) return;
   use_device(device_);
   const int cols = int(out.cols);
-  if (cols % 4 == 0)
-    gather_add_relu_vec4<<<blocks_for(out.rows * (cols / 4)), kThreads, 0, stream_>>>(a, ia, b, ib, out.rows, cols, out.data,
-                                                                                    out.dtype);
-  else
-    gather_add_relu_kernel<<<blocks_for(out.rows * cols), kThreads, 0, stream_>>>(a, ia, b, ib, out.rows, cols, out.data,
-                                                                                out.dtype);
+  if (cols % 8 == 0 && aligned_to(a.data, 16) && aligned_to(b.data, 16) && aligned_to(out.data, 16)) {
+    const unsigned blocks = blocks_for(out.rows * (cols / 8));
+    if (a.dtype == DType::F16)
+      gather_add_relu_vec8<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<const __half*>(a.data), ia,
+                                                                     static_cast<const __half*>(b.data), ib, out.rows, cols,
+                                                                     out.data, out.dtype);
+    else
+      gather_add_relu_vec8<float><<<blocks, kThreads, 0, stream_>>>(a.f32(), ia, b.f32(), ib, out.rows, cols, out.data, out.dtype);
+  } else {
+    gather_add_relu_kernel<<<blocks_for(out.rows * cols), kThreads, 0, stream_>>>(a.data, ia, b.data, ib, a.dtype, out.rows,
+                                                                                cols, out.data, out.dtype);
+  }
   NCF_LAUNCHED();
 }
 

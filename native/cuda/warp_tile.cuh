@@ -111,7 +111,6 @@ void launch_fused(const Args& a, unsigned blocks, size_t shared, cudaStream_t st
 // any other error throws.
 bool fused_launch_ok(const char* kernel, bool& fused_enabled);
 
-inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
 // Whether a fused kernel takes a layer width: a positive multiple of 16 (WMMA tiles).

@@ -511,7 +511,7 @@ Napi::Value OpRunner::AddRow(const Napi::CallbackInfo& info) {
   });
 }
 
-// gatherAddRelu({ a, ia, b, ib, cols, fp16 }) -> Float32Array [ia.length x cols]
+// gatherAddRelu({ a, ia, b, ib, cols, fp16, halfTables }) -> Float32Array [ia.length x cols]
 Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -525,12 +525,23 @@ Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
         bad_option("ia/ib", "row indices within a and b");
     Io io(*be_);
     Mat y = io.mat_zeros(int64_t(ia.size()), cols, get_bool(o, "fp16", false));
-    be_->gather_add_relu(io.f32(a), io.u32(ia), io.f32(b), io.u32(ib), y);
+    const int64_t ra = int64_t(a.size()) / cols, rb = int64_t(b.size()) / cols;
+    Mat ta{io.f32(a), DType::F32, ra, cols}, tb{io.f32(b), DType::F32, rb, cols};
+    BackendMat ha, hb;  // halfTables: the tables as fp16 (to_half), as --amp evaluation gathers them
+    if (get_bool(o, "halfTables", false)) {
+      ha = BackendMat(*be_, ra, cols, DType::F16);
+      hb = BackendMat(*be_, rb, cols, DType::F16);
+      be_->to_half(ta.f32(), ha.mat.data, a.size());
+      be_->to_half(tb.f32(), hb.mat.data, b.size());
+      ta = ha.mat;
+      tb = hb.mat;
+    }
+    be_->gather_add_relu(ta, io.u32(ia), tb, io.u32(ib), y);
     return out(info.Env(), io.read(y));
   });
 }
 
-// splitForward({ nUsers, nItems, factors, layers, params, users, items, fp16, fused })
+// splitForward({ nUsers, nItems, factors, layers, params, users, items, fp16, fused, halfParts })
 //   -> { logits: Float32Array, fused: boolean }
 // A Network from the flat parameters: its first-layer parts, then Network::forward_split over the
 // pairs, through the backend's fused split_forward when it has one (and fused is not false),
@@ -551,7 +562,20 @@ Napi::Value OpRunner::SplitForward(const Napi::CallbackInfo& info) {
     const bool fused = get_bool(o, "fused", true) &&
                        net.forward_split_fused(user_part.mat.f32(), item_part.mat.f32(), a.users.get(), a.items.get(), n,
                                                a.logits.get());
-    if (!fused) net.forward_split(a, user_part.mat.f32(), item_part.mat.f32(), a.users.get(), a.items.get(), n, false);
+    if (!fused) {
+      // halfParts: the chain from fp16 copies of the parts, as --amp evaluation runs it.
+      BackendMat user_half, item_half;
+      Mat up = user_part.mat, ip = item_part.mat;
+      if (net.act_dtype() == DType::F16 && get_bool(o, "halfParts", false)) {
+        user_half = BackendMat(*be_, cfg.n_users, cfg.layers[1], DType::F16);
+        item_half = BackendMat(*be_, cfg.n_items, cfg.layers[1], DType::F16);
+        be_->to_half(up.f32(), user_half.mat.data, size_t(up.rows) * size_t(up.cols));
+        be_->to_half(ip.f32(), item_half.mat.data, size_t(ip.rows) * size_t(ip.cols));
+        up = user_half.mat;
+        ip = item_half.mat;
+      }
+      net.forward_split(a, up, ip, a.users.get(), a.items.get(), n, false);
+    }
     std::vector<float> logits(users.size());
     be_->download(logits.data(), a.logits.get(), sizeof(float) * logits.size());
     Napi::Object r = Napi::Object::New(info.Env());
