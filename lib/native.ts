@@ -192,7 +192,8 @@ export interface NativeOpRunner {
     offsets: Uint32Array; items: Uint32Array; nItems: number; negatives: number; verify: boolean;
     seed: number; epoch: number; pos0: number; n: number;
   }): { users: Uint32Array; items: Uint32Array; labels: Float32Array; samplesPerEpoch: number };
-  embedForward(a: EmbedArgs): { gmf: Float32Array; mlpIn: Float32Array };
+  /** gmf: false leaves the GMF values out (returned empty). */
+  embedForward(a: EmbedArgs & { gmf?: boolean }): { gmf: Float32Array; mlpIn: Float32Array };
   embedBackward(a: EmbedArgs & { dGmf: Float32Array; dMlpIn: Float32Array }): {
     mfUser: Float32Array; mfItem: Float32Array; mlpUser: Float32Array; mlpItem: Float32Array;
   };

@@ -53,6 +53,9 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   const users = rng.u32s(n, U), items = rng.u32s(n, I);
   const ef = dev.embedForward({ ...t, users, items, fp16 }), cf = cpu.embedForward({ ...t, users, items });
   checks.push(check('embed_forward', fp16 ? 'fp16' : 'exact', Math.max(relError(ef.gmf, cf.gmf), relError(ef.mlpIn, cf.mlpIn)), fp16 ? 1e-3 : 0));
+  const em = dev.embedForward({ ...t, users, items, fp16, gmf: false });
+  checks.push(check('embed_forward, MLP input only', fp16 ? 'fp16' : 'exact', relError(em.mlpIn, cf.mlpIn), fp16 ? 1e-3 : 0));
+  checks.push(property('embed_forward, MLP input only: no GMF values', em.gmf.length === 0));
   const dGmf = rng.f32(n * f), dMlpIn = rng.f32(n * 2 * h);
   const eb = dev.embedBackward({ ...t, users, items, dGmf, dMlpIn: fp16 ? cpu.halfRoundTrip(dMlpIn) : dMlpIn, fp16 });
   const cb = cpu.embedBackward({ ...t, users, items, dGmf, dMlpIn: fp16 ? cpu.halfRoundTrip(dMlpIn) : dMlpIn });

@@ -88,7 +88,7 @@ export function embedChecks(r: NativeOpRunner): Check[] {
   const U = 9, I = 7, f = 5, h = 3, n = 20;
   const t = tables(rng, U, I, f, h);
   const users = rng.u32s(n, U), items = rng.u32s(n, I);
-  const fwd = r.embedForward({ ...t, users, items });
+  const fwd = r.embedForward({ ...t, users, items }), mlpOnly = r.embedForward({ ...t, users, items, gmf: false });
   const gmf = new Float32Array(n * f), mlp = new Float32Array(n * 2 * h);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < f; j++) gmf[i * f + j] = Math.fround(t.mfUser[users[i] * f + j] * t.mfItem[items[i] * f + j]);
@@ -114,6 +114,7 @@ export function embedChecks(r: NativeOpRunner): Check[] {
   const err = Math.max(relError(bwd.mfUser, want.mfUser), relError(bwd.mfItem, want.mfItem), relError(bwd.mlpUser, want.mlpUser), relError(bwd.mlpItem, want.mlpItem));
   return [
     check('embed_forward (gather, GMF product, concat)', 'exact', Math.max(relError(fwd.gmf, gmf, 1), relError(fwd.mlpIn, mlp, 1)), 0),
+    check('embed_forward, MLP input only', 'exact', relError(mlpOnly.mlpIn, mlp, 1), 0),
     check('embed_backward (scatter-add)', 'fp32', err, 1e-5),
   ];
 }

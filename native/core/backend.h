@@ -141,7 +141,7 @@ class Backend {
   virtual void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
                             uint32_t* items, float* labels) = 0;
   // gmf[i] = mf_user[u_i] * mf_item[v_i] (elementwise); mlp_in[i] = [mlp_user[u_i] ; mlp_item[v_i]].
-  // mlp_in may be empty (full-catalog scoring needs only the GMF part).
+  // gmf may be empty (not written): only training reads it; head_forward forms it itself.
   virtual void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n, Mat gmf,
                              Mat mlp_in) = 0;
   // Scatters the gradients of gmf and mlp_in back into the (dense, zeroed) table gradients.

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "backend.h"
+#include "errors.h"
 
 namespace ncf {
 
@@ -50,5 +51,18 @@ struct BackendMat {
   BackendMat(Backend& be, int64_t rows, int64_t cols, DType t)
       : storage(be, size_t(rows) * size_t(cols) * dtype_size(t)), mat{storage.get(), t, rows, cols} {}
 };
+
+// dst = src rounded to fp16 (Backend::to_half over a whole matrix): src fp32, dst fp16, one shape.
+inline void to_half(Backend& be, Mat src, Mat dst) {
+  if (src.dtype != DType::F32 || dst.dtype != DType::F16 || src.rows != dst.rows || src.cols != dst.cols)
+    fail(ErrorCode::InvalidArgument, "to_half: an fp32 matrix into an fp16 one of its shape");
+  be.to_half(src.f32(), dst.data, size_t(src.rows) * size_t(src.cols));
+}
+// A new fp16 copy of the fp32 matrix src.
+inline BackendMat half_copy(Backend& be, Mat src) {
+  BackendMat h(be, src.rows, src.cols, DType::F16);
+  to_half(be, src, h.mat);
+  return h;
+}
 
 }  // namespace ncf

@@ -96,8 +96,7 @@ void Network::forward_from_embeddings(Activations& a, const uint32_t* users, con
 }
 
 void Network::forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const {
-  // (embed_forward always writes the GMF product too, which head_forward forms again.)
-  be_->embed_forward(tables(), users, items, n, a.gmf().head(n), a.mlp_in().head(n));
+  be_->embed_forward(tables(), users, items, n, Mat{}, a.mlp_in().head(n));
   forward_from_embeddings(a, users, items, n);
 }
 

@@ -65,7 +65,8 @@ class Network {
   EmbedGrads embed_grads(float* grads) const;
 
   // Hidden layers and head without dropout for the first n rows of a.mlp_in() (already filled by
-  // embed_forward), the GMF values formed from the pairs (users[i], items[i]); logits into a.logits.
+  // embed_forward), the GMF values formed by head_forward from the pairs (users[i], items[i]);
+  // logits into a.logits.
   void forward_from_embeddings(Activations& a, const uint32_t* users, const uint32_t* items, int n) const;
   // Full forward pass for n (user, item) pairs given in backend memory.
   void forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const;

@@ -198,8 +198,8 @@ EvalStats Trainer::evaluate() {
   net_->first_layer_parts(eval_user_part_.mat, eval_item_part_.mat);
   Mat user_part = eval_user_part_.mat, item_part = eval_item_part_.mat;
   if (!eval_user_half_.mat.empty()) {
-    be_->to_half(user_part.f32(), eval_user_half_.mat.data, size_t(user_part.rows) * size_t(user_part.cols));
-    be_->to_half(item_part.f32(), eval_item_half_.mat.data, size_t(item_part.rows) * size_t(item_part.cols));
+    to_half(*be_, user_part, eval_user_half_.mat);
+    to_half(*be_, item_part, eval_item_half_.mat);
     user_part = eval_user_half_.mat;
     item_part = eval_item_half_.mat;
   }

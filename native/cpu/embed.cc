@@ -1,6 +1,6 @@
 // The embedding ops on the CPU.
-// embed_forward: per sample, gather the four table rows, write the GMF product and the
-// concatenated MLP input (rows in parallel).
+// embed_forward: per sample, gather the table rows, write the GMF product (unless gmf is empty)
+// and the concatenated MLP input (rows in parallel).
 // embed_backward: scatter-add into the dense table gradients. To avoid write races without
 // atomics, thread t applies only the rows r with r % threads == t, scanning all samples in order;
 // each gradient row thus sums its samples in sample order.
@@ -13,17 +13,18 @@ void CpuBackend::embed_forward(const EmbedTables& t, const uint32_t* users, cons
   require_f32(gmf, "gmf");
   require_f32(mlp_in, "mlp_in");
   const int f = t.factors, h = t.half;
-  float* g = gmf.f32();
+  float* g = gmf.empty() ? nullptr : gmf.f32();
   float* x = mlp_in.f32();
   pool_.parallel_for(
       n,
       [&](int64_t b, int64_t e, int) {
         for (int64_t i = b; i < e; ++i) {
-          const float* mu = t.mf_user + size_t(users[i]) * f;
-          const float* mi = t.mf_item + size_t(items[i]) * f;
-          float* gi = g + size_t(i) * f;
-          for (int j = 0; j < f; ++j) gi[j] = mu[j] * mi[j];
-          if (!x) continue;
+          if (g) {
+            const float* mu = t.mf_user + size_t(users[i]) * f;
+            const float* mi = t.mf_item + size_t(items[i]) * f;
+            float* gi = g + size_t(i) * f;
+            for (int j = 0; j < f; ++j) gi[j] = mu[j] * mi[j];
+          }
           const float* pu = t.mlp_user + size_t(users[i]) * h;
           const float* pi = t.mlp_item + size_t(items[i]) * h;
           float* xi = x + size_t(i) * 2 * h;

@@ -2,11 +2,10 @@
 // group takes features s, s + 8, s + 16, ... of [gmf ; mlp], so each load instruction of the group
 // reads whole 32-byte sectors of the row, and three shuffles sum the group's partial dot products.
 // head_forward: logit = w . [mf_user[u] * mf_item[v] ; mlp] + b, the GMF product formed from the
-// table rows (evaluation and serving never write it out). head_forward_backward: the same logit
-// from a stored gmf, and computes the sigmoid-BCE
-// loss and its gradient in the same pass: g = (sigmoid(z) - y) * grad_scale (times the loss scale
-// under --amp), writes d_gmf = g w_gmf and d_mlp = g w_mlp, and sums the weight gradients g x over
-// the rows: in registers per lane (its features are fixed; beyond kRegFeatures per part, in
+// table rows (evaluation and serving never write it out). head_forward_backward takes the logit
+// from a stored gmf and computes in the same pass the sigmoid-BCE loss and its gradient
+// g = (sigmoid(z) - y) * grad_scale (times the loss scale under --amp), writes d_gmf = g w_gmf and
+// d_mlp = g w_mlp, and sums the weight gradients g x over the rows: in registers per lane (its features are fixed; beyond kRegFeatures per part, in
 // shared memory atomics), then over the warp by shuffles, the block in shared memory, and one
 // global atomic per weight per block.
 #include "cuda_backend.cuh"

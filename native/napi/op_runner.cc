@@ -202,7 +202,9 @@ Tables read_tables(const Napi::Object& o) {
 }
 }  // namespace
 
-// embedForward({ mfUser, mfItem, mlpUser, mlpItem, factors, half, users, items, fp16 }) -> { gmf, mlpIn }
+// embedForward({ mfUser, mfItem, mlpUser, mlpItem, factors, half, users, items, fp16, gmf })
+//   -> { gmf, mlpIn } (gmf: false leaves the GMF values out, as Network::forward does; gmf is
+//   then empty)
 Napi::Value OpRunner::EmbedForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -212,10 +214,11 @@ Napi::Value OpRunner::EmbedForward(const Napi::CallbackInfo& info) {
     const int n = int(users.size());
     Io io(*be_);
     EmbedTables et{io.f32(t.mf_user), io.f32(t.mf_item), io.f32(t.mlp_user), io.f32(t.mlp_item), t.factors, t.half};
-    Mat gmf = io.mat_zeros(n, t.factors, false), mlp = io.mat_zeros(n, 2 * t.half, fp16);
+    const bool want_gmf = get_bool(o, "gmf", true);
+    Mat gmf = want_gmf ? io.mat_zeros(n, t.factors, false) : Mat{}, mlp = io.mat_zeros(n, 2 * t.half, fp16);
     be_->embed_forward(et, io.u32(users), io.u32(items), n, gmf, mlp);
     Napi::Object r = Napi::Object::New(info.Env());
-    r.Set("gmf", out(info.Env(), io.read(gmf)));
+    r.Set("gmf", want_gmf ? out(info.Env(), io.read(gmf)) : Napi::Float32Array::New(info.Env(), 0));
     r.Set("mlpIn", out(info.Env(), io.read(mlp)));
     return r;
   });
@@ -529,10 +532,8 @@ Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
     Mat ta{io.f32(a), DType::F32, ra, cols}, tb{io.f32(b), DType::F32, rb, cols};
     BackendMat ha, hb;  // halfTables: the tables as fp16 (to_half), as --amp evaluation gathers them
     if (get_bool(o, "halfTables", false)) {
-      ha = BackendMat(*be_, ra, cols, DType::F16);
-      hb = BackendMat(*be_, rb, cols, DType::F16);
-      be_->to_half(ta.f32(), ha.mat.data, a.size());
-      be_->to_half(tb.f32(), hb.mat.data, b.size());
+      ha = half_copy(*be_, ta);
+      hb = half_copy(*be_, tb);
       ta = ha.mat;
       tb = hb.mat;
     }
@@ -567,10 +568,8 @@ Napi::Value OpRunner::SplitForward(const Napi::CallbackInfo& info) {
       BackendMat user_half, item_half;
       Mat up = user_part.mat, ip = item_part.mat;
       if (net.act_dtype() == DType::F16 && get_bool(o, "halfParts", false)) {
-        user_half = BackendMat(*be_, cfg.n_users, cfg.layers[1], DType::F16);
-        item_half = BackendMat(*be_, cfg.n_items, cfg.layers[1], DType::F16);
-        be_->to_half(up.f32(), user_half.mat.data, size_t(up.rows) * size_t(up.cols));
-        be_->to_half(ip.f32(), item_half.mat.data, size_t(ip.rows) * size_t(ip.cols));
+        user_half = half_copy(*be_, up);
+        item_half = half_copy(*be_, ip);
         up = user_half.mat;
         ip = item_half.mat;
       }
