@@ -192,18 +192,18 @@ export interface NativeOpRunner {
     offsets: Uint32Array; items: Uint32Array; nItems: number; negatives: number; verify: boolean;
     seed: number; epoch: number; pos0: number; n: number;
   }): { users: Uint32Array; items: Uint32Array; labels: Float32Array; samplesPerEpoch: number };
-  /** gmf: false leaves the GMF values out (returned empty). */
-  embedForward(a: EmbedArgs & { gmf?: boolean }): { gmf: Float32Array; mlpIn: Float32Array };
-  embedBackward(a: EmbedArgs & { dGmf: Float32Array; dMlpIn: Float32Array }): {
-    mfUser: Float32Array; mfItem: Float32Array; mlpUser: Float32Array; mlpItem: Float32Array;
-  };
+  /** The MLP input [mlpUser[u] ; mlpItem[v]] of each pair. */
+  embedForward(a: EmbedArgs): Float32Array;
+  /** The MLP tables' gradients from the MLP input's. */
+  embedBackward(a: EmbedArgs & { dMlpIn: Float32Array }): { mlpUser: Float32Array; mlpItem: Float32Array };
   linearForward(a: LinearArgs & { x: Float32Array }): Float32Array;
   linearBackward(a: LinearArgs & { x: Float32Array; y: Float32Array; dy: Float32Array; wantDx?: boolean }): {
     dz: Float32Array; dx?: Float32Array; gradW: Float32Array; gradB: Float32Array;
   };
-  headForward(a: HeadForwardArgs): Float32Array;
+  headForward(a: HeadArgs): Float32Array;
   headForwardBackward(a: HeadArgs & { labels: Float32Array; gradScale: number; lossScale?: number }): {
-    dGmf: Float32Array; dMlp: Float32Array; gradW: Float32Array; gradB: Float32Array; lossSum: number;
+    dMlp: Float32Array; gradW: Float32Array; gradB: Float32Array; gradMfUser: Float32Array; gradMfItem: Float32Array;
+    lossSum: number;
   };
   adamStep(a: {
     params: Float32Array; grads: Float32Array; m: Float32Array; v: Float32Array;
@@ -234,18 +234,15 @@ export interface NativeOpRunner {
 }
 
 export interface EmbedArgs {
-  mfUser: Float32Array; mfItem: Float32Array; mlpUser: Float32Array; mlpItem: Float32Array;
-  factors: number; half: number; users: Uint32Array; items: Uint32Array; fp16?: boolean;
+  mlpUser: Float32Array; mlpItem: Float32Array; half: number; users: Uint32Array; items: Uint32Array; fp16?: boolean;
 }
 export interface LinearArgs extends DropoutArgs {
   w: Float32Array; b: Float32Array; in: number; out: number; fp16?: boolean;
 }
+/** The output unit's inputs: the GMF tables and pairs (their product is formed in the op). */
 export interface HeadArgs {
-  gmf: Float32Array; mlp: Float32Array; w: Float32Array; b: Float32Array; factors: number; fp16?: boolean;
-}
-/** head_forward's inputs: the GMF tables and pairs instead of their product. */
-export interface HeadForwardArgs extends Omit<HeadArgs, 'gmf'> {
   mfUser: Float32Array; mfItem: Float32Array; users: Uint32Array; items: Uint32Array;
+  mlp: Float32Array; w: Float32Array; b: Float32Array; factors: number; fp16?: boolean;
 }
 
 export interface NativeAddon {

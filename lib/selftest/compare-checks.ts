@@ -47,19 +47,17 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     checks.push(property('loss scaling ops', lsd.scale === 2048 && uc.foundInf && uc.grads[0] === 1));
   }
 
-  // Embeddings.
-  const U = 500, I = 300, f = 64, h = 128, n = 4096;
-  const t = { mfUser: rng.f32(U * f), mfItem: rng.f32(I * f), mlpUser: rng.f32(U * h), mlpItem: rng.f32(I * h), factors: f, half: h };
-  const users = rng.u32s(n, U), items = rng.u32s(n, I);
-  const ef = dev.embedForward({ ...t, users, items, fp16 }), cf = cpu.embedForward({ ...t, users, items });
-  checks.push(check('embed_forward', fp16 ? 'fp16' : 'exact', Math.max(relError(ef.gmf, cf.gmf), relError(ef.mlpIn, cf.mlpIn)), fp16 ? 1e-3 : 0));
-  const em = dev.embedForward({ ...t, users, items, fp16, gmf: false });
-  checks.push(check('embed_forward, MLP input only', fp16 ? 'fp16' : 'exact', relError(em.mlpIn, cf.mlpIn), fp16 ? 1e-3 : 0));
-  checks.push(property('embed_forward, MLP input only: no GMF values', em.gmf.length === 0));
-  const dGmf = rng.f32(n * f), dMlpIn = rng.f32(n * 2 * h);
-  const eb = dev.embedBackward({ ...t, users, items, dGmf, dMlpIn: fp16 ? cpu.halfRoundTrip(dMlpIn) : dMlpIn, fp16 });
-  const cb = cpu.embedBackward({ ...t, users, items, dGmf, dMlpIn: fp16 ? cpu.halfRoundTrip(dMlpIn) : dMlpIn });
-  checks.push(check('embed_backward (atomics vs ordered sums)', 'fp32', Math.max(relError(eb.mfUser, cb.mfUser), relError(eb.mfItem, cb.mfItem), relError(eb.mlpUser, cb.mlpUser), relError(eb.mlpItem, cb.mlpItem)), 1e-5));
+  // Embeddings: the model's MLP width, and one that is not a multiple of 8 (value by value).
+  const U = 500, I = 300, f = 64, n = 4096;
+  for (const h of [128, 12]) {
+    const t = { mlpUser: rng.f32(U * h), mlpItem: rng.f32(I * h), half: h };
+    const users = rng.u32s(n, U), items = rng.u32s(n, I);
+    const ef = dev.embedForward({ ...t, users, items, fp16 }), cf = cpu.embedForward({ ...t, users, items });
+    checks.push(check(`embed_forward (half ${h})`, fp16 ? 'fp16' : 'exact', relError(ef, cf), fp16 ? 1e-3 : 0));
+    const dMlpIn = fp16 ? cpu.halfRoundTrip(rng.f32(n * 2 * h)) : rng.f32(n * 2 * h);
+    const eb = dev.embedBackward({ ...t, users, items, dMlpIn, fp16 }), cb = cpu.embedBackward({ ...t, users, items, dMlpIn });
+    checks.push(check(`embed_backward (half ${h}; atomics vs ordered sums)`, 'fp32', Math.max(relError(eb.mlpUser, cb.mlpUser), relError(eb.mlpItem, cb.mlpItem)), 1e-5));
+  }
 
   // Hidden layers, with dropout, at the model's widths and at widths that are not multiples of 8
   // (the element-wise kernels' value-by-value paths).
@@ -79,19 +77,20 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     checks.push(check(`linear_backward ${inW}->${out}`, precision, Math.max(relError(bd.gradW, bc.gradW), relError(bd.gradB, bc.gradB), relError(bd.dx!, bc.dx!)), tol));
   }
 
-  // Output unit and loss: the model's widths, and odd ones (features past a lane's registers,
-  // rows that end inside a group of 8).
+  // Output unit and loss: the model's widths (16-byte GMF loads and atomics), and odd ones (one
+  // factor per lane, features past a lane's registers, rows that end inside a group of 8). Few
+  // users and items, so the table gradients' atomics collide.
   for (const [hf, width] of [[f, 64], [133, 20]] as const) {
     const rows = 5000, shape = hf === f && width === 64 ? '' : ` ${hf}+${width} features`;
-    const gmf = rng.f32(rows * hf), mlp = rng.f32(rows * width, 0, 1), w = rng.f32(hf + width, -0.3, 0.3), b = rng.f32(1);
+    const mlp = rng.f32(rows * width, 0, 1), w = rng.f32(hf + width, -0.3, 0.3), b = rng.f32(1);
     const labels = Float32Array.from({ length: rows }, () => (rng.below(5) === 0 ? 1 : 0));
     const mlpIn = fp16 ? cpu.halfRoundTrip(mlp) : mlp;
-    const hd = dev.headForwardBackward({ gmf, mlp: mlpIn, w, b, factors: hf, labels, gradScale: 1 / rows, fp16 });
-    const hc = cpu.headForwardBackward({ gmf, mlp: mlpIn, w, b, factors: hf, labels, gradScale: 1 / rows });
+    const args = { mfUser: rng.f32(700 * hf), mfItem: rng.f32(300 * hf), users: rng.u32s(rows, 700), items: rng.u32s(rows, 300), mlp: mlpIn, w, b, factors: hf };
+    const hd = dev.headForwardBackward({ ...args, labels, gradScale: 1 / rows, fp16 });
+    const hc = cpu.headForwardBackward({ ...args, labels, gradScale: 1 / rows });
     const hTol = fp16 ? 2e-3 : 1e-5;
-    checks.push(check(`head_forward_backward${shape}`, fp16 ? 'fp16' : 'fp32', Math.max(Math.abs(hd.lossSum - hc.lossSum) / hc.lossSum, relError(hd.gradW, hc.gradW), relError(hd.gradB, hc.gradB), relError(hd.dGmf, hc.dGmf), relError(hd.dMlp, hc.dMlp)), hTol));
-    const tables = { mfUser: rng.f32(700 * hf), mfItem: rng.f32(300 * hf), users: rng.u32s(rows, 700), items: rng.u32s(rows, 300) };
-    const fd = dev.headForward({ ...tables, mlp: mlpIn, w, b, factors: hf, fp16 }), fc = cpu.headForward({ ...tables, mlp: mlpIn, w, b, factors: hf });
+    checks.push(check(`head_forward_backward${shape}`, fp16 ? 'fp16' : 'fp32', Math.max(Math.abs(hd.lossSum - hc.lossSum) / hc.lossSum, relError(hd.gradW, hc.gradW), relError(hd.gradB, hc.gradB), relError(hd.dMlp, hc.dMlp), relError(hd.gradMfUser, hc.gradMfUser), relError(hd.gradMfItem, hc.gradMfItem)), hTol));
+    const fd = dev.headForward({ ...args, fp16 }), fc = cpu.headForward(args);
     checks.push(check(`head_forward${shape}`, fp16 ? 'fp16' : 'fp32', relError(fd, fc), hTol));
   }
 

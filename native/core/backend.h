@@ -140,13 +140,13 @@ class Backend {
   // The n samples at epoch positions [pos0, pos0 + n): users, items, labels.
   virtual void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
                             uint32_t* items, float* labels) = 0;
-  // gmf[i] = mf_user[u_i] * mf_item[v_i] (elementwise); mlp_in[i] = [mlp_user[u_i] ; mlp_item[v_i]].
-  // gmf may be empty (not written): only training reads it; head_forward forms it itself.
-  virtual void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n, Mat gmf,
-                             Mat mlp_in) = 0;
-  // Scatters the gradients of gmf and mlp_in back into the (dense, zeroed) table gradients.
-  virtual void embed_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n,
-                              Mat d_gmf, Mat d_mlp_in, const EmbedGrads& g) = 0;
+  // mlp_in[i] = [mlp_user[u_i] ; mlp_item[v_i]] for i < mlp_in.rows. The GMF product is not
+  // formed here: the output unit (head_forward, head_forward_backward) forms it from the table
+  // rows, so no GMF values or gradients are ever written per sample.
+  virtual void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp_in) = 0;
+  // Scatters the gradient of mlp_in back into the (dense, zeroed) MLP table gradients
+  // g.mlp_user and g.mlp_item (the GMF ones come from head_forward_backward).
+  virtual void embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) = 0;
   // y = dropout(relu(x W^T + b)).
   virtual void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) = 0;
   // dy (gradient at y) is turned in place into dz = dy * (y > 0) * dropout scale; then
@@ -157,12 +157,16 @@ class Backend {
   // GMF product is formed here, not read (evaluation and serving need it nowhere else).
   virtual void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
                             const HeadParams& p, float* logits) = 0;
-  // Sigmoid-BCE against labels, in one pass: adds sum of losses to *loss_sum; the logit gradient
-  // (sigmoid(z) - y) * grad_scale (times the loss scale when a scaler is given) flows into
-  // d_gmf, d_mlp, grad_w and grad_b.
-  virtual void head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
-                                     const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
-                                     double* loss_sum) = 0;
+  // The training form of head_forward, in one pass: the logit z of each row (the GMF product
+  // formed from the table rows), the sigmoid-BCE loss against labels added to *loss_sum, and the
+  // logit gradient g = (sigmoid(z) - y) * grad_scale (times the loss scale when a scaler is given)
+  // taken back through the unit: d_mlp = g w_mlp, grad_w = sum g [gmf ; mlp] and grad_b = sum g
+  // (both overwritten), and the GMF product's table gradients added into the (dense, zeroed)
+  // g_tables.mf_user[u] += (g w_gmf) * mf_item[v] and g_tables.mf_item[v] += (g w_gmf) * mf_user[u].
+  virtual void head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
+                                     const float* labels, const HeadParams& p, float grad_scale,
+                                     const LossScaler* scaler, Mat d_mlp, const EmbedGrads& g_tables, float* grad_w,
+                                     float* grad_b, double* loss_sum) = 0;
   // grads *= 1 / scale; sets *found_inf if any gradient is not finite.
   virtual void unscale_check(float* grads, size_t n, const LossScaler& scaler) = 0;
   // Adam over all n parameters; skipped entirely when skip_if (may be null) is non-zero.

@@ -12,7 +12,6 @@ Activations::Activations(Backend& be, const ModelConfig& cfg, DType dtype, int r
       logits(be, size_t(rows_)),
       be_(&be),
       dtype_(dtype),
-      factors_(cfg.factors),
       widths_(cfg.layers),
       act_(size_t(cfg.hidden_layers())),
       d_act_(size_t(cfg.hidden_layers())) {}
@@ -22,10 +21,8 @@ Mat Activations::get(BackendMat& m, int64_t cols, DType dtype) {
   if (m.mat.empty()) m = BackendMat(*be_, rows, cols, dtype);
   return m.mat;
 }
-Mat Activations::gmf() { return get(gmf_, factors_, DType::F32); }
 Mat Activations::mlp_in() { return get(mlp_in_, widths_[0], dtype_); }
 Mat Activations::act(int l) { return get(act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
-Mat Activations::d_gmf() { return get(d_gmf_, factors_, DType::F32); }
 Mat Activations::d_mlp_in() { return get(d_mlp_in_, widths_[0], dtype_); }
 Mat Activations::d_act(int l) { return get(d_act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
 
@@ -96,7 +93,7 @@ void Network::forward_from_embeddings(Activations& a, const uint32_t* users, con
 }
 
 void Network::forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const {
-  be_->embed_forward(tables(), users, items, n, Mat{}, a.mlp_in().head(n));
+  be_->embed_forward(tables(), users, items, a.mlp_in().head(n));
   forward_from_embeddings(a, users, items, n);
 }
 
@@ -138,26 +135,25 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
       return true;
     }
   }
-  be_->embed_forward(tables(), a.users.get(), a.items.get(), n, a.gmf().head(n), mlp_in);
+  const uint32_t* users = a.users.get();
+  const uint32_t* items = a.items.get();
+  be_->embed_forward(tables(), users, items, mlp_in);
   for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n));
-  be_->head_forward_backward(a.gmf().head(n), a.act(L - 1).head(n), a.labels.get(), head(), grad_scale, scaler,
-                             a.d_gmf().head(n), a.d_act(L - 1).head(n), grads + layout_.final_weight,
+  be_->head_forward_backward(tables(), users, items, a.act(L - 1).head(n), a.labels.get(), head(), grad_scale, scaler,
+                             a.d_act(L - 1).head(n), embed_grads(grads), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
   for (int l = L - 1; l >= 0; --l) {
     const Mat d_in = l > 0 ? a.d_act(l - 1).head(n) : a.d_mlp_in().head(n);
     be_->linear_backward(a.d_act(l).head(n), a.act(l).head(n), input(l), layer(l), drop[size_t(l)],
                          d_in, grads + layout_.weight[size_t(l)], grads + layout_.bias[size_t(l)]);
   }
-  be_->embed_backward(tables(), a.users.get(), a.items.get(), n, a.d_gmf().head(n), a.d_mlp_in().head(n),
-                      embed_grads(grads));
+  be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
   return false;
 }
 
 bool Network::prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const {
   const std::vector<Dropout> drop(size_t(cfg_.hidden_layers()));
   if (be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum), 0)) return true;
-  a.gmf();
-  a.d_gmf();
   a.d_mlp_in();
   return false;
 }

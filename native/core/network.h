@@ -13,7 +13,8 @@
 namespace ncf {
 
 // Per-row working memory for up to `rows` rows: sample arrays, activations and their gradients.
-// Activations are fp16 under --amp, fp32 otherwise; GMF values stay fp32. The matrices are
+// Activations are fp16 under --amp, fp32 otherwise (no GMF values are stored: the output unit
+// forms them from the table rows). The matrices are
 // allocated on first use (thread-safe), since the fused kernels need only some of them: training
 // the MLP input, each layer's output and output gradient; evaluation and serving none. So a GPU
 // that runs them never holds the rest.
@@ -25,10 +26,8 @@ class Activations {
   BackendArray<uint32_t> users, items;
   BackendArray<float> labels, logits;
 
-  Mat gmf();          // [rows, factors], fp32
   Mat mlp_in();       // [rows, layers[0]]
   Mat act(int l);     // [rows, layers[l + 1]]: the output of hidden layer l
-  Mat d_gmf();        // fp32
   Mat d_mlp_in();
   Mat d_act(int l);
 
@@ -36,10 +35,9 @@ class Activations {
   Mat get(BackendMat& m, int64_t cols, DType dtype);
   Backend* be_;
   DType dtype_;
-  int factors_;
   std::vector<int> widths_;  // layers
   std::mutex mu_;
-  BackendMat gmf_, mlp_in_, d_gmf_, d_mlp_in_;
+  BackendMat mlp_in_, d_mlp_in_;
   std::vector<BackendMat> act_, d_act_;
 };
 

@@ -1,30 +1,23 @@
 // The embedding ops on the CPU.
-// embed_forward: per sample, gather the table rows, write the GMF product (unless gmf is empty)
-// and the concatenated MLP input (rows in parallel).
-// embed_backward: scatter-add into the dense table gradients. To avoid write races without
-// atomics, thread t applies only the rows r with r % threads == t, scanning all samples in order;
-// each gradient row thus sums its samples in sample order.
+// embed_forward: per sample, gather the two MLP table rows into the concatenated MLP input (rows
+// in parallel).
+// embed_backward: scatter-add of the MLP input's gradient into the dense table gradients, each
+// row summing its samples in order (owned_scatter.h).
+#include "../core/errors.h"
 #include "cpu_backend.h"
+#include "owned_scatter.h"
 
 namespace ncf {
 
-void CpuBackend::embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n, Mat gmf,
-                               Mat mlp_in) {
-  require_f32(gmf, "gmf");
+void CpuBackend::embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp_in) {
   require_f32(mlp_in, "mlp_in");
-  const int f = t.factors, h = t.half;
-  float* g = gmf.empty() ? nullptr : gmf.f32();
+  const int h = t.half;
+  if (mlp_in.cols != 2 * h) fail(ErrorCode::InvalidArgument, "embed_forward: mlp_in must have 2 x half columns");
   float* x = mlp_in.f32();
   pool_.parallel_for(
-      n,
+      mlp_in.rows,
       [&](int64_t b, int64_t e, int) {
         for (int64_t i = b; i < e; ++i) {
-          if (g) {
-            const float* mu = t.mf_user + size_t(users[i]) * f;
-            const float* mi = t.mf_item + size_t(items[i]) * f;
-            float* gi = g + size_t(i) * f;
-            for (int j = 0; j < f; ++j) gi[j] = mu[j] * mi[j];
-          }
           const float* pu = t.mlp_user + size_t(users[i]) * h;
           const float* pi = t.mlp_item + size_t(items[i]) * h;
           float* xi = x + size_t(i) * 2 * h;
@@ -35,36 +28,22 @@ void CpuBackend::embed_forward(const EmbedTables& t, const uint32_t* users, cons
       64);
 }
 
-void CpuBackend::embed_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n,
-                                Mat d_gmf, Mat d_mlp_in, const EmbedGrads& g) {
-  require_f32(d_gmf, "d_gmf");
+void CpuBackend::embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) {
   require_f32(d_mlp_in, "d_mlp_in");
-  const int f = t.factors, h = t.half;
-  const float* dg = d_gmf.f32();
+  const int64_t h = d_mlp_in.cols / 2;
   const float* dx = d_mlp_in.f32();
-  const uint32_t T = uint32_t(pool_.size());
-  pool_.run_on_all([&](int tid) {
-    for (int64_t i = 0; i < n; ++i) {
-      const uint32_t u = users[i], v = items[i];
-      const float* dgi = dg + size_t(i) * f;
-      if (u % T == uint32_t(tid)) {
-        const float* mi = t.mf_item + size_t(v) * f;
-        float* gu = g.mf_user + size_t(u) * f;
-        for (int j = 0; j < f; ++j) gu[j] += dgi[j] * mi[j];
-        const float* dxi = dx + size_t(i) * 2 * h;
-        float* pu = g.mlp_user + size_t(u) * h;
-        for (int j = 0; j < h; ++j) pu[j] += dxi[j];
-      }
-      if (v % T == uint32_t(tid)) {
-        const float* mu = t.mf_user + size_t(u) * f;
-        float* gv = g.mf_item + size_t(v) * f;
-        for (int j = 0; j < f; ++j) gv[j] += dgi[j] * mu[j];
-        const float* dxi = dx + size_t(i) * 2 * h + h;
-        float* pv = g.mlp_item + size_t(v) * h;
-        for (int j = 0; j < h; ++j) pv[j] += dxi[j];
-      }
-    }
-  });
+  scatter_by_owner(
+      pool_, users, items, d_mlp_in.rows,
+      [&](int64_t i, uint32_t u) {
+        const float* d = dx + i * 2 * h;
+        float* gu = g.mlp_user + int64_t(u) * h;
+        for (int64_t j = 0; j < h; ++j) gu[j] += d[j];
+      },
+      [&](int64_t i, uint32_t v) {
+        const float* d = dx + i * 2 * h + h;
+        float* gv = g.mlp_item + int64_t(v) * h;
+        for (int64_t j = 0; j < h; ++j) gv[j] += d[j];
+      });
 }
 
 }  // namespace ncf

@@ -2,12 +2,13 @@
 // row, the GMF product formed in the dot product.
 // head_forward_backward: the same logit, the numerically stable sigmoid-BCE
 //   loss = max(z, 0) - z y + log(1 + exp(-|z|)),  dloss/dz = sigmoid(z) - y,
-// the input gradients g w, and the weight gradients as per-thread partial sums added in thread
-// order.
+// the MLP input gradient g w_mlp, the weight gradients as per-thread partial sums added in thread
+// order, and the GMF tables' gradients scattered by row owner (owned_scatter.h).
 #include <cmath>
 #include <vector>
 
 #include "cpu_backend.h"
+#include "owned_scatter.h"
 
 namespace ncf {
 
@@ -22,14 +23,6 @@ inline float mlp_term(const float* __restrict mlp, const HeadParams& p) {
 #pragma omp simd reduction(+ : zm)
   for (int j = 0; j < m; ++j) zm += w[j] * mlp[j];
   return p.b[0] + zm;
-}
-// The logit from the GMF values gmf.
-inline float head_logit(const float* __restrict gmf, const float* __restrict mlp, const HeadParams& p) {
-  const float* __restrict w = p.w;
-  float zg = 0.0f;
-#pragma omp simd reduction(+ : zg)
-  for (int j = 0; j < p.factors; ++j) zg += w[j] * gmf[j];
-  return zg + mlp_term(mlp, p);
 }
 // The logit from the GMF factors mu and mi, their product formed here.
 inline float head_logit(const float* __restrict mu, const float* __restrict mi, const float* __restrict mlp,
@@ -56,55 +49,69 @@ void CpuBackend::head_forward(const EmbedTables& t, const uint32_t* users, const
       256);
 }
 
-void CpuBackend::head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
-                                       const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
-                                       double* loss_sum) {
-  require_f32(gmf, "gmf");
+void CpuBackend::head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
+                                       const float* labels, const HeadParams& p, float grad_scale,
+                                       const LossScaler* scaler, Mat d_mlp, const EmbedGrads& g_tables, float* grad_w,
+                                       float* grad_b, double* loss_sum) {
   require_f32(mlp, "mlp");
-  require_f32(d_gmf, "d_gmf");
   require_f32(d_mlp, "d_mlp");
   const float scale = grad_scale * (scaler ? *scaler->scale : 1.0f);
   const int f = p.factors, w = p.mlp_width, width = f + w;
-  const float* g = gmf.f32();
+  const int64_t n = mlp.rows;
   const float* x = mlp.f32();
-  float* dg = d_gmf.f32();
   float* dx = d_mlp.f32();
+  // Pass 1, rows in parallel: logit, loss, the logit gradient (kept for pass 2), d_mlp and
+  // per-thread partial sums of the weight gradients, added in thread order.
+  std::vector<float> dlogit(static_cast<size_t>(n));
   const int T = pool_.size();
   std::vector<std::vector<float>> partial(size_t(T), std::vector<float>(size_t(width + 1), 0.0f));
   std::vector<double> loss(size_t(T), 0.0);
   pool_.parallel_for(
-      gmf.rows,
-      [&](int64_t b, int64_t e, int t) {
-        float* acc = partial[size_t(t)].data();
+      n,
+      [&](int64_t b, int64_t e, int tid) {
+        float* acc = partial[size_t(tid)].data();
         double l = 0.0;
         for (int64_t i = b; i < e; ++i) {
-          const float* gi = g + size_t(i) * f;
+          const float* mu = t.mf_user + size_t(users[i]) * f;
+          const float* mi = t.mf_item + size_t(items[i]) * f;
           const float* xi = x + size_t(i) * w;
-          const float z = head_logit(gi, xi, p);
+          const float z = head_logit(mu, mi, xi, p);
           const float y = labels[i];
           l += double(std::fmax(z, 0.0f) - z * y + std::log1p(std::exp(-std::fabs(z))));
           const float dz = (1.0f / (1.0f + std::exp(-z)) - y) * scale;
-          float* dgi = dg + size_t(i) * f;
+          dlogit[size_t(i)] = dz;
           float* dxi = dx + size_t(i) * w;
-          for (int j = 0; j < f; ++j) {
-            dgi[j] = dz * p.w[j];
-            acc[j] += dz * gi[j];
-          }
+          for (int j = 0; j < f; ++j) acc[j] += dz * (mu[j] * mi[j]);
           for (int j = 0; j < w; ++j) {
             dxi[j] = dz * p.w[f + j];
             acc[f + j] += dz * xi[j];
           }
           acc[width] += dz;
         }
-        loss[size_t(t)] = l;
+        loss[size_t(tid)] = l;
       },
       64);
   for (int j = 0; j <= width; ++j) {
     float s = 0.0f;
-    for (int t = 0; t < T; ++t) s += partial[size_t(t)][size_t(j)];
+    for (int k = 0; k < T; ++k) s += partial[size_t(k)][size_t(j)];
     if (j < width) grad_w[j] = s; else grad_b[0] = s;
   }
   for (double l : loss) *loss_sum += l;
+  // Pass 2: the GMF product's gradient (g w_gmf) times the other table's row, into each table row.
+  scatter_by_owner(
+      pool_, users, items, n,
+      [&](int64_t i, uint32_t u) {
+        const float dz = dlogit[size_t(i)];
+        const float* mi = t.mf_item + size_t(items[i]) * f;
+        float* gu = g_tables.mf_user + size_t(u) * f;
+        for (int j = 0; j < f; ++j) gu[j] += (dz * p.w[j]) * mi[j];
+      },
+      [&](int64_t i, uint32_t v) {
+        const float dz = dlogit[size_t(i)];
+        const float* mu = t.mf_user + size_t(users[i]) * f;
+        float* gv = g_tables.mf_item + size_t(v) * f;
+        for (int j = 0; j < f; ++j) gv[j] += (dz * p.w[j]) * mu[j];
+      });
 }
 
 }  // namespace ncf

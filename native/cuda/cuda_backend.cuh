@@ -36,10 +36,8 @@ class CudaBackend final : public Backend {
 
   void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
                     uint32_t* items, float* labels) override;
-  void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n, Mat gmf,
-                     Mat mlp_in) override;
-  void embed_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, int n, Mat d_gmf,
-                      Mat d_mlp_in, const EmbedGrads& g) override;
+  void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp_in) override;
+  void embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) override;
   void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) override;
   void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx, float* grad_w,
                        float* grad_b) override;
@@ -47,8 +45,9 @@ class CudaBackend final : public Backend {
   bool train_pass(const TrainPass& p, int n) override;
   void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
                     float* logits) override;
-  void head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
-                             const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
+  void head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
+                             const float* labels, const HeadParams& p, float grad_scale, const LossScaler* scaler,
+                             Mat d_mlp, const EmbedGrads& g_tables, float* grad_w, float* grad_b,
                              double* loss_sum) override;
   void unscale_check(float* grads, size_t n, const LossScaler& scaler) override;
   void adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,

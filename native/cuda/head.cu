@@ -1,13 +1,20 @@
 // The output unit on the GPU: eight lanes per row, four rows per warp at once. Lane s of a row's
-// group takes features s, s + 8, s + 16, ... of [gmf ; mlp], so each load instruction of the group
-// reads whole 32-byte sectors of the row, and three shuffles sum the group's partial dot products.
-// head_forward: logit = w . [mf_user[u] * mf_item[v] ; mlp] + b, the GMF product formed from the
-// table rows (evaluation and serving never write it out). head_forward_backward takes the logit
-// from a stored gmf and computes in the same pass the sigmoid-BCE loss and its gradient
-// g = (sigmoid(z) - y) * grad_scale (times the loss scale under --amp), writes d_gmf = g w_gmf and
-// d_mlp = g w_mlp, and sums the weight gradients g x over the rows: in registers per lane (its features are fixed; beyond kRegFeatures per part, in
-// shared memory atomics), then over the warp by shuffles, the block in shared memory, and one
-// global atomic per weight per block.
+// group takes MLP features s, s + 8, s + 16, ..., so each load instruction of the group reads
+// whole 32-byte sectors of the row, and three shuffles sum the group's partial dot products. The
+// GMF product is formed from the two table rows in the same way, or, with kChunks > 0 (factors =
+// 32 kChunks, 16-byte aligned rows), lane s takes the four factors 4s..4s+3 of each 32-factor
+// chunk as one 16-byte load (and one 16-byte vector atomic in the backward pass).
+// head_forward: logit = w . [mf_user[u] * mf_item[v] ; mlp] + b.
+// head_forward_backward: the same logit, the sigmoid-BCE loss and its gradient
+// g = (sigmoid(z) - y) * grad_scale (times the loss scale under --amp); writes d_mlp = g w_mlp,
+// adds (g w_gmf) * mf_item[v] into the gradient of mf_user[u] and (g w_gmf) * mf_user[u] into
+// mf_item[v]'s with global atomics (the rows are read again for it, from L1), and sums the weight
+// gradients g x over the rows: in registers per lane (its features are fixed; beyond kRegGmf /
+// kRegMlp, in shared memory atomics), then over the warp by shuffles, the block in
+// shared memory, and one global atomic per weight per block. No GMF value or gradient is
+// written per row.
+#include <initializer_list>
+
 #include "cuda_backend.cuh"
 
 namespace ncf::cuda {
@@ -16,7 +23,11 @@ namespace {
 
 constexpr int kRowLanes = 8;
 constexpr int kRowsPerWarp = 32 / kRowLanes;
-constexpr int kRegFeatures = 16;  // per lane and part (GMF, MLP): weight-gradient sums in registers
+// Weight-gradient sums in registers per lane: the GMF part's features (4 kChunks, or up to
+// kRegGmf), the MLP part's (up to kRegMlp: widths up to 64); the rest go to shared memory.
+constexpr int kRegGmf = 16;
+constexpr int kRegMlp = 8;
+constexpr int kMaxChunks = kRegGmf / 4;
 
 // The sum of v over the 8 lanes of a row's group, in each of them.
 __device__ __forceinline__ float group_sum(float v) {
@@ -25,22 +36,37 @@ __device__ __forceinline__ float group_sum(float v) {
   return v;
 }
 
-// Row `row`'s logit in every lane of its group (sub: the lane's index in the group), its GMF
-// values read from gmf, or (gmf null) formed as mu * mi; rows past the end (valid false) take
-// part in the shuffles with zeros.
-__device__ __forceinline__ float row_logit(const float* gmf, const float* mu, const float* mi, const void* mlp, DType mt,
-                                          int64_t row, bool valid, HeadParams p, int sub) {
-  float s = 0.0f;
-  if (valid) {
-    if (gmf)
-      for (int j = sub; j < p.factors; j += kRowLanes) s += p.w[j] * gmf[row * p.factors + j];
-    else
-      for (int j = sub; j < p.factors; j += kRowLanes) s += p.w[j] * (mu[j] * mi[j]);
-    for (int j = sub; j < p.mlp_width; j += kRowLanes) s += p.w[p.factors + j] * load(mlp, mt, row * p.mlp_width + j);
-  }
-  return group_sum(s) + p.b[0];
+// The GMF factor that lane `sub` holds in its k-th register slot.
+template <int kChunks>
+__device__ __forceinline__ int gmf_feature(int sub, int k) {
+  return kChunks > 0 ? 32 * (k / 4) + 4 * sub + (k % 4) : sub + kRowLanes * k;
 }
 
+// The lane's share of w_gmf . (mu * mi).
+template <int kChunks>
+__device__ __forceinline__ float gmf_dot(const float* mu, const float* mi, const HeadParams& p, int sub) {
+  float s = 0.0f;
+  if constexpr (kChunks > 0) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int j = 32 * c + 4 * sub;
+      const float4 a = *reinterpret_cast<const float4*>(mu + j), b = *reinterpret_cast<const float4*>(mi + j);
+      s += p.w[j] * (a.x * b.x) + p.w[j + 1] * (a.y * b.y) + p.w[j + 2] * (a.z * b.z) + p.w[j + 3] * (a.w * b.w);
+    }
+  } else {
+    for (int j = sub; j < p.factors; j += kRowLanes) s += p.w[j] * (mu[j] * mi[j]);
+  }
+  return s;
+}
+
+// The lane's share of w_mlp . mlp[row].
+__device__ __forceinline__ float mlp_dot(const void* mlp, DType mt, int64_t row, const HeadParams& p, int sub) {
+  float s = 0.0f;
+  for (int j = sub; j < p.mlp_width; j += kRowLanes) s += p.w[p.factors + j] * load(mlp, mt, row * p.mlp_width + j);
+  return s;
+}
+
+template <int kChunks>
 __global__ void head_forward_kernel(EmbedTables t, const uint32_t* users, const uint32_t* items, const void* mlp, DType mt,
                                     int rows, HeadParams p, float* logits) {
   const int lane = threadIdx.x & 31, sub = lane % kRowLanes;
@@ -49,16 +75,24 @@ __global__ void head_forward_kernel(EmbedTables t, const uint32_t* users, const 
   for (int64_t base = warp * kRowsPerWarp; base < rows; base += warps * kRowsPerWarp) {
     const int64_t row = base + lane / kRowLanes;
     const bool valid = row < rows;
-    const float* mu = valid ? t.mf_user + int64_t(users[row]) * p.factors : nullptr;
-    const float* mi = valid ? t.mf_item + int64_t(items[row]) * p.factors : nullptr;
-    const float z = row_logit(nullptr, mu, mi, mlp, mt, row, valid, p, sub);
+    float s = 0.0f;
+    if (valid)
+      s = gmf_dot<kChunks>(t.mf_user + int64_t(users[row]) * p.factors, t.mf_item + int64_t(items[row]) * p.factors, p,
+                           sub) +
+          mlp_dot(mlp, mt, row, p, sub);
+    const float z = group_sum(s) + p.b[0];  // rows past the end take part with zeros
     if (valid && sub == 0) logits[row] = z;
   }
 }
 
-__global__ void head_loss_kernel(const float* gmf, const void* mlp, DType mt, const float* labels, int rows, HeadParams p,
-                                 float grad_scale, const float* loss_scale, float* d_gmf, void* d_mlp, float* grad_w,
-                                 float* grad_b, double* loss_sum) {
+// Blocks per SM the register budget is set for: 4 (64 registers a thread, no spills) where the
+// GMF part is one or two chunks (the default 64 factors), 3 (80) for the other layouts.
+constexpr int head_loss_min_blocks(int chunks) { return chunks == 1 || chunks == 2 ? 4 : 3; }
+
+template <int kChunks>
+__global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks)) head_loss_kernel(EmbedTables t, const uint32_t* users, const uint32_t* items, const void* mlp, DType mt,
+                                 const float* labels, int rows, HeadParams p, float grad_scale, const float* loss_scale,
+                                 void* d_mlp, EmbedGrads gt, float* grad_w, float* grad_b, double* loss_sum) {
   extern __shared__ float acc[];  // [factors + mlp_width] weight-gradient sums, the bias's, the loss
   const int f = p.factors, m = p.mlp_width, width = f + m;
   for (int j = threadIdx.x; j < width + 2; j += blockDim.x) acc[j] = 0.0f;
@@ -67,14 +101,21 @@ __global__ void head_loss_kernel(const float* gmf, const void* mlp, DType mt, co
   const int lane = threadIdx.x & 31, sub = lane % kRowLanes;
   const int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
   const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
-  float sum_g[kRegFeatures], sum_m[kRegFeatures];  // features sub + 8k of the GMF and MLP parts
+  constexpr int kG = kChunks > 0 ? 4 * kChunks : kRegGmf;
+  float sum_g[kG], sum_m[kRegMlp];  // the lane's GMF (gmf_feature) and MLP (sub + 8k) features
 #pragma unroll
-  for (int k = 0; k < kRegFeatures; ++k) sum_g[k] = sum_m[k] = 0.0f;
+  for (int k = 0; k < kG; ++k) sum_g[k] = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kRegMlp; ++k) sum_m[k] = 0.0f;
   float loss = 0.0f, bias = 0.0f;
   for (int64_t base = warp * kRowsPerWarp; base < rows; base += warps * kRowsPerWarp) {
     const int64_t row = base + lane / kRowLanes;
     const bool valid = row < rows;
-    const float z = row_logit(gmf, nullptr, nullptr, mlp, mt, row, valid, p, sub);
+    const uint32_t u = valid ? users[row] : 0, v = valid ? items[row] : 0;
+    const float* mu = t.mf_user + int64_t(u) * f;
+    const float* mi = t.mf_item + int64_t(v) * f;
+    const float s = valid ? gmf_dot<kChunks>(mu, mi, p, sub) + mlp_dot(mlp, mt, row, p, sub) : 0.0f;
+    const float z = group_sum(s) + p.b[0];
     if (!valid) continue;
     const float y = labels[row];
     const float g = (1.0f / (1.0f + expf(-z)) - y) * scale;
@@ -82,41 +123,68 @@ __global__ void head_loss_kernel(const float* gmf, const void* mlp, DType mt, co
       loss += fmaxf(z, 0.0f) - z * y + log1pf(expf(-fabsf(z)));
       bias += g;
     }
+    float* gu = gt.mf_user + int64_t(u) * f;
+    float* gi = gt.mf_item + int64_t(v) * f;
+    if constexpr (kChunks > 0) {
 #pragma unroll
-    for (int k = 0; k < kRegFeatures; ++k) {
-      const int j = sub + kRowLanes * k;
-      if (j < f) {
-        d_gmf[row * f + j] = g * p.w[j];
-        sum_g[k] += g * gmf[row * f + j];
+      for (int c = 0; c < kChunks; ++c) {
+        const int j = 32 * c + 4 * sub;
+        const float4 a = *reinterpret_cast<const float4*>(mu + j), b = *reinterpret_cast<const float4*>(mi + j);
+        const float d0 = g * p.w[j], d1 = g * p.w[j + 1], d2 = g * p.w[j + 2], d3 = g * p.w[j + 3];
+        sum_g[4 * c] += g * (a.x * b.x);
+        sum_g[4 * c + 1] += g * (a.y * b.y);
+        sum_g[4 * c + 2] += g * (a.z * b.z);
+        sum_g[4 * c + 3] += g * (a.w * b.w);
+        atomic_add4(gu + j, d0 * b.x, d1 * b.y, d2 * b.z, d3 * b.w);
+        atomic_add4(gi + j, d0 * a.x, d1 * a.y, d2 * a.z, d3 * a.w);
       }
+    } else {
+#pragma unroll
+      for (int k = 0; k < kG; ++k) {
+        const int j = sub + kRowLanes * k;
+        if (j < f) {
+          const float d = g * p.w[j];
+          sum_g[k] += g * (mu[j] * mi[j]);
+          atomicAdd(gu + j, d * mi[j]);
+          atomicAdd(gi + j, d * mu[j]);
+        }
+      }
+      for (int j = sub + kRowLanes * kG; j < f; j += kRowLanes) {
+        const float d = g * p.w[j];
+        atomicAdd(&acc[j], g * (mu[j] * mi[j]));
+        atomicAdd(gu + j, d * mi[j]);
+        atomicAdd(gi + j, d * mu[j]);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kRegMlp; ++k) {
+      const int j = sub + kRowLanes * k;
       if (j < m) {
         store(d_mlp, mt, row * m + j, g * p.w[f + j]);
         sum_m[k] += g * load(mlp, mt, row * m + j);
       }
     }
-    for (int j = sub + kRowLanes * kRegFeatures; j < f; j += kRowLanes) {
-      d_gmf[row * f + j] = g * p.w[j];
-      atomicAdd(&acc[j], g * gmf[row * f + j]);
-    }
-    for (int j = sub + kRowLanes * kRegFeatures; j < m; j += kRowLanes) {
+    for (int j = sub + kRowLanes * kRegMlp; j < m; j += kRowLanes) {
       store(d_mlp, mt, row * m + j, g * p.w[f + j]);
       atomicAdd(&acc[f + j], g * load(mlp, mt, row * m + j));
     }
   }
   // The warp's four row groups hold sums of the same features: add them up, then into the block's.
 #pragma unroll
-  for (int k = 0; k < kRegFeatures; ++k)
-    for (int o = kRowLanes; o < 32; o <<= 1) {
-      sum_g[k] += __shfl_xor_sync(0xffffffffu, sum_g[k], o);
-      sum_m[k] += __shfl_xor_sync(0xffffffffu, sum_m[k], o);
-    }
-  if (lane < kRowLanes)
+  for (int o = kRowLanes; o < 32; o <<= 1) {
 #pragma unroll
-    for (int k = 0; k < kRegFeatures; ++k) {
-      const int j = lane + kRowLanes * k;
-      if (j < f) atomicAdd(&acc[j], sum_g[k]);
-      if (j < m) atomicAdd(&acc[f + j], sum_m[k]);
-    }
+    for (int k = 0; k < kG; ++k) sum_g[k] += __shfl_xor_sync(0xffffffffu, sum_g[k], o);
+#pragma unroll
+    for (int k = 0; k < kRegMlp; ++k) sum_m[k] += __shfl_xor_sync(0xffffffffu, sum_m[k], o);
+  }
+  if (lane < kRowLanes) {
+#pragma unroll
+    for (int k = 0; k < kG; ++k)
+      if (gmf_feature<kChunks>(lane, k) < f) atomicAdd(&acc[gmf_feature<kChunks>(lane, k)], sum_g[k]);
+#pragma unroll
+    for (int k = 0; k < kRegMlp; ++k)
+      if (lane + kRowLanes * k < m) atomicAdd(&acc[f + lane + kRowLanes * k], sum_m[k]);
+  }
   if (sub == 0) {
     atomicAdd(&acc[width], bias);
     atomicAdd(&acc[width + 1], loss);
@@ -135,6 +203,27 @@ unsigned head_blocks(int rows) {
   return unsigned(b < 1 ? 1 : (b > 4096 ? 4096 : b));  // at most 4096 blocks: fewer global atomics
 }
 
+// The GMF layout the kernels take: kChunks = factors / 32 when that is 1..kMaxChunks and every
+// table (and gradient) row is 16-byte aligned, else 0 (one factor per lane and load).
+int gmf_chunks(int factors, std::initializer_list<const void*> tables) {
+  if (factors % 32 != 0 || factors / 32 > kMaxChunks) return 0;
+  for (const void* p : tables)
+    if (!aligned_to(p, 16)) return 0;
+  return factors / 32;
+}
+
+// Runs launch(std::integral_constant<int, kChunks>) for the runtime chunk count.
+template <typename Launch>
+void with_chunks(int chunks, Launch launch) {
+  switch (chunks) {
+    case 1: launch(std::integral_constant<int, 1>()); break;
+    case 2: launch(std::integral_constant<int, 2>()); break;
+    case 3: launch(std::integral_constant<int, 3>()); break;
+    case 4: launch(std::integral_constant<int, 4>()); break;
+    default: launch(std::integral_constant<int, 0>()); break;
+  }
+}
+
 }  // namespace
 
 void CudaBackend::head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
@@ -142,23 +231,31 @@ void CudaBackend::head_forward(const EmbedTables& t, const uint32_t* users, cons
   const int rows = int(mlp.rows);
   if (rows <= 0) return;
   use_device(device_);
-  head_forward_kernel<<<blocks_for(int64_t(rows) * kRowLanes), kThreads, 0, stream_>>>(t, users, items, mlp.data, mlp.dtype,
-                                                                                       rows, p, logits);
+  with_chunks(gmf_chunks(p.factors, {t.mf_user, t.mf_item}), [&](auto chunks) {
+    constexpr int kChunks = decltype(chunks)::value;
+    head_forward_kernel<kChunks><<<blocks_for(int64_t(rows) * kRowLanes), kThreads, 0, stream_>>>(
+        t, users, items, mlp.data, mlp.dtype, rows, p, logits);
+  });
   NCF_LAUNCHED();
 }
 
-void CudaBackend::head_forward_backward(Mat gmf, Mat mlp, const float* labels, const HeadParams& p, float grad_scale,
-                                        const LossScaler* scaler, Mat d_gmf, Mat d_mlp, float* grad_w, float* grad_b,
-                                        double* loss_sum) {
-  const int rows = int(gmf.rows);
+void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
+                                        const float* labels, const HeadParams& p, float grad_scale,
+                                        const LossScaler* scaler, Mat d_mlp, const EmbedGrads& g_tables, float* grad_w,
+                                        float* grad_b, double* loss_sum) {
+  const int rows = int(mlp.rows);
   use_device(device_);
   NCF_CUDA(cudaMemsetAsync(grad_w, 0, sizeof(float) * size_t(p.factors + p.mlp_width), stream_));
   NCF_CUDA(cudaMemsetAsync(grad_b, 0, sizeof(float), stream_));
   if (rows <= 0) return;
   const size_t smem = sizeof(float) * size_t(p.factors + p.mlp_width + 2);
-  head_loss_kernel<<<head_blocks(rows), kThreads, smem, stream_>>>(gmf.f32(), mlp.data, mlp.dtype, labels, rows, p,
-                                                                  grad_scale, scaler ? scaler->scale : nullptr,
-                                                                  d_gmf.f32(), d_mlp.data, grad_w, grad_b, loss_sum);
+  const float* ls = scaler ? scaler->scale : nullptr;
+  with_chunks(gmf_chunks(p.factors, {t.mf_user, t.mf_item, g_tables.mf_user, g_tables.mf_item}), [&](auto chunks) {
+    constexpr int kChunks = decltype(chunks)::value;
+    head_loss_kernel<kChunks><<<head_blocks(rows), kThreads, smem, stream_>>>(
+        t, users, items, mlp.data, mlp.dtype, labels, rows, p, grad_scale, ls, d_mlp.data, g_tables, grad_w, grad_b,
+        loss_sum);
+  });
   NCF_LAUNCHED();
 }
 

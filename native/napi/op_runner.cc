@@ -190,60 +190,57 @@ Napi::Value OpRunner::SampleBatch(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-struct Tables {
-  std::vector<float> mf_user, mf_item, mlp_user, mlp_item;
-  int factors, half;
+// The MLP tables (mlpUser [nUsers x half], mlpItem [nItems x half]) and pairs of the embedding ops.
+struct MlpTables {
+  std::vector<float> user, item;
+  int half;
+  Pairs pairs;
 };
-Tables read_tables(const Napi::Object& o) {
-  Tables t{get_f32(o.Get("mfUser"), "mfUser"), get_f32(o.Get("mfItem"), "mfItem"), get_f32(o.Get("mlpUser"), "mlpUser"),
-           get_f32(o.Get("mlpItem"), "mlpItem"), int(get_int(o, "factors", 0)), int(get_int(o, "half", 0))};
-  if (t.factors < 1 || t.half < 1) bad_option("factors/half", "positive");
+MlpTables read_mlp_tables(const Napi::Object& o) {
+  MlpTables t{get_f32(o.Get("mlpUser"), "mlpUser"), get_f32(o.Get("mlpItem"), "mlpItem"), int(get_int(o, "half", 0)), {}};
+  if (t.half < 1 || t.user.size() % size_t(t.half) != 0 || t.item.size() % size_t(t.half) != 0)
+    bad_option("half/mlpUser/mlpItem", "a positive half dividing both tables' lengths");
+  ModelConfig shape;
+  shape.n_users = uint32_t(t.user.size() / size_t(t.half));
+  shape.n_items = uint32_t(t.item.size() / size_t(t.half));
+  t.pairs = pairs_from(o, shape);
   return t;
 }
 }  // namespace
 
-// embedForward({ mfUser, mfItem, mlpUser, mlpItem, factors, half, users, items, fp16, gmf })
-//   -> { gmf, mlpIn } (gmf: false leaves the GMF values out, as Network::forward does; gmf is
-//   then empty)
+// embedForward({ mlpUser, mlpItem, half, users, items, fp16 }) -> Float32Array mlpIn
 Napi::Value OpRunner::EmbedForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
-    const Tables t = read_tables(o);
-    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
-    const bool fp16 = get_bool(o, "fp16", false);
-    const int n = int(users.size());
+    const MlpTables t = read_mlp_tables(o);
+    const int n = int(t.pairs.users.size());
     Io io(*be_);
-    EmbedTables et{io.f32(t.mf_user), io.f32(t.mf_item), io.f32(t.mlp_user), io.f32(t.mlp_item), t.factors, t.half};
-    const bool want_gmf = get_bool(o, "gmf", true);
-    Mat gmf = want_gmf ? io.mat_zeros(n, t.factors, false) : Mat{}, mlp = io.mat_zeros(n, 2 * t.half, fp16);
-    be_->embed_forward(et, io.u32(users), io.u32(items), n, gmf, mlp);
-    Napi::Object r = Napi::Object::New(info.Env());
-    r.Set("gmf", want_gmf ? out(info.Env(), io.read(gmf)) : Napi::Float32Array::New(info.Env(), 0));
-    r.Set("mlpIn", out(info.Env(), io.read(mlp)));
-    return r;
+    EmbedTables et;
+    et.mlp_user = io.f32(t.user);
+    et.mlp_item = io.f32(t.item);
+    et.half = t.half;
+    Mat mlp = io.mat_zeros(n, 2 * t.half, get_bool(o, "fp16", false));
+    be_->embed_forward(et, io.u32(t.pairs.users), io.u32(t.pairs.items), mlp);
+    return out(info.Env(), io.read(mlp));
   });
 }
 
-// embedBackward({ tables..., users, items, dGmf, dMlpIn, fp16 }) -> { mfUser, mfItem, mlpUser, mlpItem } gradients
+// embedBackward({ mlpUser, mlpItem, half, users, items, dMlpIn, fp16 }) -> { mlpUser, mlpItem }
+// gradients (the tables give the gradients' shapes)
 Napi::Value OpRunner::EmbedBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
-    const Tables t = read_tables(o);
-    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
-    const bool fp16 = get_bool(o, "fp16", false);
-    const int n = int(users.size());
+    const MlpTables t = read_mlp_tables(o);
+    const int n = int(t.pairs.users.size());
     Io io(*be_);
-    EmbedTables et{io.f32(t.mf_user), io.f32(t.mf_item), io.f32(t.mlp_user), io.f32(t.mlp_item), t.factors, t.half};
-    Mat dg = io.mat(get_f32(o.Get("dGmf"), "dGmf"), n, t.factors, false);
-    Mat dx = io.mat(get_f32(o.Get("dMlpIn"), "dMlpIn"), n, 2 * t.half, fp16);
-    EmbedGrads g{io.f32_zeros(t.mf_user.size()), io.f32_zeros(t.mf_item.size()), io.f32_zeros(t.mlp_user.size()),
-                 io.f32_zeros(t.mlp_item.size())};
-    be_->embed_backward(et, io.u32(users), io.u32(items), n, dg, dx, g);
+    Mat dx = io.mat(get_f32(o.Get("dMlpIn"), "dMlpIn"), n, 2 * t.half, get_bool(o, "fp16", false));
+    EmbedGrads g;
+    g.mlp_user = io.f32_zeros(t.user.size());
+    g.mlp_item = io.f32_zeros(t.item.size());
+    be_->embed_backward(io.u32(t.pairs.users), io.u32(t.pairs.items), dx, g);
     Napi::Object r = Napi::Object::New(info.Env());
-    r.Set("mfUser", out(info.Env(), io.read(g.mf_user, t.mf_user.size())));
-    r.Set("mfItem", out(info.Env(), io.read(g.mf_item, t.mf_item.size())));
-    r.Set("mlpUser", out(info.Env(), io.read(g.mlp_user, t.mlp_user.size())));
-    r.Set("mlpItem", out(info.Env(), io.read(g.mlp_item, t.mlp_item.size())));
+    r.Set("mlpUser", out(info.Env(), io.read(g.mlp_user, t.user.size())));
+    r.Set("mlpItem", out(info.Env(), io.read(g.mlp_item, t.item.size())));
     return r;
   });
 }
@@ -308,23 +305,40 @@ Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
 }
 
 namespace {
+// The output unit's inputs: the GMF tables mfUser [* x factors] and mfItem, the pairs, the MLP
+// output mlp [pairs x (w.length - factors)], w and b.
 struct HeadIo {
   HeadParams p;
-  Mat gmf, mlp;
+  EmbedTables t;
+  const uint32_t* users;
+  const uint32_t* items;
+  Mat mlp;
   int n;
+  size_t mu_size, mi_size;
 };
 HeadIo head_from(Io& io, const Napi::Object& o, bool fp16) {
-  const std::vector<float> w = get_f32(o.Get("w"), "w"), b = get_f32(o.Get("b"), "b"), g = get_f32(o.Get("gmf"), "gmf"),
-                           m = get_f32(o.Get("mlp"), "mlp");
-  const int f = int(get_int(o, "factors", 0));
-  const int width = int(w.size()) - f;
-  if (f < 1 || width < 1 || b.size() != 1) bad_option("w/b/factors", "consistent");
-  const int n = int(g.size() / size_t(f));
+  const std::vector<float> w = get_f32(o.Get("w"), "w"), b = get_f32(o.Get("b"), "b"), m = get_f32(o.Get("mlp"), "mlp");
+  const std::vector<float> mu = get_f32(o.Get("mfUser"), "mfUser"), mi = get_f32(o.Get("mfItem"), "mfItem");
+  const int f = int(get_int(o, "factors", 0)), width = int(w.size()) - f;
+  if (f < 1 || width < 1 || b.size() != 1 || mu.size() % size_t(f) != 0 || mi.size() % size_t(f) != 0)
+    bad_option("w/b/factors/mfUser/mfItem", "consistent");
+  ModelConfig shape;
+  shape.n_users = uint32_t(mu.size() / size_t(f));
+  shape.n_items = uint32_t(mi.size() / size_t(f));
+  const Pairs pairs = pairs_from(o, shape);
+  const int n = int(pairs.users.size());
+  if (m.size() != size_t(n) * size_t(width)) bad_option("mlp", "users.length rows of the MLP width");
   HeadIo h;
   h.p = HeadParams{io.f32(w), io.f32(b), f, width};
-  h.gmf = io.mat(g, n, f, false);
+  h.t.mf_user = io.f32(mu);
+  h.t.mf_item = io.f32(mi);
+  h.t.factors = f;
+  h.users = io.u32(pairs.users);
+  h.items = io.u32(pairs.items);
   h.mlp = io.mat(m, n, width, fp16);
   h.n = n;
+  h.mu_size = mu.size();
+  h.mi_size = mi.size();
   return h;
 }
 }  // namespace
@@ -333,56 +347,44 @@ HeadIo head_from(Io& io, const Napi::Object& o, bool fp16) {
 Napi::Value OpRunner::HeadForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
-    const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    const std::vector<float> w = get_f32(o.Get("w"), "w"), b = get_f32(o.Get("b"), "b"), m = get_f32(o.Get("mlp"), "mlp");
-    const std::vector<float> mu = get_f32(o.Get("mfUser"), "mfUser"), mi = get_f32(o.Get("mfItem"), "mfItem");
-    const int f = int(get_int(o, "factors", 0)), width = int(w.size()) - f;
-    if (f < 1 || width < 1 || b.size() != 1 || mu.size() % size_t(f) != 0 || mi.size() % size_t(f) != 0)
-      bad_option("w/b/factors/mfUser/mfItem", "consistent");
-    ModelConfig tables_shape;
-    tables_shape.n_users = uint32_t(mu.size() / size_t(f));
-    tables_shape.n_items = uint32_t(mi.size() / size_t(f));
-    const Pairs pairs = pairs_from(o, tables_shape);
-    const std::vector<uint32_t>& users = pairs.users;
-    const int n = int(users.size());
-    if (m.size() != size_t(n) * size_t(width)) bad_option("mlp", "users.length rows of the MLP width");
-    EmbedTables t;
-    t.mf_user = io.f32(mu);
-    t.mf_item = io.f32(mi);
-    t.factors = f;
-    float* logits = io.f32_zeros(size_t(n));
-    be_->head_forward(t, io.u32(users), io.u32(pairs.items), io.mat(m, n, width, fp16), HeadParams{io.f32(w), io.f32(b), f, width},
-                      logits);
-    return out(info.Env(), io.read(logits, size_t(n)));
+    const HeadIo h = head_from(io, o, get_bool(o, "fp16", false));
+    float* logits = io.f32_zeros(size_t(h.n));
+    be_->head_forward(h.t, h.users, h.items, h.mlp, h.p, logits);
+    return out(info.Env(), io.read(logits, size_t(h.n)));
   });
 }
 
-// headForwardBackward({ gmf, mlp, labels, w, b, factors, gradScale, lossScale, fp16 })
-//   -> { dGmf, dMlp, gradW, gradB, lossSum }
+// headForwardBackward({ mfUser, mfItem, users, items, mlp, labels, w, b, factors, gradScale,
+//   lossScale, fp16 }) -> { dMlp, gradW, gradB, gradMfUser, gradMfItem, lossSum }
 Napi::Value OpRunner::HeadForwardBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
     const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    HeadIo h = head_from(io, o, fp16);
-    const float* labels = io.f32(get_f32(o.Get("labels"), "labels"));
-    Mat dg = io.mat_zeros(h.n, h.p.factors, false), dm = io.mat_zeros(h.n, h.p.mlp_width, fp16);
+    const HeadIo h = head_from(io, o, fp16);
+    const std::vector<float> labels = get_f32(o.Get("labels"), "labels");
+    if (labels.size() != size_t(h.n)) bad_option("labels", "one per pair");
+    Mat dm = io.mat_zeros(h.n, h.p.mlp_width, fp16);
     float* gw = io.f32_zeros(size_t(h.p.factors + h.p.mlp_width));
     float* gb = io.f32_zeros(1);
+    EmbedGrads g;
+    g.mf_user = io.f32_zeros(h.mu_size);
+    g.mf_item = io.f32_zeros(h.mi_size);
     BackendArray<double> loss(*be_, 1);
     const float ls = float(get_number(o, "lossScale", 0));
     LossScaler scaler;
     if (ls > 0) scaler.scale = io.f32({ls});
-    be_->head_forward_backward(h.gmf, h.mlp, labels, h.p, float(get_number(o, "gradScale", 1.0)),
-                               ls > 0 ? &scaler : nullptr, dg, dm, gw, gb, loss.get());
+    be_->head_forward_backward(h.t, h.users, h.items, h.mlp, io.f32(labels), h.p, float(get_number(o, "gradScale", 1.0)),
+                               ls > 0 ? &scaler : nullptr, dm, g, gw, gb, loss.get());
     double lsum = 0;
     be_->download(&lsum, loss.get(), sizeof lsum);
     Napi::Object r = Napi::Object::New(info.Env());
-    r.Set("dGmf", out(info.Env(), io.read(dg)));
     r.Set("dMlp", out(info.Env(), io.read(dm)));
     r.Set("gradW", out(info.Env(), io.read(gw, size_t(h.p.factors + h.p.mlp_width))));
     r.Set("gradB", out(info.Env(), io.read(gb, 1)));
+    r.Set("gradMfUser", out(info.Env(), io.read(g.mf_user, h.mu_size)));
+    r.Set("gradMfItem", out(info.Env(), io.read(g.mf_item, h.mi_size)));
     r.Set("lossSum", lsum);
     return r;
   });
