@@ -21,7 +21,7 @@ endforeach()
 # (a launch configuration must not contain '>'; if one does, its <<< is left and the build fails).
 # The headers (.cuh) are rewritten the same way into the same folder, where the generated files'
 # quoted includes find them first.
-file(GLOB NCF_EMU_CU ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda/*.cuh)
+file(GLOB NCF_EMU_CU CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda/*.cuh)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${NCF_EMU_CU})
 set(NCF_EMU_GENERATED)
 foreach(cu ${NCF_EMU_CU})

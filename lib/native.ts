@@ -197,9 +197,17 @@ export interface NativeOpRunner {
   /** The MLP tables' gradients from the MLP input's. */
   embedBackward(a: EmbedArgs & { dMlpIn: Float32Array }): { mlpUser: Float32Array; mlpItem: Float32Array };
   linearForward(a: LinearArgs & { x: Float32Array }): Float32Array;
-  linearBackward(a: LinearArgs & { x: Float32Array; y: Float32Array; dy: Float32Array; wantDx?: boolean }): {
-    dz: Float32Array; dx?: Float32Array; gradW: Float32Array; gradB: Float32Array;
-  };
+  /**
+   * relu_dropout_backward of dy, then linear_backward. With `below`, dx is taken back through the
+   * layer below's ReLU and dropout (its live units given as a mask unless mask: false), and its
+   * bias gradient is returned as gradBBelow.
+   */
+  linearBackward(a: LinearArgs & {
+    x: Float32Array; y: Float32Array; dy: Float32Array; wantDx?: boolean;
+    below?: DropoutArgs & { y: Float32Array; mask?: boolean };
+  }): { dz: Float32Array; dx?: Float32Array; gradW: Float32Array; gradB: Float32Array; gradBBelow?: Float32Array };
+  /** The live-unit mask linear_forward writes: rows of ld / 8 bytes, ld = out rounded up to 128. */
+  liveUnits(a: LinearArgs & { x: Float32Array }): Uint8Array;
   headForward(a: HeadArgs): Float32Array;
   headForwardBackward(a: HeadArgs & { labels: Float32Array; gradScale: number; lossScale?: number }): {
     dMlp: Float32Array; gradW: Float32Array; gradB: Float32Array; gradMfUser: Float32Array; gradMfItem: Float32Array;

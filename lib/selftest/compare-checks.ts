@@ -6,7 +6,7 @@
  */
 import type { NativeOpRunner } from '../native';
 import { type Check, check, property } from './check';
-import { tinyCsr } from './cpu-checks';
+import { liveBits, tinyCsr } from './cpu-checks';
 import { Rng, exactlyEqual, relError } from '../util/random';
 import { paramCount, paramLayout } from '../model/checkpoint';
 
@@ -75,6 +75,12 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     const bd = dev.linearBackward({ ...args, x: xin, y: yref, dy: fp16 ? cpu.halfRoundTrip(dy) : dy, fp16 });
     const bc = cpu.linearBackward({ ...args, x: xin, y: yref, dy: fp16 ? cpu.halfRoundTrip(dy) : dy });
     checks.push(check(`linear_backward ${inW}->${out}`, precision, Math.max(relError(bd.gradW, bc.gradW), relError(bd.gradB, bc.gradB), relError(bd.dx!, bc.dx!)), tol));
+    checks.push(property(`live-unit mask ${inW}->${out} = (y > 0)`, exactlyEqual(dev.liveUnits({ ...args, x: xin, fp16 }), liveBits(yd, rows, out))));
+    // Through the layer below (the CUDA backend's DRELU_BGRAD epilogue where its check passed).
+    const below = { y: xin.map((v) => Math.max(v, 0)), dropout: 0.5, seed: 77, layer: 0, mask: true };
+    const dd = dev.linearBackward({ ...args, x: xin, y: yref, dy: fp16 ? cpu.halfRoundTrip(dy) : dy, fp16, below });
+    const dc = cpu.linearBackward({ ...args, x: xin, y: yref, dy: fp16 ? cpu.halfRoundTrip(dy) : dy, below });
+    checks.push(check(`linear_backward ${inW}->${out} through the layer below`, precision, Math.max(relError(dd.dx!, dc.dx!), relError(dd.gradBBelow!, dc.gradBBelow!)), tol));
   }
 
   // Output unit and loss: the model's widths (16-byte GMF loads and atomics), and odd ones (one

@@ -6,7 +6,7 @@
 import type { NativeOpRunner } from '../native';
 import { type Check, check, property } from './check';
 import { affine, bce, sigmoid } from './reference';
-import { centralDifference, Rng, relError } from '../util/random';
+import { centralDifference, exactlyEqual, Rng, relError } from '../util/random';
 
 /** Published Philox4x32-10 test vectors (Random123's kat_vectors). */
 export function philoxKat(r: NativeOpRunner): Check {
@@ -141,10 +141,12 @@ export function linearChecks(r: NativeOpRunner): Check[] {
   const shifted = r.linearForward({ w: bw, b: bb, in: big.in, out: big.out, x: bx.subarray(big.in), ...drop, pos0: 101 });
   const sameMask = shifted.every((v, i) => (v === 0) === (yd[big.out + i] === 0));
   const rate = dropped / positive;
+  const bits = r.liveUnits({ w: bw, b: bb, in: big.in, out: big.out, x: bx, ...drop, pos0: 100 });
   checks.push(
     property('dropout: kept values scaled by 1/(1-p)', scaled),
     check('dropout: drop rate near p = 0.5', 'stat', Math.abs(rate - 0.5), 0.05, `${(rate * 100).toFixed(1)}% dropped`),
     property('dropout: mask follows the epoch position', sameMask),
+    property('linear_forward: live-unit mask = (y > 0), 128-bit rows', exactlyEqual(bits, liveBits(yd, big.n, big.out))),
   );
 
   // Backward: against the definition, and against finite differences of the forward op for
@@ -175,7 +177,27 @@ export function linearChecks(r: NativeOpRunner): Check[] {
   const numB = Array.from({ length: b.length }, (_, i) => fd(b, i));
   const numX = Array.from({ length: x.length }, (_, i) => fd(x, i));
   checks.push(check('linear_backward vs finite differences', 'fp32', Math.max(relError(bk.gradW, numW, 1e-2), relError(bk.gradB, numB, 1e-2), relError(bk.dx!, numX, 1e-2)), 2e-3));
+
+  // Through the layer below (its output x clipped at 0, dropout's scale 2): dx masked and scaled,
+  // and its bias gradient, with the live units from the mask or from y.
+  const yBelow = x.map((v) => Math.max(v, 0));
+  const wantDx = dx.map((v, i) => (yBelow[i] > 0 ? 2 * v : 0));
+  const wantGb = new Float64Array(inW);
+  wantDx.forEach((v, i) => (wantGb[i % inW] += v));
+  for (const mask of [true, false]) {
+    const bb3 = r.linearBackward({ ...args, x, y, dy: R.slice(), below: { y: yBelow, dropout: 0.5, seed: 1, mask } });
+    checks.push(check(`linear_backward through the layer below (${mask ? 'mask' : 'y > 0'})`, 'fp32', Math.max(relError(bb3.dx!, wantDx), relError(bb3.gradBBelow!, wantGb)), 1e-5));
+  }
   return checks;
+}
+
+/** The live-unit mask of y [rows x cols] in UnitMask's layout (for checking the backends'). */
+export function liveBits(y: Float32Array, rows: number, cols: number): Uint8Array {
+  const ld = Math.ceil(cols / 128) * 128;
+  const bits = new Uint8Array((rows * ld) / 8);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < cols; j++) if (y[r * cols + j] > 0) bits[(r * ld + j) >> 3] |= 1 << ((r * ld + j) & 7);
+  return bits;
 }
 
 export function headChecks(r: NativeOpRunner): Check[] {

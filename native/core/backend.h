@@ -14,6 +14,7 @@
 
 #include "adam_rule.h"
 #include "dropout.h"
+#include "hd.h"
 #include "sample_stream.h"
 #include "tensor.h"
 
@@ -43,6 +44,34 @@ struct LinearParams {
   const void* b_half = nullptr;
   int in = 0;
   int out = 0;
+};
+
+// Which units of a hidden layer's output are live (passed ReLU and were kept by dropout, i.e.
+// y > 0), one bit each: unit j of row r is bit (r * ld + j) % 8 of byte (r * ld + j) / 8. ld, the
+// bits per row, is the row's width rounded up to a multiple of 128: this is the column-major
+// bit-mask layout of cuBLASLt's ReLU epilogues, so the CUDA backend can hand the mask to the
+// DRELU_BGRAD epilogue. Empty (bits null) where not kept.
+struct UnitMask {
+  uint8_t* bits = nullptr;
+  int64_t ld = 0;
+  bool empty() const { return bits == nullptr; }
+  static int64_t ld_for(int64_t cols) { return (cols + 127) / 128 * 128; }
+  static size_t bytes_for(int64_t rows, int64_t cols) { return size_t(rows) * size_t(ld_for(cols)) / 8; }
+};
+
+// Whether unit j of row r of a UnitMask (bits, ld) is live.
+NCF_HD bool unit_live(const uint8_t* bits, int64_t ld, int64_t r, int64_t j) {
+  const int64_t b = r * ld + j;
+  return (bits[b >> 3] >> (b & 7)) & 1;
+}
+
+// The hidden layer below the one being taken back (linear_backward): its output, its live units
+// (the mask may be empty: then y > 0), its dropout and its bias gradient.
+struct LayerBelow {
+  Mat y;
+  UnitMask mask;
+  Dropout dropout;
+  float* grad_b = nullptr;
 };
 
 // The output unit: logit = w . [gmf ; mlp] + b.
@@ -94,7 +123,7 @@ struct TrainPass {
   double* loss_sum = nullptr;
   Mat mlp_in;                        // out: each row's MLP input
   std::vector<Mat> act;              // out: each layer's output, after ReLU and dropout
-  std::vector<Mat> d_act;            // out: each layer's output gradient, masked (linear_backward's dz)
+  std::vector<Mat> d_act;            // out: each layer's output gradient, masked (relu_dropout_backward's dz)
 };
 
 // Running sums of the evaluation, in backend memory.
@@ -147,12 +176,18 @@ class Backend {
   // Scatters the gradient of mlp_in back into the (dense, zeroed) MLP table gradients
   // g.mlp_user and g.mlp_item (the GMF ones come from head_forward_backward).
   virtual void embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) = 0;
-  // y = dropout(relu(x W^T + b)).
-  virtual void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) = 0;
-  // dy (gradient at y) is turned in place into dz = dy * (y > 0) * dropout scale; then
-  // grad_w = dz^T x, grad_b = column sums of dz, and, if dx is not empty, dx = dz W.
-  virtual void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx,
-                               float* grad_w, float* grad_b) = 0;
+  // y = dropout(relu(x W^T + b)); and, when mask is not empty, its live units (y > 0).
+  virtual void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) = 0;
+  // dy (the gradient at a layer's output y) is turned in place into the gradient at its
+  // pre-activation, dz = dy * live * dropout scale (live: y > 0, read from mask when it is not
+  // empty), and grad_b = the column sums of dz.
+  virtual void relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) = 0;
+  // A hidden layer backwards from dz (its relu_dropout_backward'ed output gradient):
+  // grad_w = dz^T x and, if dx is not empty, dx = dz W; with `below`, dx is then taken through the
+  // layer below's ReLU and dropout as relu_dropout_backward(dx, below) does (the CUDA backend
+  // applies the mask in the GEMM's DRELU_BGRAD epilogue where it checked it gives the same).
+  virtual void linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w,
+                               const LayerBelow* below) = 0;
   // logits[i] = w . [mf_user[users[i]] * mf_item[items[i]] ; mlp_i] + b for i < mlp.rows: the
   // GMF product is formed here, not read (evaluation and serving need it nowhere else).
   virtual void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,

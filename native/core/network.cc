@@ -14,7 +14,8 @@ Activations::Activations(Backend& be, const ModelConfig& cfg, DType dtype, int r
       dtype_(dtype),
       widths_(cfg.layers),
       act_(size_t(cfg.hidden_layers())),
-      d_act_(size_t(cfg.hidden_layers())) {}
+      d_act_(size_t(cfg.hidden_layers())),
+      mask_(size_t(cfg.hidden_layers())) {}
 
 Mat Activations::get(BackendMat& m, int64_t cols, DType dtype) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -23,6 +24,13 @@ Mat Activations::get(BackendMat& m, int64_t cols, DType dtype) {
 }
 Mat Activations::mlp_in() { return get(mlp_in_, widths_[0], dtype_); }
 Mat Activations::act(int l) { return get(act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
+UnitMask Activations::mask(int l) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t cols = widths_[size_t(l) + 1];
+  BackendArray<uint8_t>& m = mask_[size_t(l)];
+  if (!m.get()) m = BackendArray<uint8_t>(*be_, UnitMask::bytes_for(rows, cols));
+  return UnitMask{m.get(), UnitMask::ld_for(cols)};
+}
 Mat Activations::d_mlp_in() { return get(d_mlp_in_, widths_[0], dtype_); }
 Mat Activations::d_act(int l) { return get(d_act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
 
@@ -86,7 +94,7 @@ void Network::forward_from_embeddings(Activations& a, const uint32_t* users, con
   const Dropout none;
   for (int l = 0; l < cfg_.hidden_layers(); ++l) {
     Mat y = a.act(l).head(n);
-    be_->linear_forward(x, layer(l), none, y);
+    be_->linear_forward(x, layer(l), none, y, UnitMask{});
     x = y;
   }
   be_->head_forward(tables(), users, items, x, head(), a.logits.get());
@@ -138,14 +146,21 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   const uint32_t* users = a.users.get();
   const uint32_t* items = a.items.get();
   be_->embed_forward(tables(), users, items, mlp_in);
-  for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n));
+  for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n), a.mask(l));
   be_->head_forward_backward(tables(), users, items, a.act(L - 1).head(n), a.labels.get(), head(), grad_scale, scaler,
                              a.d_act(L - 1).head(n), embed_grads(grads), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
+  be_->relu_dropout_backward(a.d_act(L - 1).head(n), a.act(L - 1).head(n), a.mask(L - 1), drop[size_t(L - 1)],
+                             grads + layout_.bias[size_t(L - 1)]);
   for (int l = L - 1; l >= 0; --l) {
+    // The input gradient of layer l is the output gradient of layer l - 1, taken back through its
+    // ReLU and dropout here; layer 0's goes to the embeddings as it is.
+    LayerBelow below;
+    if (l > 0)
+      below = LayerBelow{a.act(l - 1).head(n), a.mask(l - 1), drop[size_t(l - 1)], grads + layout_.bias[size_t(l - 1)]};
     const Mat d_in = l > 0 ? a.d_act(l - 1).head(n) : a.d_mlp_in().head(n);
-    be_->linear_backward(a.d_act(l).head(n), a.act(l).head(n), input(l), layer(l), drop[size_t(l)],
-                         d_in, grads + layout_.weight[size_t(l)], grads + layout_.bias[size_t(l)]);
+    be_->linear_backward(a.d_act(l).head(n), input(l), layer(l), d_in, grads + layout_.weight[size_t(l)],
+                         l > 0 ? &below : nullptr);
   }
   be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
   return false;
@@ -155,6 +170,7 @@ bool Network::prepare_training(Activations& a, const LossScaler* scaler, float* 
   const std::vector<Dropout> drop(size_t(cfg_.hidden_layers()));
   if (be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum), 0)) return true;
   a.d_mlp_in();
+  for (int l = 0; l < cfg_.hidden_layers(); ++l) a.mask(l);
   return false;
 }
 
@@ -203,7 +219,7 @@ void Network::forward_after_first_layer(Activations& a, const uint32_t* users, c
                                         int64_t n) const {
   const Dropout none;
   for (int l = 1; l < cfg_.hidden_layers(); ++l)
-    be_->linear_forward(a.act(l - 1).rows_from(r0, n), layer(l), none, a.act(l).rows_from(r0, n));
+    be_->linear_forward(a.act(l - 1).rows_from(r0, n), layer(l), none, a.act(l).rows_from(r0, n), UnitMask{});
   be_->head_forward(tables(), users, items, a.act(cfg_.hidden_layers() - 1).rows_from(r0, n), head(), a.logits.get() + r0);
 }
 

@@ -28,6 +28,7 @@ class Activations {
 
   Mat mlp_in();       // [rows, layers[0]]
   Mat act(int l);     // [rows, layers[l + 1]]: the output of hidden layer l
+  UnitMask mask(int l);  // the live units of act(l) (training)
   Mat d_mlp_in();
   Mat d_act(int l);
 
@@ -39,6 +40,7 @@ class Activations {
   std::mutex mu_;
   BackendMat mlp_in_, d_mlp_in_;
   std::vector<BackendMat> act_, d_act_;
+  std::vector<BackendArray<uint8_t>> mask_;
 };
 
 class Network {

@@ -27,9 +27,9 @@ class CpuBackend final : public Backend {
                     uint32_t* items, float* labels) override;
   void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp_in) override;
   void embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) override;
-  void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) override;
-  void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx, float* grad_w,
-                       float* grad_b) override;
+  void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) override;
+  void relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) override;
+  void linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) override;
   void linear_weight_grad(Mat dz, Mat x, float* grad_w) override;
   void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
                     float* logits) override;

@@ -1,9 +1,12 @@
 // The hidden layers on the CPU.
 // linear_forward: y = x W^T by sgemm, then one pass per row adds the bias, applies ReLU and the
-// dropout mask (8 features per Philox block, see core/dropout.h) and the 1/(1-p) scale.
-// linear_backward: dz = dy * (y > 0) * scale in place (y > 0 exactly where ReLU passed and
-// dropout kept, so no mask is stored), then grad_w = dz^T x and dx = dz W by sgemm, and grad_b as
-// per-thread column sums added in thread order.
+// dropout mask (8 features per Philox block, see core/dropout.h) and the 1/(1-p) scale, and
+// writes the row's live-unit bits when asked.
+// relu_dropout_backward: dz = dy * live * scale in place, live read as y > 0 (exactly where ReLU
+// passed and dropout kept: the mask, when given, holds the same bits), and grad_b as per-thread
+// column sums added in thread order.
+// linear_backward: grad_w = dz^T x and dx = dz W by sgemm, then relu_dropout_backward of dx for the
+// layer below.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -29,7 +32,7 @@ void dropout_blocks(const Dropout& d, int64_t row0, int64_t rows, int groups, U3
 
 }  // namespace
 
-void CpuBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) {
+void CpuBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) {
   require_f32(x, "x");
   require_f32(y, "y");
   const int n = int(x.rows), in = p.in, out = p.out;
@@ -50,25 +53,28 @@ void CpuBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, 
           for (int64_t r = 0; r < rows; ++r) {
             float* __restrict row = yp + size_t(r0 + r) * out;
             for (int j = 0; j < out; ++j) row[j] = std::max(row[j] + bias[j], 0.0f);
-            if (!d.active) continue;
-            // On a little-endian host the 16-bit draw of feature j (dropout_keep: word j/2 of its
-            // block, low half for even j) is simply the j-th uint16 of the row's blocks.
-            std::memcpy(draws.data(), &blocks[size_t(r * groups)], draws.size() * sizeof(uint16_t));
-            const uint16_t* __restrict u = draws.data();
-            for (int j = 0; j < out; ++j) row[j] = uint32_t(u[j]) >= thr ? row[j] * sc : 0.0f;
+            if (d.active) {
+              // On a little-endian host the 16-bit draw of feature j (dropout_keep: word j/2 of its
+              // block, low half for even j) is simply the j-th uint16 of the row's blocks.
+              std::memcpy(draws.data(), &blocks[size_t(r * groups)], draws.size() * sizeof(uint16_t));
+              const uint16_t* __restrict u = draws.data();
+              for (int j = 0; j < out; ++j) row[j] = uint32_t(u[j]) >= thr ? row[j] * sc : 0.0f;
+            }
+            if (!mask.empty()) {
+              uint8_t* bits = mask.bits + (r0 + r) * mask.ld / 8;
+              std::memset(bits, 0, size_t(mask.ld / 8));
+              for (int j = 0; j < out; ++j) bits[j >> 3] |= uint8_t((row[j] > 0.0f) << (j & 7));
+            }
           }
         }
       },
       16);
 }
 
-void CpuBackend::linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx,
-                                 float* grad_w, float* grad_b) {
+void CpuBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask, const Dropout& d, float* grad_b) {
   require_f32(dy, "dy");
   require_f32(y, "y");
-  require_f32(x, "x");
-  require_f32(dx, "dx");
-  const int n = int(dy.rows), in = p.in, out = p.out;
+  const int n = int(dy.rows), out = int(dy.cols);
   float* dz = dy.f32();
   const float* yp = y.f32();
   const float scale = d.active ? d.scale : 1.0f;
@@ -95,8 +101,17 @@ void CpuBackend::linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, co
     for (auto& part : partial) s += part[size_t(j)];
     grad_b[j] = s;
   }
-  linear_weight_grad(dy, x, grad_w);
-  if (!dx.empty()) sgemm(pool_, false, false, n, in, out, 1.0f, dz, out, p.w, in, 0.0f, dx.f32(), in);
+}
+
+void CpuBackend::linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) {
+  require_f32(dz, "dz");
+  require_f32(x, "x");
+  linear_weight_grad(dz, x, grad_w);
+  if (dx.empty()) return;
+  require_f32(dx, "dx");
+  const int n = int(dz.rows);
+  sgemm(pool_, false, false, n, p.in, p.out, 1.0f, dz.f32(), p.out, p.w, p.in, 0.0f, dx.f32(), p.in);
+  if (below) relu_dropout_backward(dx, below->y, below->mask, below->dropout, below->grad_b);
 }
 
 void CpuBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w) {

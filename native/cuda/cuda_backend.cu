@@ -62,11 +62,14 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   // kernels stay available for work on them.
   const char* fused = std::getenv("NCF_CUDA_FUSED");
   fused_ = fused && std::string(fused) == "1";
+  const char* drelu = std::getenv("NCF_CUDA_DRELU");
+  drelu_allowed_ = !(drelu && std::string(drelu) == "0");
 }
 
 CudaBackend::~CudaBackend() {
   use_device(device_);
   if (stream_) cudaStreamSynchronize(stream_);
+  bgrad_half_.reset();
   gemm_.reset();
   if (stream_) cudaStreamDestroy(stream_);
 }

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "../core/backend.h"
+#include "../core/backend_array.h"
 #include "cuda_common.cuh"
 #include "gemm.cuh"
 
@@ -38,9 +39,12 @@ class CudaBackend final : public Backend {
                     uint32_t* items, float* labels) override;
   void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp_in) override;
   void embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) override;
-  void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) override;
-  void linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx, float* grad_w,
-                       float* grad_b) override;
+  void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) override;
+  void relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) override;
+  void linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) override;
+  // Whether linear_backward takes the layer below's mask in the GEMM's DRELU_BGRAD epilogue for
+  // activations of type t (checked once, see drelu_check.cu).
+  bool drelu_epilogue_ok(DType t);
   void linear_weight_grad(Mat dz, Mat x, float* grad_w) override;
   bool train_pass(const TrainPass& p, int n) override;
   void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
@@ -81,6 +85,14 @@ class CudaBackend final : public Backend {
   size_t shared_per_sm_ = 0;     // shared memory per multiprocessor
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
+  int drelu_state_[2] = {-1, -1};  // the DRELU_BGRAD epilogue (fp32, fp16): unchecked, off, on
+  bool drelu_allowed_ = true;      // false with NCF_CUDA_DRELU=0
+  BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient
+  GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
+  // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue, its bias gradient into
+  // below.grad_b; false (nothing done) where cuBLASLt has no algorithm for it.
+  bool input_grad_drelu(Mat dz, const LinearParams& p, Mat dx, const LayerBelow& below);
+  bool check_drelu_epilogue(DType t);
   std::mutex mem_mu_;
   std::unordered_map<void*, size_t> sizes_;  // live allocations, for the peak figure
   size_t in_use_ = 0;

@@ -50,21 +50,28 @@ bool GemmRunner::run(const GemmCall& g, cudaStream_t stream) {
   const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // on A^T (cuBLAS B)
   const uint32_t al_a = alignment(g.b), al_b = alignment(g.a), al_c = alignment(g.c),
                  al_bias = g.bias ? alignment(g.bias) : 256;
+  const uint32_t al_aux = g.aux ? alignment(g.aux) : 256;
   char key[320];
-  std::snprintf(key, sizeof key, "%d%d|%d,%d,%d|%d%d%d|%d,%d,%d|%d|%d|%u,%u,%u,%u|%d", int(g.trans_a), int(g.trans_b), g.m,
-                g.n, g.k, int(g.a_type), int(g.b_type), int(g.c_type), g.lda, g.ldb, g.ldc, int(g.epilogue),
-                int(compute), al_a, al_b, al_c, al_bias, int(g.beta != 0.0f));
+  std::snprintf(key, sizeof key, "%d%d|%d,%d,%d|%d%d%d|%d,%d,%d|%d|%d|%u,%u,%u,%u,%u|%d|%lld", int(g.trans_a), int(g.trans_b),
+                g.m, g.n, g.k, int(g.a_type), int(g.b_type), int(g.c_type), g.lda, g.ldb, g.ldc, int(g.epilogue),
+                int(compute), al_a, al_b, al_c, al_bias, al_aux, int(g.beta != 0.0f), static_cast<long long>(g.aux_ld));
   auto& slot = plans_[key];
   if (!slot) {
     auto plan = std::make_unique<Plan>();
     NCF_CUBLAS(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
-    if (g.epilogue == Epilogue::ReluBias) {
-      // The bias runs along the rows of the column-major C^T, i.e. along row-major C's columns.
-      const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_RELU_BIAS;
+    if (g.epilogue != Epilogue::None) {
+      // The bias runs along the rows of the column-major C^T, i.e. along row-major C's columns;
+      // so does the bit-mask's leading dimension.
+      const cublasLtEpilogue_t epi =
+          g.epilogue == Epilogue::ReluBias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_DRELU_BGRAD;
       NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
       NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+    }
+    if (g.epilogue == Epilogue::DReluBgrad) {
+      NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof g.aux));
+      NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g.aux_ld, sizeof g.aux_ld));
     }
     // cuBLAS A = B^T: stored [rows x cols] column-major = (trans_b ? [k x n] : [n x k]) ... in
     // column-major terms its stored shape is (op_a == N ? n x k : k x n) with ld = ldb.
@@ -96,8 +103,10 @@ bool GemmRunner::run(const GemmCall& g, cudaStream_t stream) {
   }
   Plan& p = *slot;
   if (!p.ok) return false;
-  if (g.epilogue == Epilogue::ReluBias)
+  if (g.epilogue != Epilogue::None)
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+  if (g.epilogue == Epilogue::DReluBgrad)
+    NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof g.aux));
   NCF_CUBLAS(cublasLtMatmul(handle_, p.desc, &g.alpha, g.b, p.la, g.a, p.lb, &g.beta, g.c, p.lc, g.c, p.lc, &p.algo,
                             workspace_, workspace_bytes_, stream));
   return true;

@@ -16,7 +16,9 @@
 
 namespace ncf::cuda {
 
-enum class Epilogue { None, ReluBias };
+// ReluBias: C = relu(op(A) op(B) + bias). DReluBgrad: C = alpha op(A) op(B) with the elements
+// whose bit in `aux` is clear set to 0 (cuBLASLt's DRELU), and bias = C's column sums (BGRAD).
+enum class Epilogue { None, ReluBias, DReluBgrad };
 
 // Row-major C[m x n] = alpha * op(A) op(B) + beta * C, with op(A) [m x k] and op(B) [k x n].
 struct GemmCall {
@@ -33,7 +35,9 @@ struct GemmCall {
   int ldc = 0;
   float alpha = 1.0f, beta = 0.0f;
   Epilogue epilogue = Epilogue::None;
-  const void* bias = nullptr;  // [n] of c_type, added to every row of C (ReluBias)
+  const void* bias = nullptr;  // [n] of c_type: added to every row of C (ReluBias), or C's column sums (DReluBgrad)
+  const void* aux = nullptr;   // DReluBgrad: C's bit-mask, element (r, j) at bit r * aux_ld + j (UnitMask)
+  int64_t aux_ld = 0;
 };
 
 // C[m x n] (ldc) = op(A) (lda) op(B) (ldb), with no epilogue.

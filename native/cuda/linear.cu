@@ -4,11 +4,18 @@
 // dropout kernel in place: one thread per 8 features, whose keep decisions come from one Philox
 // block drawn through cuRAND's device API (core/dropout.h), reading and writing 16 or 32 bytes.
 // If cuBLASLt offers no algorithm with the epilogue, a plain GEMM is followed by the same kernel
-// doing bias + ReLU + dropout.
-// linear_backward: one kernel turns dy into dz = dy * (y > 0) * scale in place (y > 0 exactly
-// where ReLU passed and dropout kept) and sums its columns into grad_b (per-thread column sums,
-// one atomic add per column per block); then grad_w = dz^T x (fp32 output) and dx = dz W.
-// The dropout mask forbids cuBLASLt's DRELU_BGRAD epilogue, which knows only the ReLU mask.
+// doing bias + ReLU + dropout. Asked for the live units, the kernel also writes them: one byte
+// per thread (its 8 features), 1/16 of an fp16 output's bytes.
+// relu_dropout_backward: one kernel turns dy into dz = dy * live * scale in place (live from the
+// mask, or y > 0, exactly where ReLU passed and dropout kept) and sums its columns into grad_b
+// (per-thread column sums, one atomic add per column per block).
+// linear_backward: grad_w = dz^T x (fp32 output), then dx = dz W. For the layer below, the mask
+// goes into the dx GEMM's DRELU_BGRAD epilogue (dropout's scale as alpha, the bias gradient from
+// the epilogue): the gradient at the layer below's pre-activation comes out of the GEMM, with no
+// pass over it. cuBLASLt documents the bit-mask as a column-major matrix of bits (UnitMask's
+// layout) but not the bit order in memory, so before its first use per precision the epilogue is
+// checked against the GEMM + relu_dropout_backward pair on random data (check_drelu_epilogue);
+// where it differs, or cuBLASLt has no algorithm for it, that pair runs instead.
 #include "../core/dropout.h"
 #include "cuda_backend.cuh"
 
@@ -24,8 +31,16 @@ constexpr DType dtype_of() {
   return std::is_same<T, __half>::value ? DType::F16 : DType::F32;
 }
 
+// v as it reads back after a store in T.
 template <typename T>
-__global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* bias, Dropout d, bool vec8) {
+__device__ __forceinline__ float stored(float v) {
+  if constexpr (std::is_same<T, __half>::value) return __half2float(__float2half_rn(v));
+  else return v;
+}
+
+template <typename T>
+__global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* bias, Dropout d, bool vec8,
+                                         UnitMask mask) {
   const int groups = (cols + 7) / 8;
   const int64_t total = int64_t(rows) * groups;
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
@@ -46,17 +61,23 @@ __global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* 
     if (vec8) store8(at, v);
     else
       for (int l = 0; l < lanes; ++l) store(at, dtype_of<T>(), l, v[l]);
+    if (mask.bits) {
+      uint32_t byte = 0;
+      for (int l = 0; l < lanes; ++l) byte |= uint32_t(stored<T>(v[l]) > 0.0f) << l;
+      mask.bits[row * (mask.ld / 8) + g] = uint8_t(byte);  // ld % 128 == 0: group g is byte g of the row
+    }
   }
 }
 
-// dz = dy * (y > 0) * scale in place, and grad_b[j] += the column sums of dz. A block takes
+// dz = dy * live * scale in place (live: the mask's bit, or y > 0 when mask.bits is null), and
+// grad_b[j] += the column sums of dz. A block takes
 // rows_per_block rows; with vec8 (cols % 8 == 0, 16-byte aligned rows, cols / 8 <= blockDim.x)
 // thread t owns the 8 columns of group t % (cols / 8) in every (blockDim.x / (cols / 8))-th row,
 // moving 16 or 32 bytes per load and store, else column j in every row, value by value. Column
 // sums collect in registers, then in shared memory, then one global atomic per column and block.
 template <typename T>
-__global__ void relu_dropout_backward_kernel(T* dy, const T* y, int rows, int cols, float scale, int rows_per_block,
-                                             bool vec8, float* grad_b) {
+__global__ void relu_dropout_backward_kernel(T* dy, const T* y, UnitMask mask, int rows, int cols, float scale,
+                                             int rows_per_block, bool vec8, float* grad_b) {
   extern __shared__ float col_sums[];  // [cols]
   for (int j = threadIdx.x; j < cols; j += blockDim.x) col_sums[j] = 0.0f;
   __syncthreads();
@@ -69,12 +90,20 @@ __global__ void relu_dropout_backward_kernel(T* dy, const T* y, int rows, int co
 #pragma unroll 4
       for (int64_t r = r0 + int(threadIdx.x) / groups; r < r1; r += stride) {
         const int64_t i = r * cols + g * 8;
-        float vy[8], vd[8];
-        load8(y + i, vy);
+        float vd[8];
+        uint32_t live = 0;
+        if (mask.bits) {
+          live = mask.bits[r * (mask.ld / 8) + g];
+        } else {
+          float vy[8];
+          load8(y + i, vy);
+#pragma unroll
+          for (int k = 0; k < 8; ++k) live |= uint32_t(vy[k] > 0.0f) << k;
+        }
         load8(dy + i, vd);
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
-          vd[k] = vy[k] > 0.0f ? vd[k] * scale : 0.0f;
+          vd[k] = (live >> k) & 1 ? vd[k] * scale : 0.0f;
           sum[k] += vd[k];
         }
         store8(dy + i, vd);
@@ -86,7 +115,8 @@ __global__ void relu_dropout_backward_kernel(T* dy, const T* y, int rows, int co
       float sum = 0.0f;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t i = r * cols + j;
-        const float g = load(y, dtype_of<T>(), i) > 0.0f ? load(dy, dtype_of<T>(), i) * scale : 0.0f;
+        const bool live = mask.bits ? unit_live(mask.bits, mask.ld, r, j) : load(y, dtype_of<T>(), i) > 0.0f;
+        const float g = live ? load(dy, dtype_of<T>(), i) * scale : 0.0f;
         store(dy, dtype_of<T>(), i, g);
         sum += g;
       }
@@ -101,7 +131,7 @@ bool vec8_ok(const void* p, int cols) { return cols % 8 == 0 && aligned_to(p, 16
 
 }  // namespace
 
-void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y) {
+void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) {
   const int n = int(x.rows);
   if (n <= 0) return;
   use_device(device_);
@@ -119,46 +149,73 @@ void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d,
     gemm_->run(g, stream_);
     bias_in_kernel = p.b;
   }
-  if (bias_in_kernel || d.active) {
+  if (bias_in_kernel || d.active || !mask.empty()) {
     const unsigned blocks = blocks_for(int64_t(n) * ((p.out + 7) / 8));
     const bool vec8 = vec8_ok(y.data, p.out);
     if (half)
-      bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, p.out, bias_in_kernel, d, vec8);
+      bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, p.out,
+                                                                         bias_in_kernel, d, vec8, mask);
     else
-      bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, p.out, bias_in_kernel, d, vec8);
+      bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, p.out, bias_in_kernel, d, vec8, mask);
     NCF_LAUNCHED();
   }
 }
 
-void CudaBackend::linear_backward(Mat dy, Mat y, Mat x, const LinearParams& p, const Dropout& d, Mat dx, float* grad_w,
-                                  float* grad_b) {
-  const int n = int(dy.rows);
+void CudaBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) {
+  const int n = int(dy.rows), cols = int(dy.cols);
   use_device(device_);
-  NCF_CUDA(cudaMemsetAsync(grad_b, 0, sizeof(float) * size_t(p.out), stream_));
-  if (n <= 0) {
-    NCF_CUDA(cudaMemsetAsync(grad_w, 0, sizeof(float) * size_t(p.out) * size_t(p.in), stream_));
-    return;
-  }
+  NCF_CUDA(cudaMemsetAsync(grad_b, 0, sizeof(float) * size_t(cols), stream_));
+  if (n <= 0) return;
   const bool half = dy.dtype == DType::F16;
   const int rows_per_block = 256;
-  const bool vec8 = vec8_ok(dy.data, p.out) && vec8_ok(y.data, p.out) && p.out / 8 <= kThreads;
+  const bool vec8 = vec8_ok(dy.data, cols) && (mask.bits || vec8_ok(y.data, cols)) && cols / 8 <= kThreads;
   const unsigned blocks = unsigned((n + rows_per_block - 1) / rows_per_block);
-  const int threads = vec8 ? kThreads / (p.out / 8) * (p.out / 8) : min(p.out, kThreads);
-  const size_t smem = sizeof(float) * size_t(p.out);
+  const int threads = vec8 ? kThreads / (cols / 8) * (cols / 8) : min(cols, kThreads);
+  const size_t smem = sizeof(float) * size_t(cols);
   const float scale = d.active ? d.scale : 1.0f;
   if (half)
-    relu_dropout_backward_kernel<__half><<<blocks, threads, smem, stream_>>>(static_cast<__half*>(dy.data), static_cast<const __half*>(y.data),
-                                                                     n, p.out, scale, rows_per_block, vec8, grad_b);
+    relu_dropout_backward_kernel<__half><<<blocks, threads, smem, stream_>>>(
+        static_cast<__half*>(dy.data), static_cast<const __half*>(y.data), mask, n, cols, scale, rows_per_block, vec8, grad_b);
   else
-    relu_dropout_backward_kernel<float><<<blocks, threads, smem, stream_>>>(dy.f32(), static_cast<const float*>(y.data), n, p.out, scale,
-                                                                     rows_per_block, vec8, grad_b);
+    relu_dropout_backward_kernel<float><<<blocks, threads, smem, stream_>>>(
+        dy.f32(), static_cast<const float*>(y.data), mask, n, cols, scale, rows_per_block, vec8, grad_b);
   NCF_LAUNCHED();
-  linear_weight_grad(dy, x, grad_w);
-  if (dx.empty()) return;
+}
+
+GemmCall CudaBackend::input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const {
   // dx [n x in] = dz [n x out] W [out x in]
-  gemm_->run(gemm_call(n, p.in, p.out, dy.data, dy.dtype, p.out, false, half ? p.w_half : p.w, dy.dtype, p.in, false, dx.data,
-                       dx.dtype, p.in),
-             stream_);
+  const bool half = dz.dtype == DType::F16;
+  return gemm_call(int(dz.rows), p.in, p.out, dz.data, dz.dtype, p.out, false, half ? p.w_half : p.w, dz.dtype, p.in,
+                   false, dx.data, dx.dtype, p.in);
+}
+
+bool CudaBackend::input_grad_drelu(Mat dz, const LinearParams& p, Mat dx, const LayerBelow& below) {
+  GemmCall g = input_grad_gemm(dz, p, dx);
+  g.epilogue = Epilogue::DReluBgrad;
+  g.alpha = below.dropout.active ? below.dropout.scale : 1.0f;
+  g.aux = below.mask.bits;
+  g.aux_ld = below.mask.ld;
+  if (dx.dtype == DType::F32) {
+    g.bias = below.grad_b;  // the bias gradient has the output's type
+    return gemm_->run(g, stream_);
+  }
+  const size_t bytes = sizeof(__half) * size_t(p.in);
+  if (bgrad_half_.size() < bytes) bgrad_half_ = BackendArray<unsigned char>(*this, bytes);
+  g.bias = bgrad_half_.get();
+  if (!gemm_->run(g, stream_)) return false;
+  from_half(bgrad_half_.get(), below.grad_b, size_t(p.in));
+  return true;
+}
+
+void CudaBackend::linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) {
+  use_device(device_);
+  linear_weight_grad(dz, x, grad_w);
+  if (dx.empty()) return;
+  if (dz.dtype == DType::F16 && !p.w_half) fail(ErrorCode::InvalidArgument, "linear_backward: fp16 activations need fp16 weights");
+  if (below && dz.rows > 0 && !below->mask.empty() && drelu_epilogue_ok(dz.dtype) && input_grad_drelu(dz, p, dx, *below))
+    return;
+  if (dz.rows > 0) gemm_->run(input_grad_gemm(dz, p, dx), stream_);
+  if (below) relu_dropout_backward(dx, below->y, below->mask, below->dropout, below->grad_b);
 }
 
 void CudaBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w) {

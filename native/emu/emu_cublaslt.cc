@@ -1,5 +1,7 @@
 // The emulator's cuBLASLt: the descriptor calls and cublasLtMatmul as a host GEMM in cuBLAS's
-// column-major terms, D = alpha op(A) op(B) + beta C (+ bias, ReLU), with the checks cuBLASLt
+// column-major terms, D = alpha op(A) op(B) + beta C (+ bias, ReLU; or DRELU_BGRAD: D's elements
+// whose bit in the aux bit-mask is clear set to 0, and D's row sums written to the bias pointer),
+// with the checks cuBLASLt
 // makes: attribute sizes, layouts whose shapes agree with the operation (op(A) is m x k, op(B)
 // k x n, C and D m x n, each ld >= its stored rows), supported type combinations, a bias vector
 // of D's rows and type, and operands aligned as the preferences promise. Inputs are rounded to
@@ -19,6 +21,8 @@ struct Desc {
   int32_t trans_a = CUBLAS_OP_N, trans_b = CUBLAS_OP_N;
   uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   const void* bias = nullptr;
+  const void* aux = nullptr;  // DRELU_BGRAD's bit-mask: element (i, j) of D is bit i + j * aux_ld
+  int64_t aux_ld = 0;
 };
 struct Layout {
   cudaDataType_t type;
@@ -82,8 +86,10 @@ cublasStatus_t validate(const Desc& d, const Layout& a, const Layout& b, const L
   if (dl.type != CUDA_R_32F && dl.type != CUDA_R_16F) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (d.compute != CUBLAS_COMPUTE_32F && d.compute != CUBLAS_COMPUTE_32F_FAST_TF32) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT && d.epilogue != CUBLASLT_EPILOGUE_RELU_BIAS && d.epilogue != CUBLASLT_EPILOGUE_BIAS &&
-      d.epilogue != CUBLASLT_EPILOGUE_RELU)
+      d.epilogue != CUBLASLT_EPILOGUE_RELU && d.epilogue != CUBLASLT_EPILOGUE_DRELU_BGRAD)
     return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (d.epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD && (d.aux_ld % 128 != 0 || d.aux_ld < int64_t(dl.rows)))
+    return CUBLAS_STATUS_INVALID_VALUE;
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -114,6 +120,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
     case CUBLASLT_MATMUL_DESC_TRANSB: return set<int32_t>(&d.trans_b, buf, size);
     case CUBLASLT_MATMUL_DESC_EPILOGUE: return set<uint32_t>(&d.epilogue, buf, size);
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return set<const void*>(&d.bias, buf, size);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: return set<const void*>(&d.aux, buf, size);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: return set<int64_t>(&d.aux_ld, buf, size);
     default: return CUBLAS_STATUS_NOT_SUPPORTED;  // not emulated
   }
 }
@@ -189,6 +197,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
     return CUBLAS_STATUS_INVALID_VALUE;  // the algorithm was chosen for stricter alignment
   const bool has_bias = d.epilogue == CUBLASLT_EPILOGUE_RELU_BIAS || d.epilogue == CUBLASLT_EPILOGUE_BIAS;
   const bool relu = d.epilogue == CUBLASLT_EPILOGUE_RELU_BIAS || d.epilogue == CUBLASLT_EPILOGUE_RELU;
+  const bool drelu = d.epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD;
   uint64_t m, k, n, k2;
   op_shape(la, d.trans_a, &m, &k);
   op_shape(lb, d.trans_b, &k2, &n);
@@ -197,8 +206,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
            emu::is_device_pointer(static_cast<const char*>(p) + (uint64_t(l.ld) * (l.cols - 1) + l.rows) * type_bytes(l.type));
   };
   if (!inside(A, la) || !inside(B, lb) || !inside(D, ld) || (C != D && !inside(C, lc))) return CUBLAS_STATUS_INVALID_VALUE;
-  if (has_bias && (!d.bias || !emu::is_device_pointer(d.bias) ||
-                   !emu::is_device_pointer(static_cast<const char*>(d.bias) + m * type_bytes(ld.type))))
+  if ((has_bias || drelu) && (!d.bias || !emu::is_device_pointer(d.bias) ||
+                             !emu::is_device_pointer(static_cast<const char*>(d.bias) + m * type_bytes(ld.type) - 1)))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (drelu && (!d.aux || !emu::is_device_pointer(d.aux) ||
+                !emu::is_device_pointer(static_cast<const uint8_t*>(d.aux) + ((n - 1) * d.aux_ld + m - 1) / 8)))
     return CUBLAS_STATUS_INVALID_VALUE;
   const emu::DeviceScope device;
   const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
@@ -217,6 +229,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
       const float v = load(B, lb.type, idx);
       b_cols[j * k + kk] = tf32 ? to_tf32(v) : v;
     }
+  std::vector<float> bgrad(drelu ? m : 0, 0.0f);
   for (uint64_t j = 0; j < n; ++j)
     for (uint64_t i = 0; i < m; ++i) {
       const float* ar = &a_rows[i * k];
@@ -228,10 +241,19 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
       if (be != 0.0f) v += be * load(C, lc.type, j * lc.ld + i);
       if (has_bias) v += load(d.bias, ld.type, i);
       if (relu) v = v > 0.0f ? v : 0.0f;
+      if (drelu) {
+        const uint64_t bit = i + j * uint64_t(d.aux_ld);
+        if (!((static_cast<const uint8_t*>(d.aux)[bit / 8] >> (bit % 8)) & 1)) v = 0.0f;
+        bgrad[i] += v;
+      }
       const size_t o = j * ld.ld + i;
       if (ld.type == CUDA_R_32F) static_cast<float*>(D)[o] = v;
       else static_cast<__half*>(D)[o] = __float2half_rn(v);
     }
+  for (uint64_t i = 0; i < bgrad.size(); ++i) {
+    if (ld.type == CUDA_R_32F) static_cast<float*>(const_cast<void*>(d.bias))[i] = bgrad[i];
+    else static_cast<__half*>(const_cast<void*>(d.bias))[i] = __float2half_rn(bgrad[i]);
+  }
   return CUBLAS_STATUS_SUCCESS;
 }
 

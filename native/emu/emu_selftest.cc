@@ -282,6 +282,49 @@ void gemm_checks() {
     expect(!mm.found, "a leading dimension below the stored rows is refused");
   }
   {
+    // DRELU_BGRAD: element (i, j) of D kept where bit i + j * 128 of the mask is set (bit b of
+    // byte b / 8, from the low end), and D's row sums written to the bias pointer.
+    const int64_t aux_ld = 128;
+    std::vector<uint8_t> bits(size_t(n) * aux_ld / 8);
+    for (size_t i = 0; i < bits.size(); ++i) bits[i] = uint8_t(i * 89 + 45);
+    uint8_t* daux = device_array(bits);
+    float* dgrad = device_array(std::vector<float>(size_t(m)));
+    Matmul mm(false, false, m, n, k, m, k, CUDA_R_32F, CUBLASLT_EPILOGUE_DRELU_BGRAD, dgrad);
+    cublasLtMatmulDescSetAttribute(mm.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &daux, sizeof daux);
+    cublasLtMatmulDescSetAttribute(mm.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld);
+    Matmul refused(false, false, m, n, k, m, k, CUDA_R_32F, CUBLASLT_EPILOGUE_DRELU_BGRAD, dgrad);
+    const int64_t bad_ld = 64;
+    cublasLtMatmulDescSetAttribute(refused.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &daux, sizeof daux);
+    cublasLtMatmulDescSetAttribute(refused.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &bad_ld, sizeof bad_ld);
+    // The heuristic again, now that the descriptors hold the bit-mask.
+    auto choose = [](Matmul& x) {
+      cublasLtMatmulHeuristicResult_t r{};
+      int count = 0;
+      x.found = cublasLtMatmulAlgoGetHeuristic(x.h, x.desc, x.la, x.lb, x.ld, x.ld, x.pref, 1, &r, &count) ==
+                    CUBLAS_STATUS_SUCCESS && count == 1;
+      x.algo = r.algo;
+      return x.found;
+    };
+    const bool found_bad = choose(refused);
+    const bool ran = choose(mm) && mm.run(da, db, dd) == CUBLAS_STATUS_SUCCESS;
+    std::vector<float> want = reference_gemm(false, false, m, n, k, a, m, b, k, nullptr, false), sums(size_t(m), 0.0f);
+    for (int j = 0; j < n; ++j)
+      for (int i = 0; i < m; ++i) {
+        const size_t bit = size_t(i) + size_t(j) * aux_ld;
+        float& v = want[size_t(j) * m + i];
+        if (!((bits[bit / 8] >> (bit % 8)) & 1)) v = 0.0f;
+        sums[size_t(i)] += v;
+      }
+    const std::vector<float> got = host_array(dd, size_t(m) * n), grad = host_array(dgrad, size_t(m));
+    double err = 0;
+    for (size_t i = 0; i < got.size(); ++i) err = std::max(err, double(std::fabs(got[i] - want[i])));
+    for (int i = 0; i < m; ++i) err = std::max(err, double(std::fabs(grad[size_t(i)] - sums[size_t(i)])));
+    expect(ran && err < 1e-5, "cublasLtMatmul + DRELU_BGRAD: D masked by the column-major bit-mask, bias = D's row sums");
+    expect(!found_bad, "a DRELU bit-mask leading dimension that is not a multiple of 128 is refused");
+    cudaFree(daux);
+    cudaFree(dgrad);
+  }
+  {
     Matmul mm(false, false, m, n, k, m, k, CUDA_R_32F, CUBLASLT_EPILOGUE_DEFAULT, nullptr);
     expect(mm.found && mm.run(da + 1, db, dd) == CUBLAS_STATUS_INVALID_VALUE,
            "an operand less aligned than the algorithm was chosen for is refused");

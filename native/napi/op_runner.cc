@@ -109,6 +109,7 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                          InstanceMethod("embedBackward", &OpRunner::EmbedBackward),
                          InstanceMethod("linearForward", &OpRunner::LinearForward),
                          InstanceMethod("linearBackward", &OpRunner::LinearBackward),
+                         InstanceMethod("liveUnits", &OpRunner::LiveUnits),
                          InstanceMethod("headForward", &OpRunner::HeadForward),
                          InstanceMethod("headForwardBackward", &OpRunner::HeadForwardBackward),
                          InstanceMethod("adamStep", &OpRunner::AdamStep),
@@ -273,12 +274,35 @@ Napi::Value OpRunner::LinearForward(const Napi::CallbackInfo& info) {
     const std::vector<float> x = get_f32(o.Get("x"), "x");
     const int n = int(x.size() / size_t(p.in));
     Mat xm = io.mat(x, n, p.in, fp16), y = io.mat_zeros(n, p.out, fp16);
-    be_->linear_forward(xm, p, dropout_from(o), y);
+    be_->linear_forward(xm, p, dropout_from(o), y, UnitMask{});
     return out(info.Env(), io.read(y));
   });
 }
 
-// linearBackward({ dy, y, x, w, b, in, out, dropout..., wantDx, fp16 }) -> { dz, dx, gradW, gradB }
+// liveUnits({ x, w, b, in, out, dropout..., fp16 }) -> Uint8Array: the live-unit mask linear_forward
+// writes (UnitMask layout, rows of ld / 8 bytes)
+Napi::Value OpRunner::LiveUnits(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const bool fp16 = get_bool(o, "fp16", false);
+    Io io(*be_);
+    const LinearParams p = linear_from(io, o, fp16);
+    const std::vector<float> x = get_f32(o.Get("x"), "x");
+    const int n = int(x.size() / size_t(p.in));
+    Mat xm = io.mat(x, n, p.in, fp16), y = io.mat_zeros(n, p.out, fp16);
+    BackendArray<uint8_t> bits(*be_, UnitMask::bytes_for(n, p.out));
+    be_->linear_forward(xm, p, dropout_from(o), y, UnitMask{bits.get(), UnitMask::ld_for(p.out)});
+    std::vector<uint8_t> host(bits.size());
+    be_->download(host.data(), bits.get(), host.size());
+    return adopt<uint8_t, Napi::Uint8Array>(info.Env(), std::move(host));
+  });
+}
+
+// linearBackward({ dy, y, x, w, b, in, out, dropout..., wantDx, fp16, below })
+//   -> { dz, dx, gradW, gradB, gradBBelow }: relu_dropout_backward of dy, then linear_backward. With
+//   below: { y, dropout, seed, layer, epoch, pos0, mask } (the layer below's output, its dropout,
+//   and whether to give its live units as a mask, built here from y > 0), dx is taken through
+//   the layer below and its bias gradient returned as gradBBelow.
 Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -294,12 +318,34 @@ Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
     Mat dx = want_dx ? io.mat_zeros(n, p.in, fp16) : Mat{};
     float* gw = io.f32_zeros(size_t(p.in) * size_t(p.out));
     float* gb = io.f32_zeros(size_t(p.out));
-    be_->linear_backward(dy, y, xm, p, dropout_from(o), dx, gw, gb);
+    be_->relu_dropout_backward(dy, y, UnitMask{}, dropout_from(o), gb);
+    const bool has_below = has(o, "below");
+    LayerBelow below;
+    BackendArray<uint8_t> bits;
+    if (has_below) {
+      if (!want_dx) bad_option("below", "given only with wantDx");
+      const Napi::Object bo = get_object(o, "below");
+      const std::vector<float> yb = get_f32(bo.Get("y"), "below.y");
+      below.y = io.mat(yb, n, p.in, fp16);
+      below.dropout = dropout_from(bo);
+      below.grad_b = io.f32_zeros(size_t(p.in));
+      if (get_bool(bo, "mask", true)) {
+        const int64_t ld = UnitMask::ld_for(p.in);
+        std::vector<uint8_t> host(UnitMask::bytes_for(n, p.in), 0);
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t j = 0; j < p.in; ++j)
+            if (yb[size_t(r * p.in + j)] > 0.0f) host[size_t((r * ld + j) / 8)] |= uint8_t(1u << ((r * ld + j) % 8));
+        bits = BackendArray<uint8_t>(*be_, host.data(), host.size());
+        below.mask = UnitMask{bits.get(), ld};
+      }
+    }
+    be_->linear_backward(dy, xm, p, dx, gw, has_below ? &below : nullptr);
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("dz", out(info.Env(), io.read(dy)));
     if (want_dx) r.Set("dx", out(info.Env(), io.read(dx)));
     r.Set("gradW", out(info.Env(), io.read(gw, size_t(p.in) * size_t(p.out))));
     r.Set("gradB", out(info.Env(), io.read(gb, size_t(p.out))));
+    if (has_below) r.Set("gradBBelow", out(info.Env(), io.read(below.grad_b, size_t(p.in))));
     return r;
   });
 }

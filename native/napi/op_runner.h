@@ -22,6 +22,7 @@ class OpRunner : public Napi::ObjectWrap<OpRunner> {
   Napi::Value EmbedBackward(const Napi::CallbackInfo& info);
   Napi::Value LinearForward(const Napi::CallbackInfo& info);
   Napi::Value LinearBackward(const Napi::CallbackInfo& info);
+  Napi::Value LiveUnits(const Napi::CallbackInfo& info);
   Napi::Value HeadForward(const Napi::CallbackInfo& info);
   Napi::Value HeadForwardBackward(const Napi::CallbackInfo& info);
   Napi::Value AdamStep(const Napi::CallbackInfo& info);
