@@ -209,9 +209,10 @@ export interface NativeOpRunner {
   /** The live-unit mask linear_forward writes: rows of ld / 8 bytes, ld = out rounded up to 128. */
   liveUnits(a: LinearArgs & { x: Float32Array }): Uint8Array;
   headForward(a: HeadArgs): Float32Array;
-  headForwardBackward(a: HeadArgs & { labels: Float32Array; gradScale: number; lossScale?: number }): {
+  /** With `below` (the last hidden layer's dropout), dMlp is taken through its ReLU and dropout. */
+  headForwardBackward(a: HeadArgs & { labels: Float32Array; gradScale: number; lossScale?: number; below?: DropoutArgs }): {
     dMlp: Float32Array; gradW: Float32Array; gradB: Float32Array; gradMfUser: Float32Array; gradMfItem: Float32Array;
-    lossSum: number;
+    lossSum: number; gradBBelow?: Float32Array;
   };
   adamStep(a: {
     params: Float32Array; grads: Float32Array; m: Float32Array; v: Float32Array;

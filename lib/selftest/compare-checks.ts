@@ -96,6 +96,10 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     const hc = cpu.headForwardBackward({ ...args, labels, gradScale: 1 / rows });
     const hTol = fp16 ? 2e-3 : 1e-5;
     checks.push(check(`head_forward_backward${shape}`, fp16 ? 'fp16' : 'fp32', Math.max(Math.abs(hd.lossSum - hc.lossSum) / hc.lossSum, relError(hd.gradW, hc.gradW), relError(hd.gradB, hc.gradB), relError(hd.dMlp, hc.dMlp), relError(hd.gradMfUser, hc.gradMfUser), relError(hd.gradMfItem, hc.gradMfItem)), hTol));
+    const top = { below: { dropout: 0.5, seed: 8, layer: 2 } }, reluArgs = { ...args, mlp: args.mlp.map((v, i) => (i % 3 === 0 ? 0 : v)) };
+    const td2 = dev.headForwardBackward({ ...reluArgs, labels, gradScale: 1 / rows, fp16, ...top });
+    const tc2 = cpu.headForwardBackward({ ...reluArgs, labels, gradScale: 1 / rows, ...top });
+    checks.push(check(`head_forward_backward${shape} through the last hidden layer`, fp16 ? 'fp16' : 'fp32', Math.max(relError(td2.dMlp, tc2.dMlp), relError(td2.gradBBelow!, tc2.gradBBelow!), relError(td2.gradW, tc2.gradW)), hTol));
     const fd = dev.headForward({ ...args, fp16 }), fc = cpu.headForward(args);
     checks.push(check(`head_forward${shape}`, fp16 ? 'fp16' : 'fp32', relError(fd, fc), hTol));
   }

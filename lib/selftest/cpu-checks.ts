@@ -244,7 +244,15 @@ export function headChecks(r: NativeOpRunner): Check[] {
   const numU = Array.from({ length: mfUser.length }, (_, i) => fd(mfUser, i));
   const numI = Array.from({ length: mfItem.length }, (_, i) => fd(mfItem, i));
   const numM = Array.from({ length: mlp.length }, (_, i) => fd(mlp, i));
+  // Through the last hidden layer (its output is mlp; zero where mlp <= 0; dropout's scale 2).
+  const mlpRelu = mlp.map((v) => Math.max(v, 0));
+  const thru = r.headForwardBackward({ ...args, mlp: mlpRelu, labels, gradScale: scale, below: { dropout: 0.5, seed: 2 } });
+  const plain = r.headForwardBackward({ ...args, mlp: mlpRelu, labels, gradScale: scale });
+  const wantThru = plain.dMlp.map((v, i) => (mlpRelu[i] > 0 ? 2 * v : 0));
+  const wantGbThru = new Float64Array(m);
+  wantThru.forEach((v, i) => (wantGbThru[i % m] += v));
   return [
+    check('head_forward_backward through the last hidden layer', 'fp32', Math.max(relError(thru.dMlp, wantThru), relError(thru.gradBBelow!, wantGbThru)), 1e-6),
     check('head_forward (output unit)', 'fp32', relError(logits, z), 1e-6),
     check('head_forward_backward: BCE loss', 'fp32', Math.abs(out.lossSum - lossSum) / lossSum, 1e-6),
     check('head_forward_backward vs definition', 'fp32', Math.max(relError(out.gradW, gw), relError(out.gradB, [gb]), relError(out.dMlp, dM), relError(out.gradMfUser, gU), relError(out.gradMfItem, gI)), 1e-5),

@@ -198,10 +198,12 @@ class Backend {
   // taken back through the unit: d_mlp = g w_mlp, grad_w = sum g [gmf ; mlp] and grad_b = sum g
   // (both overwritten), and the GMF product's table gradients added into the (dense, zeroed)
   // g_tables.mf_user[u] += (g w_gmf) * mf_item[v] and g_tables.mf_item[v] += (g w_gmf) * mf_user[u].
+  // With `below` (the last hidden layer: below->y is mlp), d_mlp is then taken through its ReLU
+  // and dropout as relu_dropout_backward(d_mlp, below) does (on CUDA in the same pass).
   virtual void head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
                                      const float* labels, const HeadParams& p, float grad_scale,
-                                     const LossScaler* scaler, Mat d_mlp, const EmbedGrads& g_tables, float* grad_w,
-                                     float* grad_b, double* loss_sum) = 0;
+                                     const LossScaler* scaler, Mat d_mlp, const LayerBelow* below,
+                                     const EmbedGrads& g_tables, float* grad_w, float* grad_b, double* loss_sum) = 0;
   // grads *= 1 / scale; sets *found_inf if any gradient is not finite.
   virtual void unscale_check(float* grads, size_t n, const LossScaler& scaler) = 0;
   // Adam over all n parameters; skipped entirely when skip_if (may be null) is non-zero.

@@ -147,11 +147,11 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   const uint32_t* items = a.items.get();
   be_->embed_forward(tables(), users, items, mlp_in);
   for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n), a.mask(l));
+  // The output unit takes its gradient back through the last hidden layer's ReLU and dropout.
+  const LayerBelow top{a.act(L - 1).head(n), a.mask(L - 1), drop[size_t(L - 1)], grads + layout_.bias[size_t(L - 1)]};
   be_->head_forward_backward(tables(), users, items, a.act(L - 1).head(n), a.labels.get(), head(), grad_scale, scaler,
-                             a.d_act(L - 1).head(n), embed_grads(grads), grads + layout_.final_weight,
+                             a.d_act(L - 1).head(n), &top, embed_grads(grads), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
-  be_->relu_dropout_backward(a.d_act(L - 1).head(n), a.act(L - 1).head(n), a.mask(L - 1), drop[size_t(L - 1)],
-                             grads + layout_.bias[size_t(L - 1)]);
   for (int l = L - 1; l >= 0; --l) {
     // The input gradient of layer l is the output gradient of layer l - 1, taken back through its
     // ReLU and dropout here; layer 0's goes to the embeddings as it is.

@@ -35,8 +35,8 @@ class CpuBackend final : public Backend {
                     float* logits) override;
   void head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
                              const float* labels, const HeadParams& p, float grad_scale, const LossScaler* scaler,
-                             Mat d_mlp, const EmbedGrads& g_tables, float* grad_w, float* grad_b,
-                             double* loss_sum) override;
+                             Mat d_mlp, const LayerBelow* below, const EmbedGrads& g_tables, float* grad_w,
+                             float* grad_b, double* loss_sum) override;
   void unscale_check(float* grads, size_t n, const LossScaler& scaler) override;
   void adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
                  const int32_t* skip_if) override;

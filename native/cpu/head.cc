@@ -3,7 +3,8 @@
 // head_forward_backward: the same logit, the numerically stable sigmoid-BCE
 //   loss = max(z, 0) - z y + log(1 + exp(-|z|)),  dloss/dz = sigmoid(z) - y,
 // the MLP input gradient g w_mlp, the weight gradients as per-thread partial sums added in thread
-// order, and the GMF tables' gradients scattered by row owner (owned_scatter.h).
+// order, the GMF tables' gradients scattered by row owner (owned_scatter.h), then the last hidden
+// layer's relu_dropout_backward when asked.
 #include <cmath>
 #include <vector>
 
@@ -51,8 +52,8 @@ void CpuBackend::head_forward(const EmbedTables& t, const uint32_t* users, const
 
 void CpuBackend::head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
                                        const float* labels, const HeadParams& p, float grad_scale,
-                                       const LossScaler* scaler, Mat d_mlp, const EmbedGrads& g_tables, float* grad_w,
-                                       float* grad_b, double* loss_sum) {
+                                       const LossScaler* scaler, Mat d_mlp, const LayerBelow* below,
+                                       const EmbedGrads& g_tables, float* grad_w, float* grad_b, double* loss_sum) {
   require_f32(mlp, "mlp");
   require_f32(d_mlp, "d_mlp");
   const float scale = grad_scale * (scaler ? *scaler->scale : 1.0f);
@@ -112,6 +113,7 @@ void CpuBackend::head_forward_backward(const EmbedTables& t, const uint32_t* use
         float* gv = g_tables.mf_item + size_t(v) * f;
         for (int j = 0; j < f; ++j) gv[j] += (dz * p.w[j]) * mu[j];
       });
+  if (below) relu_dropout_backward(d_mlp, below->y, below->mask, below->dropout, below->grad_b);
 }
 
 }  // namespace ncf

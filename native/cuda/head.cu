@@ -6,7 +6,9 @@
 // chunk as one 16-byte load (and one 16-byte vector atomic in the backward pass).
 // head_forward: logit = w . [mf_user[u] * mf_item[v] ; mlp] + b.
 // head_forward_backward: the same logit, the sigmoid-BCE loss and its gradient
-// g = (sigmoid(z) - y) * grad_scale (times the loss scale under --amp); writes d_mlp = g w_mlp,
+// g = (sigmoid(z) - y) * grad_scale (times the loss scale under --amp); writes d_mlp = g w_mlp
+// (taken through the last hidden layer's ReLU and dropout when asked: live where its output, the
+// mlp value at hand, is > 0; that layer's bias gradient summed like the weights'),
 // adds (g w_gmf) * mf_item[v] into the gradient of mf_user[u] and (g w_gmf) * mf_user[u] into
 // mf_item[v]'s with global atomics (the rows are read again for it, from L1), and sums the weight
 // gradients g x over the rows: in registers per lane (its features are fixed; beyond kRegGmf /
@@ -89,24 +91,41 @@ __global__ void head_forward_kernel(EmbedTables t, const uint32_t* users, const 
 // GMF part is one or two chunks (the default 64 factors), 3 (80) for the other layouts.
 constexpr int head_loss_min_blocks(int chunks) { return chunks == 1 || chunks == 2 ? 4 : 3; }
 
+// The last hidden layer, when the output unit takes its gradient through that layer's ReLU and
+// dropout (grad_b null: it does not).
+struct TopLayer {
+  float scale;      // dropout's 1 / (1 - p), or 1
+  float* grad_b;    // its bias gradient: the column sums of the masked gradient
+};
+
+// v as it reads back after a store in t.
+__device__ __forceinline__ float as_stored(float v, DType t) {
+  return t == DType::F16 ? __half2float(__float2half_rn(v)) : v;
+}
+
 template <int kChunks>
-__global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks)) head_loss_kernel(EmbedTables t, const uint32_t* users, const uint32_t* items, const void* mlp, DType mt,
-                                 const float* labels, int rows, HeadParams p, float grad_scale, const float* loss_scale,
-                                 void* d_mlp, EmbedGrads gt, float* grad_w, float* grad_b, double* loss_sum) {
-  extern __shared__ float acc[];  // [factors + mlp_width] weight-gradient sums, the bias's, the loss
+__global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
+    head_loss_kernel(EmbedTables t, const uint32_t* users, const uint32_t* items, const void* mlp, DType mt,
+                     const float* labels, int rows, HeadParams p, float grad_scale, const float* loss_scale, void* d_mlp,
+                     TopLayer top, EmbedGrads gt, float* grad_w, float* grad_b, double* loss_sum) {
+  // [factors + mlp_width] weight-gradient sums, the bias's, the loss, [mlp_width] the top layer's
+  // bias-gradient sums
+  extern __shared__ float acc[];
   const int f = p.factors, m = p.mlp_width, width = f + m;
-  for (int j = threadIdx.x; j < width + 2; j += blockDim.x) acc[j] = 0.0f;
+  float* acc_top = acc + width + 2;
+  for (int j = threadIdx.x; j < width + 2 + m; j += blockDim.x) acc[j] = 0.0f;
   __syncthreads();
   const float scale = grad_scale * (loss_scale ? *loss_scale : 1.0f);
   const int lane = threadIdx.x & 31, sub = lane % kRowLanes;
   const int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
   const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
   constexpr int kG = kChunks > 0 ? 4 * kChunks : kRegGmf;
-  float sum_g[kG], sum_m[kRegMlp];  // the lane's GMF (gmf_feature) and MLP (sub + 8k) features
+  // The lane's GMF (gmf_feature) and MLP (sub + 8k) features' sums, and the top layer's.
+  float sum_g[kG], sum_m[kRegMlp], sum_t[kRegMlp];
 #pragma unroll
   for (int k = 0; k < kG; ++k) sum_g[k] = 0.0f;
 #pragma unroll
-  for (int k = 0; k < kRegMlp; ++k) sum_m[k] = 0.0f;
+  for (int k = 0; k < kRegMlp; ++k) sum_m[k] = sum_t[k] = 0.0f;
   float loss = 0.0f, bias = 0.0f;
   for (int64_t base = warp * kRowsPerWarp; base < rows; base += warps * kRowsPerWarp) {
     const int64_t row = base + lane / kRowLanes;
@@ -156,17 +175,31 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks)) head_
         atomicAdd(gi + j, d * mu[j]);
       }
     }
+    // d_mlp = g w_mlp, through the top layer's ReLU and dropout (live where y > 0) when asked,
+    // rounded as the separate pass would see it.
 #pragma unroll
     for (int k = 0; k < kRegMlp; ++k) {
       const int j = sub + kRowLanes * k;
       if (j < m) {
-        store(d_mlp, mt, row * m + j, g * p.w[f + j]);
-        sum_m[k] += g * load(mlp, mt, row * m + j);
+        const float y = load(mlp, mt, row * m + j);
+        float d = g * p.w[f + j];
+        if (top.grad_b) {
+          d = y > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
+          sum_t[k] += d;
+        }
+        store(d_mlp, mt, row * m + j, d);
+        sum_m[k] += g * y;
       }
     }
     for (int j = sub + kRowLanes * kRegMlp; j < m; j += kRowLanes) {
-      store(d_mlp, mt, row * m + j, g * p.w[f + j]);
-      atomicAdd(&acc[f + j], g * load(mlp, mt, row * m + j));
+      const float y = load(mlp, mt, row * m + j);
+      float d = g * p.w[f + j];
+      if (top.grad_b) {
+        d = y > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
+        atomicAdd(&acc_top[j], d);
+      }
+      store(d_mlp, mt, row * m + j, d);
+      atomicAdd(&acc[f + j], g * y);
     }
   }
   // The warp's four row groups hold sums of the same features: add them up, then into the block's.
@@ -175,7 +208,10 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks)) head_
 #pragma unroll
     for (int k = 0; k < kG; ++k) sum_g[k] += __shfl_xor_sync(0xffffffffu, sum_g[k], o);
 #pragma unroll
-    for (int k = 0; k < kRegMlp; ++k) sum_m[k] += __shfl_xor_sync(0xffffffffu, sum_m[k], o);
+    for (int k = 0; k < kRegMlp; ++k) {
+      sum_m[k] += __shfl_xor_sync(0xffffffffu, sum_m[k], o);
+      sum_t[k] += __shfl_xor_sync(0xffffffffu, sum_t[k], o);
+    }
   }
   if (lane < kRowLanes) {
 #pragma unroll
@@ -183,7 +219,10 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks)) head_
       if (gmf_feature<kChunks>(lane, k) < f) atomicAdd(&acc[gmf_feature<kChunks>(lane, k)], sum_g[k]);
 #pragma unroll
     for (int k = 0; k < kRegMlp; ++k)
-      if (lane + kRowLanes * k < m) atomicAdd(&acc[f + lane + kRowLanes * k], sum_m[k]);
+      if (lane + kRowLanes * k < m) {
+        atomicAdd(&acc[f + lane + kRowLanes * k], sum_m[k]);
+        atomicAdd(&acc_top[lane + kRowLanes * k], sum_t[k]);
+      }
   }
   if (sub == 0) {
     atomicAdd(&acc[width], bias);
@@ -191,6 +230,8 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks)) head_
   }
   __syncthreads();
   for (int j = threadIdx.x; j < width; j += blockDim.x) atomicAdd(&grad_w[j], acc[j]);
+  if (top.grad_b)
+    for (int j = threadIdx.x; j < m; j += blockDim.x) atomicAdd(&top.grad_b[j], acc_top[j]);
   if (threadIdx.x == 0) {
     atomicAdd(grad_b, acc[width]);
     atomicAdd(loss_sum, double(acc[width + 1]));
@@ -241,19 +282,23 @@ void CudaBackend::head_forward(const EmbedTables& t, const uint32_t* users, cons
 
 void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
                                         const float* labels, const HeadParams& p, float grad_scale,
-                                        const LossScaler* scaler, Mat d_mlp, const EmbedGrads& g_tables, float* grad_w,
-                                        float* grad_b, double* loss_sum) {
+                                        const LossScaler* scaler, Mat d_mlp, const LayerBelow* below,
+                                        const EmbedGrads& g_tables, float* grad_w, float* grad_b, double* loss_sum) {
   const int rows = int(mlp.rows);
   use_device(device_);
+  if (below && below->y.data != mlp.data)
+    fail(ErrorCode::InvalidArgument, "head_forward_backward: the layer below's output must be the MLP input");
   NCF_CUDA(cudaMemsetAsync(grad_w, 0, sizeof(float) * size_t(p.factors + p.mlp_width), stream_));
   NCF_CUDA(cudaMemsetAsync(grad_b, 0, sizeof(float), stream_));
+  const TopLayer top{below && below->dropout.active ? below->dropout.scale : 1.0f, below ? below->grad_b : nullptr};
+  if (top.grad_b) NCF_CUDA(cudaMemsetAsync(top.grad_b, 0, sizeof(float) * size_t(p.mlp_width), stream_));
   if (rows <= 0) return;
-  const size_t smem = sizeof(float) * size_t(p.factors + p.mlp_width + 2);
+  const size_t smem = sizeof(float) * size_t(p.factors + 2 * p.mlp_width + 2);
   const float* ls = scaler ? scaler->scale : nullptr;
   with_chunks(gmf_chunks(p.factors, {t.mf_user, t.mf_item, g_tables.mf_user, g_tables.mf_item}), [&](auto chunks) {
     constexpr int kChunks = decltype(chunks)::value;
     head_loss_kernel<kChunks><<<head_blocks(rows), kThreads, smem, stream_>>>(
-        t, users, items, mlp.data, mlp.dtype, labels, rows, p, grad_scale, ls, d_mlp.data, g_tables, grad_w, grad_b,
+        t, users, items, mlp.data, mlp.dtype, labels, rows, p, grad_scale, ls, d_mlp.data, top, g_tables, grad_w, grad_b,
         loss_sum);
   });
   NCF_LAUNCHED();

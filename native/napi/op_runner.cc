@@ -402,7 +402,9 @@ Napi::Value OpRunner::HeadForward(const Napi::CallbackInfo& info) {
 }
 
 // headForwardBackward({ mfUser, mfItem, users, items, mlp, labels, w, b, factors, gradScale,
-//   lossScale, fp16 }) -> { dMlp, gradW, gradB, gradMfUser, gradMfItem, lossSum }
+//   lossScale, fp16, below }) -> { dMlp, gradW, gradB, gradMfUser, gradMfItem, lossSum, gradBBelow }
+//   With below: { dropout, seed, layer, epoch, pos0 } (the last hidden layer, whose output is mlp),
+//   dMlp is taken through its ReLU and dropout and its bias gradient returned as gradBBelow.
 Napi::Value OpRunner::HeadForwardBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -421,8 +423,15 @@ Napi::Value OpRunner::HeadForwardBackward(const Napi::CallbackInfo& info) {
     const float ls = float(get_number(o, "lossScale", 0));
     LossScaler scaler;
     if (ls > 0) scaler.scale = io.f32({ls});
+    const bool has_below = has(o, "below");
+    LayerBelow below;
+    if (has_below) {
+      below.y = h.mlp;
+      below.dropout = dropout_from(get_object(o, "below"));
+      below.grad_b = io.f32_zeros(size_t(h.p.mlp_width));
+    }
     be_->head_forward_backward(h.t, h.users, h.items, h.mlp, io.f32(labels), h.p, float(get_number(o, "gradScale", 1.0)),
-                               ls > 0 ? &scaler : nullptr, dm, g, gw, gb, loss.get());
+                               ls > 0 ? &scaler : nullptr, dm, has_below ? &below : nullptr, g, gw, gb, loss.get());
     double lsum = 0;
     be_->download(&lsum, loss.get(), sizeof lsum);
     Napi::Object r = Napi::Object::New(info.Env());
@@ -432,6 +441,7 @@ Napi::Value OpRunner::HeadForwardBackward(const Napi::CallbackInfo& info) {
     r.Set("gradMfUser", out(info.Env(), io.read(g.mf_user, h.mu_size)));
     r.Set("gradMfItem", out(info.Env(), io.read(g.mf_item, h.mi_size)));
     r.Set("lossSum", lsum);
+    if (has_below) r.Set("gradBBelow", out(info.Env(), io.read(below.grad_b, size_t(h.p.mlp_width))));
     return r;
   });
 }
