@@ -192,8 +192,8 @@ export interface NativeOpRunner {
     offsets: Uint32Array; items: Uint32Array; nItems: number; negatives: number; verify: boolean;
     seed: number; epoch: number; pos0: number; n: number;
   }): { users: Uint32Array; items: Uint32Array; labels: Float32Array; samplesPerEpoch: number };
-  /** The MLP input [mlpUser[u] ; mlpItem[v]] of each pair. */
-  embedForward(a: EmbedArgs): Float32Array;
+  /** The MLP input [mlpUser[u] ; mlpItem[v]] of each pair; halfTables: with fp16 table copies beside the tables. */
+  embedForward(a: EmbedArgs & { halfTables?: boolean }): Float32Array;
   /** The MLP tables' gradients from the MLP input's. */
   embedBackward(a: EmbedArgs & { dMlpIn: Float32Array }): { mlpUser: Float32Array; mlpItem: Float32Array };
   linearForward(a: LinearArgs & { x: Float32Array }): Float32Array;
@@ -214,10 +214,11 @@ export interface NativeOpRunner {
     dMlp: Float32Array; gradW: Float32Array; gradB: Float32Array; gradMfUser: Float32Array; gradMfItem: Float32Array;
     lossSum: number; gradBBelow?: Float32Array;
   };
+  /** mirror: [begin, end), parameters whose fp16 copies the step keeps (returned as half). */
   adamStep(a: {
     params: Float32Array; grads: Float32Array; m: Float32Array; v: Float32Array;
-    lr: number; beta1: number; beta2: number; eps: number; step: number;
-  }): { params: Float32Array; m: Float32Array; v: Float32Array };
+    lr: number; beta1: number; beta2: number; eps: number; step: number; mirror?: Uint32Array;
+  }): { params: Float32Array; m: Float32Array; v: Float32Array; half?: Float32Array };
   unscaleCheck(a: { grads: Float32Array; scale: number }): { grads: Float32Array; foundInf: boolean };
   updateLossScale(a: { scale: number; foundInf: boolean; goodSteps: number; dynamic: boolean; growthInterval: number }): {
     scale: number; goodSteps: number;

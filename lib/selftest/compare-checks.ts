@@ -33,6 +33,8 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     const adam = { params: rng.f32(n), grads: rng.f32(n, -0.1, 0.1), m: rng.f32(n, -0.01, 0.01), v: rng.f32(n, 0, 0.01), lr: 0.0045, beta1: 0.25, beta2: 0.5, eps: 1e-8, step: 7 };
     const ad = dev.adamStep(adam), ac = cpu.adamStep(adam);
     checks.push(property('adam_step', exactlyEqual(ad.params, ac.params) && exactlyEqual(ad.m, ac.m) && exactlyEqual(ad.v, ac.v)));
+    const mirror = Uint32Array.from([1000, 9000]), am = dev.adamStep({ ...adam, mirror });
+    checks.push(property("adam_step's fp16 mirror = the updated parameters in fp16", exactlyEqual(am.half!, cpu.halfRoundTrip(ac.params.subarray(1000, 9000))) && exactlyEqual(am.params, ac.params)));
     const half = rng.f32(4096, -70000, 70000);
     half.set([65504, 65520, 1e-8, 6e-8, 0.1, NaN, -Infinity], 0);
     checks.push(property('fp16 conversion', exactlyEqual(dev.halfRoundTrip(half).map((x) => (Number.isNaN(x) ? -1 : x)), cpu.halfRoundTrip(half).map((x) => (Number.isNaN(x) ? -1 : x)))));
@@ -54,6 +56,7 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     const users = rng.u32s(n, U), items = rng.u32s(n, I);
     const ef = dev.embedForward({ ...t, users, items, fp16 }), cf = cpu.embedForward({ ...t, users, items });
     checks.push(check(`embed_forward (half ${h})`, fp16 ? 'fp16' : 'exact', relError(ef, cf), fp16 ? 1e-3 : 0));
+    if (fp16) checks.push(property(`embed_forward (half ${h}) from fp16 table copies = from the tables`, exactlyEqual(dev.embedForward({ ...t, users, items, fp16, halfTables: true }), ef)));
     const dMlpIn = fp16 ? cpu.halfRoundTrip(rng.f32(n * 2 * h)) : rng.f32(n * 2 * h);
     const eb = dev.embedBackward({ ...t, users, items, dMlpIn, fp16 }), cb = cpu.embedBackward({ ...t, users, items, dMlpIn });
     checks.push(check(`embed_backward (half ${h}; atomics vs ordered sums)`, 'fp32', Math.max(relError(eb.mlpUser, cb.mlpUser), relError(eb.mlpItem, cb.mlpItem)), 1e-5));

@@ -273,7 +273,11 @@ export function adamChecks(r: NativeOpRunner): Check[] {
     wantV[i] = hp.beta2 * v[i] + (1 - hp.beta2) * grads[i] * grads[i];
     wantP[i] = params[i] - (hp.lr / bc1) * wantM[i] / (Math.sqrt(wantV[i]) / Math.sqrt(bc2) + hp.eps);
   }
-  return [check('adam_step (PyTorch form)', 'fp32', Math.max(relError(out.params, wantP), relError(out.m, wantM), relError(out.v, wantV)), 1e-6)];
+  const mirrored = r.adamStep({ params, grads, m, v, ...hp, mirror: Uint32Array.from([10, 40]) });
+  return [
+    check('adam_step (PyTorch form)', 'fp32', Math.max(relError(out.params, wantP), relError(out.m, wantM), relError(out.v, wantV)), 1e-6),
+    property("adam_step's fp16 mirror: the updated parameters 10..39 in fp16", exactlyEqual(mirrored.half!, r.halfRoundTrip(out.params.subarray(10, 40)))),
+  ];
 }
 
 /** Hand-made lists with known ranks: duplicates, ties and a miss. */

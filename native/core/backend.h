@@ -27,6 +27,17 @@ struct EmbedTables {
   const float* mlp_item = nullptr;  // [n_items, half]
   int factors = 0;
   int half = 0;
+  // fp16 copies of mlp_user and mlp_item (kept with fp16 activations, see HalfMirror), or null.
+  // An fp16 MLP input may be gathered from them: the same values, half the bytes.
+  const void* mlp_user_half = nullptr;
+  const void* mlp_item_half = nullptr;
+};
+
+// An fp16 copy of the parameters [begin, end) that adam_step keeps current: after each update it
+// also writes fp16(params[i]) to dst[i - begin]. Empty (dst null) where none is kept.
+struct HalfMirror {
+  size_t begin = 0, end = 0;
+  void* dst = nullptr;
 };
 
 struct EmbedGrads {
@@ -206,9 +217,10 @@ class Backend {
                                      const EmbedGrads& g_tables, float* grad_w, float* grad_b, double* loss_sum) = 0;
   // grads *= 1 / scale; sets *found_inf if any gradient is not finite.
   virtual void unscale_check(float* grads, size_t n, const LossScaler& scaler) = 0;
-  // Adam over all n parameters; skipped entirely when skip_if (may be null) is non-zero.
+  // Adam over all n parameters, then the mirror's fp16 copies of the updated values; skipped
+  // entirely when skip_if (may be null) is non-zero.
   virtual void adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
-                         const int32_t* skip_if) = 0;
+                         const int32_t* skip_if, const HalfMirror& mirror) = 0;
   // Halves the scale after an overflow, doubles it after growth_interval finite steps.
   virtual void update_loss_scale(const LossScaler& scaler) = 0;
   // dst (fp16) = src (fp32), rounding to nearest even; and back.

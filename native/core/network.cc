@@ -39,11 +39,18 @@ Network::Network(Backend& be, const ModelConfig& cfg, bool half_activations)
   cfg_.validate();
   if (half_ && !be.info().half)
     fail(ErrorCode::Unavailable, "the " + be.info().name + " backend has no fp16 path (--amp needs the CUDA backend)");
-  if (half_)
+  if (half_) {
     for (int l = 0; l < cfg_.hidden_layers(); ++l) {
       w_half_.emplace_back(be, size_t(cfg_.layers[l + 1]) * size_t(cfg_.layers[l]));
       b_half_.emplace_back(be, size_t(cfg_.layers[l + 1]));
     }
+    tables_half_ = BackendArray<uint16_t>(be, layout_.embedding_end - layout_.mlp_user);
+  }
+}
+
+HalfMirror Network::table_mirror() const {
+  if (!half_) return HalfMirror{};
+  return HalfMirror{layout_.mlp_user, layout_.embedding_end, tables_half_.get()};
 }
 
 void Network::upload_params(const std::vector<float>& host) {
@@ -52,6 +59,8 @@ void Network::upload_params(const std::vector<float>& host) {
                                          std::to_string(host.size()));
   be_->upload(params_.get(), host.data(), host.size() * sizeof(float));
   refresh_half();
+  const HalfMirror m = table_mirror();
+  if (m.dst) be_->to_half(params_.get() + m.begin, m.dst, m.end - m.begin);
 }
 
 std::vector<float> Network::download_params() const {
@@ -69,8 +78,13 @@ void Network::refresh_half() {
 
 EmbedTables Network::tables() const {
   const float* p = params_.get();
-  return EmbedTables{p + layout_.mf_user, p + layout_.mf_item, p + layout_.mlp_user, p + layout_.mlp_item,
-                     cfg_.factors, cfg_.mlp_embed_dim()};
+  EmbedTables t{p + layout_.mf_user, p + layout_.mf_item, p + layout_.mlp_user, p + layout_.mlp_item,
+                cfg_.factors, cfg_.mlp_embed_dim()};
+  if (half_) {
+    t.mlp_user_half = tables_half_.get();
+    t.mlp_item_half = tables_half_.get() + (layout_.mlp_item - layout_.mlp_user);
+  }
+  return t;
 }
 
 LinearParams Network::layer(int l) const {

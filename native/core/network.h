@@ -57,6 +57,9 @@ class Network {
   std::vector<float> download_params() const;
   // Refreshes the fp16 copies of the hidden-layer weights and biases after the fp32 ones changed.
   void refresh_half();
+  // With fp16 activations, the fp16 copy of the MLP tables that adam_step keeps current (the
+  // embeddings' gather reads it); empty otherwise.
+  HalfMirror table_mirror() const;
 
   EmbedTables tables() const;
   LinearParams layer(int l) const;
@@ -111,6 +114,7 @@ class Network {
   bool half_;
   BackendArray<float> params_;
   std::vector<BackendArray<uint16_t>> w_half_, b_half_;
+  BackendArray<uint16_t> tables_half_;  // fp16 mlp_user then mlp_item (with fp16 activations)
 
   TrainPass train_pass_args(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
                             const LossScaler* scaler, float* grads, double* loss_sum) const;

@@ -1,7 +1,7 @@
 // The optimizer and loss-scaling ops on the CPU: Adam over the flat parameter buffer (the rule
 // itself is core/adam_rule.h, shared with CUDA), gradient unscaling with a finiteness check, and
-// the loss-scale update. The CPU trains in fp32, so the last three exist for the self-test's
-// comparison with their CUDA twins.
+// the loss-scale update. The CPU trains in fp32, so the last three (and Adam's fp16 mirror) exist
+// for the self-test's comparison with their CUDA twins.
 #include <cmath>
 #include <cstring>
 
@@ -10,7 +10,7 @@
 namespace ncf {
 
 void CpuBackend::adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
-                           const int32_t* skip_if) {
+                           const int32_t* skip_if, const HalfMirror& mirror) {
   if (skip_if && *skip_if) return;
   pool_.parallel_for(
       int64_t(n),
@@ -18,6 +18,7 @@ void CpuBackend::adam_step(float* params, const float* grads, float* m, float* v
         for (int64_t i = b; i < e; ++i) adam_update(s, grads[i], &params[i], &m[i], &v[i]);
       },
       4096);
+  if (mirror.dst) to_half(params + mirror.begin, mirror.dst, mirror.end - mirror.begin);
 }
 
 void CpuBackend::unscale_check(float* grads, size_t n, const LossScaler& scaler) {

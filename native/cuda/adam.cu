@@ -1,6 +1,7 @@
 // Optimizer and precision kernels.
 // adam_step: one fused pass over the whole flat parameter buffer (grid-stride, one element per
-// thread per iteration: reads p, g, m, v and writes p, m, v once each), applying the same
+// thread per iteration: reads p, g, m, v and writes p, m, v once each, and the fp16 mirror's copy
+// where one is kept: 2 bytes more per mirrored parameter), applying the same
 // fmaf-written rule as the CPU (core/adam_rule.h), so both backends update bit-identically. It
 // reads the overflow flag on the device and does nothing after an fp16 overflow, so no host
 // synchronisation is needed per step.
@@ -13,10 +14,14 @@ namespace ncf::cuda {
 
 namespace {
 
-__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, AdamScalars s, const int32_t* skip) {
+__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, AdamScalars s, const int32_t* skip,
+                            HalfMirror mirror) {
   if (skip && *skip) return;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+  __half* const half = static_cast<__half*>(mirror.dst);
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
     adam_update(s, g[i], &p[i], &m[i], &v[i]);
+    if (half && i >= mirror.begin && i < mirror.end) half[i - mirror.begin] = __float2half_rn(p[i]);
+  }
 }
 
 __global__ void unscale_kernel(float* g, size_t n, const float* scale, int32_t* found_inf) {
@@ -54,9 +59,9 @@ __global__ void from_half_kernel(const __half* src, float* dst, size_t n) {
 }  // namespace
 
 void CudaBackend::adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
-                            const int32_t* skip_if) {
+                            const int32_t* skip_if, const HalfMirror& mirror) {
   use_device(device_);
-  adam_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(params, grads, m, v, n, s, skip_if);
+  adam_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(params, grads, m, v, n, s, skip_if, mirror);
   NCF_LAUNCHED();
 }
 

@@ -55,7 +55,7 @@ class CudaBackend final : public Backend {
                              float* grad_b, double* loss_sum) override;
   void unscale_check(float* grads, size_t n, const LossScaler& scaler) override;
   void adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
-                 const int32_t* skip_if) override;
+                 const int32_t* skip_if, const HalfMirror& mirror) override;
   void update_loss_scale(const LossScaler& scaler) override;
   void to_half(const float* src, void* dst, size_t n) override;
   void from_half(const void* src, float* dst, size_t n) override;

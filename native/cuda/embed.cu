@@ -3,7 +3,9 @@
 // embed_forward: mlp_in[row] = [mlp_user[u] ; mlp_item[v]] (fp32 tables; fp32, or fp16 under
 // --amp, output). With vec8 (half % 8 == 0, 16-byte aligned rows) a thread moves 8 consecutive
 // columns: two 16-byte loads from its table row, one 16-byte (fp16) or two (fp32) stores, so a
-// warp reads and writes whole 32-byte sectors; otherwise one column per thread.
+// warp reads and writes whole 32-byte sectors; otherwise one column per thread. With fp16 copies
+// of the tables (kept by adam_step under --amp) and an fp16 output, 8 columns are one 16-byte
+// copy: half the bytes read, the same values.
 // embed_backward: each element of d_mlp_in goes straight into the dense table gradients with
 // atomic adds (16-byte vector atomics on sm_90 in the vec8 form), so no per-sample intermediate
 // or sort is needed.
@@ -31,6 +33,21 @@ __global__ void embed_forward_vec8(EmbedTables t, const uint32_t* users, const u
     float v[8];
     load8(user ? t.mlp_user + at : t.mlp_item + at, v);
     store8(mlp_in + row * 2 * h + k, v);
+  }
+}
+
+// The fp16 output gathered from the fp16 table copies, 8 columns (16 bytes) per thread.
+__global__ void embed_forward_half_tables(EmbedTables t, const uint32_t* users, const uint32_t* items, int64_t n,
+                                          __half* mlp_in) {
+  const int h = t.half, groups = 2 * h / 8;
+  const int64_t total = n * groups;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = q / groups;
+    const int k = int(q - row * groups) * 8;
+    bool user;
+    const int64_t at = table_offset(users[row], items[row], h, k, &user);
+    const __half* src = static_cast<const __half*>(user ? t.mlp_user_half : t.mlp_item_half) + at;
+    *reinterpret_cast<uint4*>(mlp_in + row * 2 * h + k) = *reinterpret_cast<const uint4*>(src);
   }
 }
 
@@ -89,7 +106,11 @@ void CudaBackend::embed_forward(const EmbedTables& t, const uint32_t* users, con
   if (n <= 0) return;
   if (mlp_in.cols != 2 * t.half) fail(ErrorCode::InvalidArgument, "embed_forward: mlp_in must have 2 x half columns");
   use_device(device_);
-  if (!vec8_ok(t.half, t.mlp_user, t.mlp_item, mlp_in.data))
+  if (mlp_in.dtype == DType::F16 && t.mlp_user_half && t.mlp_item_half &&
+      vec8_ok(t.half, t.mlp_user_half, t.mlp_item_half, mlp_in.data))
+    embed_forward_half_tables<<<blocks_for(n * 2 * t.half / 8), kThreads, 0, stream_>>>(
+        t, users, items, n, static_cast<__half*>(mlp_in.data));
+  else if (!vec8_ok(t.half, t.mlp_user, t.mlp_item, mlp_in.data))
     embed_forward_kernel<<<blocks_for(n * 2 * t.half), kThreads, 0, stream_>>>(t, users, items, n, mlp_in.data,
                                                                                mlp_in.dtype);
   else if (mlp_in.dtype == DType::F16)

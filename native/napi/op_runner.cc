@@ -209,7 +209,8 @@ MlpTables read_mlp_tables(const Napi::Object& o) {
 }
 }  // namespace
 
-// embedForward({ mlpUser, mlpItem, half, users, items, fp16 }) -> Float32Array mlpIn
+// embedForward({ mlpUser, mlpItem, half, users, items, fp16, halfTables }) -> Float32Array mlpIn
+//   (halfTables: with fp16 copies of the tables beside them, as under --amp)
 Napi::Value OpRunner::EmbedForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -220,6 +221,10 @@ Napi::Value OpRunner::EmbedForward(const Napi::CallbackInfo& info) {
     et.mlp_user = io.f32(t.user);
     et.mlp_item = io.f32(t.item);
     et.half = t.half;
+    if (get_bool(o, "halfTables", false)) {
+      et.mlp_user_half = io.half_copy(et.mlp_user, t.user.size());
+      et.mlp_item_half = io.half_copy(et.mlp_item, t.item.size());
+    }
     Mat mlp = io.mat_zeros(n, 2 * t.half, get_bool(o, "fp16", false));
     be_->embed_forward(et, io.u32(t.pairs.users), io.u32(t.pairs.items), mlp);
     return out(info.Env(), io.read(mlp));
@@ -446,7 +451,8 @@ Napi::Value OpRunner::HeadForwardBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// adamStep({ params, grads, m, v, lr, beta1, beta2, eps, step }) -> { params, m, v }
+// adamStep({ params, grads, m, v, lr, beta1, beta2, eps, step, mirror }) -> { params, m, v, half }
+//   (mirror: [begin, end), the parameters whose fp16 copies are kept; half: those copies)
 Napi::Value OpRunner::AdamStep(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -459,11 +465,25 @@ Napi::Value OpRunner::AdamStep(const Napi::CallbackInfo& info) {
     const AdamScalars s = make_adam_scalars(get_number(o, "lr", 0.0045), get_number(o, "beta1", 0.25),
                                             get_number(o, "beta2", 0.5), get_number(o, "eps", 1e-8),
                                             uint64_t(get_int(o, "step", 1)));
-    be_->adam_step(dp, dg, dm, dv, p.size(), s, nullptr);
+    HalfMirror mirror;
+    BackendArray<uint16_t> half;
+    if (has(o, "mirror")) {
+      const std::vector<uint32_t> range = get_u32(o.Get("mirror"), "mirror");
+      if (range.size() != 2 || range[0] > range[1] || range[1] > p.size()) bad_option("mirror", "[begin, end] within params");
+      half = BackendArray<uint16_t>(*be_, range[1] - range[0]);
+      mirror = HalfMirror{range[0], range[1], half.get()};
+    }
+    be_->adam_step(dp, dg, dm, dv, p.size(), s, nullptr, mirror);
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("params", out(info.Env(), io.read(dp, p.size())));
     r.Set("m", out(info.Env(), io.read(dm, p.size())));
     r.Set("v", out(info.Env(), io.read(dv, p.size())));
+    if (mirror.dst) {
+      const size_t count = mirror.end - mirror.begin;
+      float* back = io.f32_zeros(count);
+      be_->from_half(mirror.dst, back, count);
+      r.Set("half", out(info.Env(), io.read(back, count)));
+    }
     return r;
   });
 }
