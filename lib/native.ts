@@ -191,7 +191,7 @@ export interface NativeOpRunner {
   sampleBatch(a: {
     offsets: Uint32Array; items: Uint32Array; nItems: number; negatives: number; verify: boolean;
     seed: number; epoch: number; pos0: number; n: number;
-  }): { users: Uint32Array; items: Uint32Array; labels: Float32Array; samplesPerEpoch: number };
+  }): { users: Uint32Array; items: Uint32Array; labels: Float32Array; positions: Uint32Array; samplesPerEpoch: number };
   /** The MLP input [mlpUser[u] ; mlpItem[v]] of each pair; halfTables: with fp16 table copies beside the tables. */
   embedForward(a: EmbedArgs & { halfTables?: boolean }): Float32Array;
   /** The MLP tables' gradients from the MLP input's. */

@@ -27,7 +27,7 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     for (const verify of [false, true]) {
       const a = { ...csr, nItems: 500, negatives: 4, verify, seed: 9, epoch: 2, pos0: 1000, n: 20000 };
       const d = dev.sampleBatch(a), c = cpu.sampleBatch(a);
-      checks.push(property(`sample_batch${verify ? ' (verified negatives)' : ''}`, exactlyEqual(d.users, c.users) && exactlyEqual(d.items, c.items) && exactlyEqual(d.labels, c.labels)));
+      checks.push(property(`sample_batch${verify ? ' (verified negatives)' : ''}, grouped by user`, exactlyEqual(d.users, c.users) && exactlyEqual(d.items, c.items) && exactlyEqual(d.labels, c.labels) && exactlyEqual(d.positions, c.positions)));
     }
     const n = 1 << 14;
     const adam = { params: rng.f32(n), grads: rng.f32(n, -0.1, 0.1), m: rng.f32(n, -0.01, 0.01), v: rng.f32(n, 0, 0.01), lr: 0.0045, beta1: 0.25, beta2: 0.5, eps: 1e-8, step: 7 };

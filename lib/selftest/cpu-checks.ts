@@ -52,11 +52,16 @@ export function sampleChecks(r: NativeOpRunner): Check[] {
   const perUser = new Array<number>(25).fill(0);
   for (let i = 0; i < N; i++) perUser[all.users[i]]++;
   const usersOk = perUser.every((c, u) => c === (csr.offsets[u + 1] - csr.offsets[u]) * (1 + neg));
-  const a = r.sampleBatch({ ...base, verify: false, pos0: 7, n: 30 });
-  const b = r.sampleBatch({ ...base, verify: false, pos0: 7 + 13, n: 17 });
+  const a = inPositionOrder(r.sampleBatch({ ...base, verify: false, pos0: 7, n: 30 }));
+  const b = inPositionOrder(r.sampleBatch({ ...base, verify: false, pos0: 7 + 13, n: 17 }));
   const split = b.items.every((v, i) => v === a.items[13 + i]) && b.users.every((v, i) => v === a.users[13 + i]);
-  const other = r.sampleBatch({ ...base, epoch: 4, verify: false, pos0: 0, n: N });
-  const reshuffled = other.users.some((u, i) => u !== all.users[i]);
+  // Rows grouped by user (users ascending), a user's rows in position order, positions a permutation.
+  const seen = new Set(all.positions);
+  let grouped = seen.size === N && all.positions.every((p) => p < N);
+  for (let i = 1; i < N; i++)
+    grouped &&= all.users[i - 1] < all.users[i] || (all.users[i - 1] === all.users[i] && all.positions[i - 1] < all.positions[i]);
+  const other = inPositionOrder(r.sampleBatch({ ...base, epoch: 4, verify: false, pos0: 0, n: N }));
+  const reshuffled = other.users.some((u, i) => u !== inPositionOrder(all).users[i]);
   const verified = r.sampleBatch({ ...base, verify: true, pos0: 0, n: N });
   // Negatives whose item is among their user's training items.
   const seenNegatives = (b: { users: Uint32Array; items: Uint32Array; labels: Float32Array }) => {
@@ -74,9 +79,21 @@ export function sampleChecks(r: NativeOpRunner): Check[] {
     property('sample_batch: an epoch holds every positive once', positivesOnce),
     property('sample_batch: 4 negatives per positive, same user', usersOk),
     property('sample_batch: batches are slices of one epoch order', split),
+    property('sample_batch: rows grouped by user, in position order within a user', grouped),
     property('sample_batch: a new epoch reshuffles', reshuffled),
     property('sample_batch: --no-neg-trick negatives are unseen items', clean, `${unverifiedHits} seen items among shortcut negatives`),
   ];
+}
+
+/** A grouped batch's rows put back in position order. */
+export function inPositionOrder(b: { users: Uint32Array; items: Uint32Array; labels: Float32Array; positions: Uint32Array }) {
+  const users = new Uint32Array(b.users.length), items = new Uint32Array(b.users.length), labels = new Float32Array(b.users.length);
+  b.positions.forEach((p, r) => {
+    users[p] = b.users[r];
+    items[p] = b.items[r];
+    labels[p] = b.labels[r];
+  });
+  return { users, items, labels };
 }
 
 export function embedChecks(r: NativeOpRunner): Check[] {

@@ -175,11 +175,18 @@ class Backend {
   // Whether the fused ops (train_pass, split_forward) run where they apply; a backend without
   // them ignores it.
   virtual void set_fused(bool) {}
+  // Whether training should keep each hidden layer's UnitMask (linear_forward writes it and the
+  // backward ops read it): the CUDA backend's DRELU_BGRAD epilogue and masking kernel use it; the
+  // CPU reads y > 0 instead, so writing masks would only cost it time.
+  virtual bool wants_unit_masks() const { return false; }
 
   // ---- ops --------------------------------------------------------------------------------
-  // The n samples at epoch positions [pos0, pos0 + n): users, items, labels.
+  // The n samples at epoch positions [pos0, pos0 + n) (users, items, labels), grouped by user:
+  // rows ordered by user, a user's rows in position order (CUDA: for users with up to 4096 rows
+  // in the batch; beyond, in any order); positions[r] = row r's epoch position minus pos0. Consecutive rows then share their user's table rows and gradient rows (cache
+  // hits instead of device-memory traffic); dropout follows the positions (Dropout::row_pos).
   virtual void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
-                            uint32_t* items, float* labels) = 0;
+                            uint32_t* items, float* labels, uint32_t* positions) = 0;
   // mlp_in[i] = [mlp_user[u_i] ; mlp_item[v_i]] for i < mlp_in.rows. The GMF product is not
   // formed here: the output unit (head_forward, head_forward_backward) forms it from the table
   // rows, so no GMF values or gradients are ever written per sample.

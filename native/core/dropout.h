@@ -19,6 +19,9 @@ struct Dropout {
   uint64_t key = 0;      // per-layer key
   uint32_t epoch = 0;
   uint64_t pos0 = 0;     // epoch position of row 0 of the batch
+  // The epoch position of row r is pos0 + row_pos[r] (a batch grouped by user, sample_batch), or
+  // pos0 + r when null. Backend memory.
+  const uint32_t* row_pos = nullptr;
 };
 
 inline Dropout make_dropout(float p, uint64_t seed, int layer, uint32_t epoch, uint64_t pos0) {
@@ -33,10 +36,17 @@ inline Dropout make_dropout(float p, uint64_t seed, int layer, uint32_t epoch, u
   return d;
 }
 
-// The 16-bit draws of features [8 * g, 8 * g + 8) of row `row` of the batch.
-NCF_HD U32x4 dropout_block(const Dropout& d, uint64_t row, uint32_t g) {
-  const uint64_t pos = d.pos0 + row;
+// The 16-bit draws of features [8 * g, 8 * g + 8) of row `row` of the batch: a sample's mask
+// belongs to its epoch position, whichever row holds it.
+NCF_HD uint64_t dropout_position(const Dropout& d, uint64_t row) {
+  return d.pos0 + (d.row_pos ? uint64_t(d.row_pos[row]) : row);
+}
+// The same block from the sample's epoch position (so a loop over g can keep it hoisted).
+NCF_HD U32x4 dropout_block_at(const Dropout& d, uint64_t pos, uint32_t g) {
   return philox4x32_10(U32x4{g, d.epoch, uint32_t(pos), uint32_t(pos >> 32)}, d.key);
+}
+NCF_HD U32x4 dropout_block(const Dropout& d, uint64_t row, uint32_t g) {
+  return dropout_block_at(d, dropout_position(d, row), g);
 }
 
 // Whether feature 8 * g + lane (lane in 0..7) is kept, given its block.

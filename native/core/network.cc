@@ -8,6 +8,7 @@ Activations::Activations(Backend& be, const ModelConfig& cfg, DType dtype, int r
     : rows(rows_),
       users(be, size_t(rows_)),
       items(be, size_t(rows_)),
+      positions(be, size_t(rows_)),
       labels(be, size_t(rows_)),
       logits(be, size_t(rows_)),
       be_(&be),
@@ -25,6 +26,7 @@ Mat Activations::get(BackendMat& m, int64_t cols, DType dtype) {
 Mat Activations::mlp_in() { return get(mlp_in_, widths_[0], dtype_); }
 Mat Activations::act(int l) { return get(act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
 UnitMask Activations::mask(int l) {
+  if (!be_->wants_unit_masks()) return UnitMask{};
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t cols = widths_[size_t(l) + 1];
   BackendArray<uint8_t>& m = mask_[size_t(l)];

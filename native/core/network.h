@@ -24,11 +24,12 @@ class Activations {
 
   int rows = 0;
   BackendArray<uint32_t> users, items;
+  BackendArray<uint32_t> positions;  // training: each row's epoch position minus the batch's first
   BackendArray<float> labels, logits;
 
   Mat mlp_in();       // [rows, layers[0]]
   Mat act(int l);     // [rows, layers[l + 1]]: the output of hidden layer l
-  UnitMask mask(int l);  // the live units of act(l) (training)
+  UnitMask mask(int l);  // the live units of act(l) (training; empty where the backend reads y)
   Mat d_mlp_in();
   Mat d_act(int l);
 

@@ -143,9 +143,12 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
   const ParamLayout& lay = net_->layout();
   be.zero(grads, grads_.bytes());
   if (n > 0) {
-    be.sample_batch(train_, s, start, n, a.users.get(), a.items.get(), a.labels.get());
+    be.sample_batch(train_, s, start, n, a.users.get(), a.items.get(), a.labels.get(), a.positions.get());
     std::vector<Dropout> drop(static_cast<size_t>(L));
-    for (int l = 0; l < L; ++l) drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
+    for (int l = 0; l < L; ++l) {
+      drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
+      drop[size_t(l)].row_pos = a.positions.get();  // the batch is grouped by user
+    }
     // Gradients are of the mean loss over the global batch: each rank scales by 1 / global_len
     // and the all-reduce sums.
     net_->train_pass(a, n, drop, float(1.0 / double(global_len)), opt_.amp ? &scaler_ : nullptr, grads, loss_sum_.get());

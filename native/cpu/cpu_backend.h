@@ -24,7 +24,7 @@ class CpuBackend final : public Backend {
   void set_tf32(bool) override {}
 
   void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
-                    uint32_t* items, float* labels) override;
+                    uint32_t* items, float* labels, uint32_t* positions) override;
   void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp_in) override;
   void embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) override;
   void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) override;

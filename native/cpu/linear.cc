@@ -26,8 +26,10 @@ constexpr int64_t kRowBlock = 32;  // rows whose dropout draws are generated tog
 // inlined philox4x32_10 calls, which the compiler vectorises (about 8x faster than drawing each
 // block beside its use).
 void dropout_blocks(const Dropout& d, int64_t row0, int64_t rows, int groups, U32x4* out) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int g = 0; g < groups; ++g) out[r * groups + g] = dropout_block(d, uint64_t(row0 + r), uint32_t(g));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t pos = dropout_position(d, uint64_t(row0 + r));
+    for (int g = 0; g < groups; ++g) out[r * groups + g] = dropout_block_at(d, pos, uint32_t(g));
+  }
 }
 
 }  // namespace

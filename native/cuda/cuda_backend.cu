@@ -70,6 +70,7 @@ CudaBackend::~CudaBackend() {
   use_device(device_);
   if (stream_) cudaStreamSynchronize(stream_);
   bgrad_half_.reset();
+  sample_scratch_.reset();
   gemm_.reset();
   if (stream_) cudaStreamDestroy(stream_);
 }

@@ -34,9 +34,10 @@ class CudaBackend final : public Backend {
   size_t device_memory_peak() const override { return device_peak_; }
   void set_tf32(bool on) override { gemm_->set_tf32(on); }
   void set_fused(bool on) override { fused_ = on; }
+  bool wants_unit_masks() const override { return true; }
 
   void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
-                    uint32_t* items, float* labels) override;
+                    uint32_t* items, float* labels, uint32_t* positions) override;
   void embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp_in) override;
   void embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) override;
   void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) override;
@@ -88,6 +89,7 @@ class CudaBackend final : public Backend {
   int drelu_state_[2] = {-1, -1};  // the DRELU_BGRAD epilogue (fp32, fp16): unchecked, off, on
   bool drelu_allowed_ = true;      // false with NCF_CUDA_DRELU=0
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient
+  BackendArray<unsigned char> sample_scratch_;  // sample_batch's counting sort
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
   // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue, its bias gradient into
   // below.grad_b; false (nothing done) where cuBLASLt has no algorithm for it.

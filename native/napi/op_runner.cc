@@ -163,6 +163,7 @@ Napi::Value OpRunner::Philox(const Napi::CallbackInfo& info) {
 }
 
 // sampleBatch({ offsets, items, nItems, negatives, verify, seed, epoch, pos0, n })
+//   -> { users, items, labels, positions, samplesPerEpoch } (rows grouped by user)
 Napi::Value OpRunner::SampleBatch(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -180,11 +181,13 @@ Napi::Value OpRunner::SampleBatch(const Napi::CallbackInfo& info) {
     uint32_t* du = io.u32(std::vector<uint32_t>(size_t(n)));
     uint32_t* di = io.u32(std::vector<uint32_t>(size_t(n)));
     float* dl = io.f32_zeros(size_t(n));
-    be_->sample_batch(d, s, uint64_t(get_int(o, "pos0", 0)), n, du, di, dl);
+    uint32_t* dp = io.u32(std::vector<uint32_t>(size_t(n)));
+    be_->sample_batch(d, s, uint64_t(get_int(o, "pos0", 0)), n, du, di, dl, dp);
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("users", adopt<uint32_t, Napi::Uint32Array>(info.Env(), io.read_u32(du, size_t(n))));
     r.Set("items", adopt<uint32_t, Napi::Uint32Array>(info.Env(), io.read_u32(di, size_t(n))));
     r.Set("labels", out(info.Env(), io.read(dl, size_t(n))));
+    r.Set("positions", adopt<uint32_t, Napi::Uint32Array>(info.Env(), io.read_u32(dp, size_t(n))));
     r.Set("samplesPerEpoch", double(s.n_samples));
     return r;
   });
