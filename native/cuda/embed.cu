@@ -15,39 +15,43 @@ namespace ncf::cuda {
 
 namespace {
 
-// The table row holding MLP-input column k of a sample (k < 2h): the user's or the item's.
-__device__ __forceinline__ int64_t table_offset(uint32_t u, uint32_t v, int h, int k, bool* is_user) {
-  *is_user = k < h;
-  return *is_user ? int64_t(u) * h + k : int64_t(v) * h + (k - h);
+// Group q of the n x (2h / 8) groups of 8 MLP-input columns: its row, first column k, and the
+// offset of those columns in the user's (user true) or the item's table row.
+struct Group8 {
+  int64_t row;
+  int k;
+  int64_t at;
+  bool user;
+};
+__device__ __forceinline__ Group8 group8(int64_t q, int h, const uint32_t* users, const uint32_t* items) {
+  const int groups = 2 * h / 8;
+  Group8 g;
+  g.row = q / groups;
+  g.k = int(q - g.row * groups) * 8;
+  g.user = g.k < h;
+  g.at = g.user ? int64_t(users[g.row]) * h + g.k : int64_t(items[g.row]) * h + (g.k - h);
+  return g;
 }
 
 template <typename T>
 __global__ void embed_forward_vec8(EmbedTables t, const uint32_t* users, const uint32_t* items, int64_t n, T* mlp_in) {
-  const int h = t.half, groups = 2 * h / 8;
-  const int64_t total = n * groups;
+  const int64_t total = n * (2 * t.half / 8);
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = q / groups;
-    const int k = int(q - row * groups) * 8;
-    bool user;
-    const int64_t at = table_offset(users[row], items[row], h, k, &user);
+    const Group8 g = group8(q, t.half, users, items);
     float v[8];
-    load8(user ? t.mlp_user + at : t.mlp_item + at, v);
-    store8(mlp_in + row * 2 * h + k, v);
+    load8((g.user ? t.mlp_user : t.mlp_item) + g.at, v);
+    store8(mlp_in + g.row * 2 * t.half + g.k, v);
   }
 }
 
 // The fp16 output gathered from the fp16 table copies, 8 columns (16 bytes) per thread.
 __global__ void embed_forward_half_tables(EmbedTables t, const uint32_t* users, const uint32_t* items, int64_t n,
                                           __half* mlp_in) {
-  const int h = t.half, groups = 2 * h / 8;
-  const int64_t total = n * groups;
+  const int64_t total = n * (2 * t.half / 8);
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = q / groups;
-    const int k = int(q - row * groups) * 8;
-    bool user;
-    const int64_t at = table_offset(users[row], items[row], h, k, &user);
-    const __half* src = static_cast<const __half*>(user ? t.mlp_user_half : t.mlp_item_half) + at;
-    *reinterpret_cast<uint4*>(mlp_in + row * 2 * h + k) = *reinterpret_cast<const uint4*>(src);
+    const Group8 g = group8(q, t.half, users, items);
+    const __half* src = static_cast<const __half*>(g.user ? t.mlp_user_half : t.mlp_item_half) + g.at;
+    *reinterpret_cast<uint4*>(mlp_in + g.row * 2 * t.half + g.k) = *reinterpret_cast<const uint4*>(src);
   }
 }
 
@@ -58,25 +62,19 @@ __global__ void embed_forward_kernel(EmbedTables t, const uint32_t* users, const
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = q / (2 * h);
     const int k = int(q - row * 2 * h);
-    bool user;
-    const int64_t at = table_offset(users[row], items[row], h, k, &user);
-    store(mlp_in, mlp_type, q, user ? t.mlp_user[at] : t.mlp_item[at]);
+    store(mlp_in, mlp_type, q, k < h ? t.mlp_user[int64_t(users[row]) * h + k] : t.mlp_item[int64_t(items[row]) * h + (k - h)]);
   }
 }
 
 template <typename T>
 __global__ void embed_backward_vec8(const uint32_t* users, const uint32_t* items, int64_t n, int h, const T* d_mlp,
-                                    EmbedGrads g) {
-  const int groups = 2 * h / 8;
-  const int64_t total = n * groups;
+                                    EmbedGrads grads) {
+  const int64_t total = n * (2 * h / 8);
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = q / groups;
-    const int k = int(q - row * groups) * 8;
+    const Group8 g = group8(q, h, users, items);
     float d[8];
-    load8(d_mlp + row * 2 * h + k, d);
-    bool user;
-    const int64_t at = table_offset(users[row], items[row], h, k, &user);
-    float* dst = (user ? g.mlp_user : g.mlp_item) + at;
+    load8(d_mlp + g.row * 2 * h + g.k, d);
+    float* dst = (g.user ? grads.mlp_user : grads.mlp_item) + g.at;
     atomic_add4(dst, d[0], d[1], d[2], d[3]);
     atomic_add4(dst + 4, d[4], d[5], d[6], d[7]);
   }
@@ -88,9 +86,8 @@ __global__ void embed_backward_kernel(const uint32_t* users, const uint32_t* ite
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = q / (2 * h);
     const int k = int(q - row * 2 * h);
-    bool user;
-    const int64_t at = table_offset(users[row], items[row], h, k, &user);
-    atomicAdd((user ? g.mlp_user : g.mlp_item) + at, load(d_mlp, mlp_type, q));
+    float* dst = k < h ? g.mlp_user + int64_t(users[row]) * h + k : g.mlp_item + int64_t(items[row]) * h + (k - h);
+    atomicAdd(dst, load(d_mlp, mlp_type, q));
   }
 }
 

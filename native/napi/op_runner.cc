@@ -272,17 +272,32 @@ LinearParams linear_from(Io& io, const Napi::Object& o, bool fp16) {
 }
 }  // namespace
 
+namespace {
+// A layer's parameters and its input x [n x in] from the options.
+struct LayerInput {
+  LinearParams p;
+  Mat x;
+  int n;
+};
+LayerInput layer_input(Io& io, const Napi::Object& o, bool fp16) {
+  LayerInput l;
+  l.p = linear_from(io, o, fp16);
+  const std::vector<float> x = get_f32(o.Get("x"), "x");
+  l.n = int(x.size() / size_t(l.p.in));
+  l.x = io.mat(x, l.n, l.p.in, fp16);
+  return l;
+}
+}  // namespace
+
 // linearForward({ x, w, b, in, out, dropout, seed, layer, epoch, pos0, fp16 }) -> Float32Array y
 Napi::Value OpRunner::LinearForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
     const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    const LinearParams p = linear_from(io, o, fp16);
-    const std::vector<float> x = get_f32(o.Get("x"), "x");
-    const int n = int(x.size() / size_t(p.in));
-    Mat xm = io.mat(x, n, p.in, fp16), y = io.mat_zeros(n, p.out, fp16);
-    be_->linear_forward(xm, p, dropout_from(o), y, UnitMask{});
+    const LayerInput l = layer_input(io, o, fp16);
+    Mat y = io.mat_zeros(l.n, l.p.out, fp16);
+    be_->linear_forward(l.x, l.p, dropout_from(o), y, UnitMask{});
     return out(info.Env(), io.read(y));
   });
 }
@@ -294,12 +309,10 @@ Napi::Value OpRunner::LiveUnits(const Napi::CallbackInfo& info) {
     Napi::Object o = opts(info);
     const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    const LinearParams p = linear_from(io, o, fp16);
-    const std::vector<float> x = get_f32(o.Get("x"), "x");
-    const int n = int(x.size() / size_t(p.in));
-    Mat xm = io.mat(x, n, p.in, fp16), y = io.mat_zeros(n, p.out, fp16);
-    BackendArray<uint8_t> bits(*be_, UnitMask::bytes_for(n, p.out));
-    be_->linear_forward(xm, p, dropout_from(o), y, UnitMask{bits.get(), UnitMask::ld_for(p.out)});
+    const LayerInput l = layer_input(io, o, fp16);
+    Mat y = io.mat_zeros(l.n, l.p.out, fp16);
+    BackendArray<uint8_t> bits(*be_, UnitMask::bytes_for(l.n, l.p.out));
+    be_->linear_forward(l.x, l.p, dropout_from(o), y, UnitMask{bits.get(), UnitMask::ld_for(l.p.out)});
     std::vector<uint8_t> host(bits.size());
     be_->download(host.data(), bits.get(), host.size());
     return adopt<uint8_t, Napi::Uint8Array>(info.Env(), std::move(host));
@@ -316,10 +329,9 @@ Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
     Napi::Object o = opts(info);
     const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    const LinearParams p = linear_from(io, o, fp16);
-    const std::vector<float> x = get_f32(o.Get("x"), "x");
-    const int n = int(x.size() / size_t(p.in));
-    Mat xm = io.mat(x, n, p.in, fp16);
+    const LayerInput l = layer_input(io, o, fp16);
+    const LinearParams& p = l.p;
+    const int n = l.n;
     Mat y = io.mat(get_f32(o.Get("y"), "y"), n, p.out, fp16);
     Mat dy = io.mat(get_f32(o.Get("dy"), "dy"), n, p.out, fp16);
     const bool want_dx = get_bool(o, "wantDx", true);
@@ -347,7 +359,7 @@ Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
         below.mask = UnitMask{bits.get(), ld};
       }
     }
-    be_->linear_backward(dy, xm, p, dx, gw, has_below ? &below : nullptr);
+    be_->linear_backward(dy, l.x, p, dx, gw, has_below ? &below : nullptr);
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("dz", out(info.Env(), io.read(dy)));
     if (want_dx) r.Set("dx", out(info.Env(), io.read(dx)));
