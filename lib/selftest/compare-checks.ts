@@ -53,7 +53,8 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   const U = 500, I = 300, f = 64, n = 4096;
   for (const h of [128, 12]) {
     const t = { mlpUser: rng.f32(U * h), mlpItem: rng.f32(I * h), half: h };
-    const users = rng.u32s(n, U), items = rng.u32s(n, I);
+    // Users in order, as in a training batch (runs of ~8 rows per user), items at random.
+    const users = rng.u32s(n, U).sort(), items = rng.u32s(n, I);
     const ef = dev.embedForward({ ...t, users, items, fp16 }), cf = cpu.embedForward({ ...t, users, items });
     checks.push(check(`embed_forward (half ${h})`, fp16 ? 'fp16' : 'exact', relError(ef, cf), fp16 ? 1e-3 : 0));
     if (fp16) checks.push(property(`embed_forward (half ${h}) from fp16 table copies = from the tables`, exactlyEqual(dev.embedForward({ ...t, users, items, fp16, halfTables: true }), ef)));
