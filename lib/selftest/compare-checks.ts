@@ -6,7 +6,7 @@
  */
 import type { NativeOpRunner } from '../native';
 import { type Check, check, property } from './check';
-import { liveBits, tinyCsr } from './cpu-checks';
+import { inPositionOrder, liveBits, tinyCsr } from './cpu-checks';
 import { Rng, exactlyEqual, relError } from '../util/random';
 import { paramCount, paramLayout } from '../model/checkpoint';
 
@@ -29,6 +29,14 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
       const d = dev.sampleBatch(a), c = cpu.sampleBatch(a);
       checks.push(property(`sample_batch${verify ? ' (verified negatives)' : ''}, grouped by user`, exactlyEqual(d.users, c.users) && exactlyEqual(d.items, c.items) && exactlyEqual(d.labels, c.labels) && exactlyEqual(d.positions, c.positions)));
     }
+    // A user with more rows in a batch than the GPU ranks by position (4096): the same rows, grouped,
+    // that user's in some order.
+    const heavy = { offsets: Uint32Array.from([0, 3, 2003, 2010]), items: Uint32Array.from([...[5, 9, 11], ...Array.from({ length: 2000 }, (_, i) => i), ...[1, 2, 3, 4, 6, 7, 8]]) };
+    const hb = { ...heavy, nItems: 2000, negatives: 4, verify: false, seed: 4, epoch: 1, pos0: 0, n: 10050 };
+    const hd = dev.sampleBatch(hb), hc = cpu.sampleBatch(hb);
+    const byPosition = (b: typeof hd) => inPositionOrder(b);
+    const pd = byPosition(hd), pc = byPosition(hc);
+    checks.push(property('sample_batch: a user with 10,000 rows in one batch (past the 4,096 the GPU ranks), grouped, the same rows', exactlyEqual(hd.users, hc.users) && exactlyEqual(pd.users, pc.users) && exactlyEqual(pd.items, pc.items) && exactlyEqual(pd.labels, pc.labels)));
     const n = 1 << 14;
     const adam = { params: rng.f32(n), grads: rng.f32(n, -0.1, 0.1), m: rng.f32(n, -0.01, 0.01), v: rng.f32(n, 0, 0.01), lr: 0.0045, beta1: 0.25, beta2: 0.5, eps: 1e-8, step: 7 };
     const ad = dev.adamStep(adam), ac = cpu.adamStep(adam);
