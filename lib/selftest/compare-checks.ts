@@ -95,15 +95,18 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     checks.push(check(`linear_backward ${inW}->${out} through the layer below`, precision, Math.max(relError(dd.dx!, dc.dx!), relError(dd.gradBBelow!, dc.gradBBelow!)), tol));
   }
 
-  // Output unit and loss: the model's widths (16-byte GMF loads and atomics), and odd ones (one
-  // factor per lane, features past a lane's registers, rows that end inside a group of 8). Few
-  // users and items, so the table gradients' atomics collide.
+  // Output unit and loss, 5003 rows (the last warp has rows past the end): the model's widths
+  // (16-byte GMF loads and atomics), and odd ones (one factor per lane, features past a lane's
+  // registers). Few users and items, so the table gradients' atomics collide.
   for (const [hf, width] of [[f, 64], [133, 20]] as const) {
-    const rows = 5000, shape = hf === f && width === 64 ? '' : ` ${hf}+${width} features`;
+    const rows = 5003, shape = hf === f && width === 64 ? '' : ` ${hf}+${width} features`;
     const mlp = rng.f32(rows * width, 0, 1), w = rng.f32(hf + width, -0.3, 0.3), b = rng.f32(1);
     const labels = Float32Array.from({ length: rows }, () => (rng.below(5) === 0 ? 1 : 0));
     const mlpIn = fp16 ? cpu.halfRoundTrip(mlp) : mlp;
-    const args = { mfUser: rng.f32(700 * hf), mfItem: rng.f32(300 * hf), users: rng.u32s(rows, 700), items: rng.u32s(rows, 300), mlp: mlpIn, w, b, factors: hf };
+    // Users in order at the model's widths, as in a training batch (warps of one user's rows and
+    // warps across users), at random at the odd ones.
+    const users = hf === f ? rng.u32s(rows, 700).sort() : rng.u32s(rows, 700);
+    const args = { mfUser: rng.f32(700 * hf), mfItem: rng.f32(300 * hf), users, items: rng.u32s(rows, 300), mlp: mlpIn, w, b, factors: hf };
     const hd = dev.headForwardBackward({ ...args, labels, gradScale: 1 / rows, fp16 });
     const hc = cpu.headForwardBackward({ ...args, labels, gradScale: 1 / rows });
     const hTol = fp16 ? 2e-3 : 1e-5;

@@ -87,9 +87,9 @@ __global__ void head_forward_kernel(EmbedTables t, const uint32_t* users, const 
   }
 }
 
-// Blocks per SM the register budget is set for: 4 (64 registers a thread, no spills) where the
-// GMF part is one or two chunks (the default 64 factors), 3 (80) for the other layouts.
-constexpr int head_loss_min_blocks(int chunks) { return chunks == 1 || chunks == 2 ? 4 : 3; }
+// Blocks per SM the register budget is set for: 3 (80 registers a thread: no spills with the
+// default 64 factors, where 4 blocks' 64 registers spilled 52 bytes), 4 for one chunk.
+constexpr int head_loss_min_blocks(int chunks) { return chunks == 1 ? 4 : 3; }
 
 // The last hidden layer, when the output unit takes its gradient through that layer's ReLU and
 // dropout (grad_b null: it does not).
@@ -135,6 +135,11 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     const float* mi = t.mf_item + int64_t(v) * f;
     const float s = valid ? gmf_dot<kChunks>(mu, mi, p, sub) + mlp_dot(mlp, mt, row, p, sub) : 0.0f;
     const float z = group_sum(s) + p.b[0];
+    // Whether the warp's four rows are one user's (a batch grouped by user has ~8 rows per user):
+    // then their GMF user-row gradients are summed across the groups first, and one group adds
+    // them, instead of four groups adding to the same addresses in one atomic instruction.
+    const uint32_t lead_user = __shfl_sync(0xffffffffu, u, 0);  // every lane, before any branch
+    const bool one_user = __all_sync(0xffffffffu, valid && u == lead_user) && kChunks > 0;
     if (!valid) continue;
     const float y = labels[row];
     const float g = (1.0f / (1.0f + expf(-z)) - y) * scale;
@@ -154,7 +159,16 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
         sum_g[4 * c + 1] += g * (a.y * b.y);
         sum_g[4 * c + 2] += g * (a.z * b.z);
         sum_g[4 * c + 3] += g * (a.w * b.w);
-        atomic_add4(gu + j, d0 * b.x, d1 * b.y, d2 * b.z, d3 * b.w);
+        float4 du = make_float4(d0 * b.x, d1 * b.y, d2 * b.z, d3 * b.w);
+        if (one_user) {  // warp-uniform: every lane is here
+          for (int o = kRowLanes; o < 32; o <<= 1) {
+            du.x += __shfl_xor_sync(0xffffffffu, du.x, o);
+            du.y += __shfl_xor_sync(0xffffffffu, du.y, o);
+            du.z += __shfl_xor_sync(0xffffffffu, du.z, o);
+            du.w += __shfl_xor_sync(0xffffffffu, du.w, o);
+          }
+        }
+        if (!one_user || lane < kRowLanes) atomic_add4(gu + j, du.x, du.y, du.z, du.w);
         atomic_add4(gi + j, d0 * a.x, d1 * a.y, d2 * a.z, d3 * a.w);
       }
     } else {

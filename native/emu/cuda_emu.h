@@ -144,6 +144,28 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   return out;
 }
 
+// Lane src_lane's v in every lane.
+template <typename T>
+T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffles move up to 8 bytes");
+  if (mask != 0xffffffffu || width != 32) ::emu::fatal("the emulator supports full-warp shuffles only");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof v);
+  bits = ::emu::warp_exchange(bits, src_lane & 31);
+  T out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+// Whether pred holds in every lane (a butterfly of exchanges, so every lane takes part).
+inline bool __all_sync(unsigned mask, bool pred) {
+  if (mask != 0xffffffffu) ::emu::fatal("the emulator supports full-warp votes only");
+  const int lane = int(threadIdx.x % 32);
+  uint64_t all = pred ? 1 : 0;
+  for (int o = 1; o < 32; o <<= 1) all &= ::emu::warp_exchange(all, lane ^ o);
+  return all != 0;
+}
+
 // __syncwarp: every lane of the warp arrives before any goes on (full mask only).
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   if (mask != 0xffffffffu) ::emu::fatal("the emulator supports full-warp __syncwarp only");

@@ -41,6 +41,13 @@ void barrier_kernel(int* out) {
 }
 
 // Lane i writes slot i of shared memory; after __syncwarp it reads its neighbour's.
+// Each lane: lane 5's value + 1000 * (every lane's id < 32) + 2000 * (every lane's id < 31).
+void vote_kernel(int* out) {
+  const int lane = int(threadIdx.x % 32);
+  out[threadIdx.x] = __shfl_sync(0xffffffffu, lane * 7, 5) + 1000 * __all_sync(0xffffffffu, lane < 32) +
+                     2000 * __all_sync(0xffffffffu, lane < 31);
+}
+
 void syncwarp_kernel(int* out) {
   __shared__ int slots[32];
   slots[threadIdx.x] = int(threadIdx.x) + 100;
@@ -128,6 +135,11 @@ void warp_and_block_checks() {
   ok = true;
   for (int i = 0; i < 32; ++i) ok = ok && w[size_t(i)] == (i + 1) % 32 + 100;
   expect(ok, "__syncwarp: every lane's write before it is seen after it");
+  emu::launch(vote_kernel, dim3(1), dim3(64))(d);
+  const std::vector<int> v = host_array(d, 64);
+  ok = true;
+  for (int i = 0; i < 64; ++i) ok = ok && v[size_t(i)] == 35 + 1000;
+  expect(ok, "__shfl_sync broadcasts lane 5's value; __all_sync is true only where every lane agrees");
   cudaFree(d);
 }
 
