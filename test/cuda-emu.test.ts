@@ -74,12 +74,14 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const ampChain = run('cuda', 'amp-chain', ['--amp']); // the op chains (the default), fp16
   // The op chains with the layers' masking as a separate pass instead of the DRELU_BGRAD epilogue.
   const ampPass = run('cuda', 'amp-pass', ['--amp'], { NCF_CUDA_DRELU: '0' });
+  // And with the batch left in position order (the GPU's switch for measuring the grouping).
+  const ampUngrouped = run('cuda', 'amp-ungrouped', ['--amp'], { NCF_CUDA_GROUPED: '0' });
   t.match(amp.summary.info.kernels, /^fused training, fused evaluation$/);
   t.match(ampChain.summary.info.kernels, /^op chain training, op chain evaluation$/);
   t.match(gpu.summary.info.backend, /cuda/);
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
-    const p = ampPass.summary.epochs[i];
+    const p = ampPass.summary.epochs[i], u = ampUngrouped.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
@@ -87,6 +89,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(Math.abs(a.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp ${a.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(c.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp, op chains ${c.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(p.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, masking pass ${p.loss} vs epilogue ${c.loss}`);
+    t.ok(Math.abs(u.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, position order ${u.loss} vs grouped ${c.loss}`);
   });
 
   // One checkpoint served by both backends: same scores, same top-K.

@@ -64,6 +64,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   fused_ = fused && std::string(fused) == "1";
   const char* drelu = std::getenv("NCF_CUDA_DRELU");
   drelu_allowed_ = !(drelu && std::string(drelu) == "0");
+  const char* grouped = std::getenv("NCF_CUDA_GROUPED");
+  group_batches_ = !(grouped && std::string(grouped) == "0");
 }
 
 CudaBackend::~CudaBackend() {

@@ -88,6 +88,7 @@ class CudaBackend final : public Backend {
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
   int drelu_state_[2] = {-1, -1};  // the DRELU_BGRAD epilogue (fp32, fp16): unchecked, off, on
   bool drelu_allowed_ = true;      // false with NCF_CUDA_DRELU=0
+  bool group_batches_ = true;      // sample_batch groups rows by user; false with NCF_CUDA_GROUPED=0
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient
   BackendArray<unsigned char> sample_scratch_;  // sample_batch's counting sort
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;

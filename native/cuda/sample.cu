@@ -12,7 +12,9 @@
 //    keeps the slot order instead: the same rows, not in position order, so that the scan stays
 //    linear in the batch.
 // About 60 bytes per sample of scratch traffic and 12 bytes per user, against the table and
-// gradient rows that consecutive rows of one user then share in cache.
+// gradient rows that consecutive rows of one user then share in cache. NCF_CUDA_GROUPED=0 leaves
+// the batch in position order (positions[r] = r), to measure what the grouping gains; the CPU
+// twin then differs in row order only, so the self-test's sample_batch check fails by design.
 #include "../core/sample_stream.h"
 #include "cuda_backend.cuh"
 
@@ -33,6 +35,11 @@ struct SampleScratch {
 __global__ void sample_kernel(TrainArrays d, SampleStream s, uint64_t pos0, int n, SampleScratch w) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     sample_at(s, d, pos0 + uint64_t(i), &w.users[i], &w.items[i], &w.labels[i]);
+}
+
+__global__ void iota_kernel(int n, uint32_t* positions) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    positions[i] = uint32_t(i);
 }
 
 __global__ void count_kernel(int n, SampleScratch w) {
@@ -97,6 +104,13 @@ void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint
                                uint32_t* items, float* labels, uint32_t* positions) {
   if (n <= 0) return;
   use_device(device_);
+  if (!group_batches_) {  // NCF_CUDA_GROUPED=0: position order, for measuring what grouping gains
+    SampleScratch direct{users, items, labels, nullptr, nullptr, nullptr, nullptr};
+    sample_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(d, s, pos0, n, direct);
+    iota_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, positions);
+    NCF_LAUNCHED();
+    return;
+  }
   const size_t rows = size_t(n), per_user = size_t(d.n_users);
   const size_t bytes = 4 * (4 * rows + 3 * per_user);
   if (sample_scratch_.size() < bytes) sample_scratch_ = BackendArray<unsigned char>(*this, bytes);
