@@ -2,6 +2,7 @@
 // one GPU. The op families live in files named like their CPU twins (embed.cu, linear.cu,
 // head.cu, adam.cu, sample.cu, eval.cu, serve.cu), and fused kernels with no CPU file: their
 // CPU reference is the chain of ops they replace (split_forward.cu, train_pass.cu).
+// drelu_check.cu decides whether linear_backward may use cuBLASLt's DRELU_BGRAD epilogue.
 #pragma once
 #include <atomic>
 #include <memory>
