@@ -138,13 +138,16 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     // Whether the warp's four rows are one user's (a batch grouped by user has ~8 rows per user):
     // then their GMF user-row gradients are summed across the groups first, and one group adds
     // them, instead of four groups adding to the same addresses in one atomic instruction.
-    const uint32_t lead_user = __shfl_sync(0xffffffffu, u, 0);  // every lane, before any branch
-    const bool one_user = __all_sync(0xffffffffu, valid && u == lead_user) && kChunks > 0;
+    bool one_user = false;
+    if constexpr (kChunks > 0) {  // every lane, before any lane leaves for a row past the end
+      const uint32_t lead_user = __shfl_sync(0xffffffffu, u, 0);
+      one_user = __all_sync(0xffffffffu, valid && u == lead_user);
+    }
     if (!valid) continue;
-    const float y = labels[row];
-    const float g = (1.0f / (1.0f + expf(-z)) - y) * scale;
+    const float label = labels[row];
+    const float g = (1.0f / (1.0f + expf(-z)) - label) * scale;
     if (sub == 0) {
-      loss += fmaxf(z, 0.0f) - z * y + log1pf(expf(-fabsf(z)));
+      loss += fmaxf(z, 0.0f) - z * label + log1pf(expf(-fabsf(z)));
       bias += g;
     }
     float* gu = gt.mf_user + int64_t(u) * f;
@@ -195,25 +198,25 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     for (int k = 0; k < kRegMlp; ++k) {
       const int j = sub + kRowLanes * k;
       if (j < m) {
-        const float y = load(mlp, mt, row * m + j);
+        const float act = load(mlp, mt, row * m + j);  // the top layer's output
         float d = g * p.w[f + j];
         if (top.grad_b) {
-          d = y > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
+          d = act > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
           sum_t[k] += d;
         }
         store(d_mlp, mt, row * m + j, d);
-        sum_m[k] += g * y;
+        sum_m[k] += g * act;
       }
     }
     for (int j = sub + kRowLanes * kRegMlp; j < m; j += kRowLanes) {
-      const float y = load(mlp, mt, row * m + j);
+      const float act = load(mlp, mt, row * m + j);
       float d = g * p.w[f + j];
       if (top.grad_b) {
-        d = y > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
+        d = act > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
         atomicAdd(&acc_top[j], d);
       }
       store(d_mlp, mt, row * m + j, d);
-      atomicAdd(&acc[f + j], g * y);
+      atomicAdd(&acc[f + j], g * act);
     }
   }
   // The warp's four row groups hold sums of the same features: add them up, then into the block's.
