@@ -199,12 +199,12 @@ export interface NativeOpRunner {
   linearForward(a: LinearArgs & { x: Float32Array }): Float32Array;
   /**
    * relu_dropout_backward of dy, then linear_backward. With `below`, dx is taken back through the
-   * layer below's ReLU and dropout (its live units given as a mask unless mask: false), and its
-   * bias gradient is returned as gradBBelow.
+   * layer below's ReLU and dropout (its live units from `mask`, a UnitMask's bytes, when given,
+   * else from y > 0), and its bias gradient is returned as gradBBelow.
    */
   linearBackward(a: LinearArgs & {
     x: Float32Array; y: Float32Array; dy: Float32Array; wantDx?: boolean;
-    below?: DropoutArgs & { y: Float32Array; mask?: boolean };
+    below?: DropoutArgs & { y: Float32Array; mask?: Uint8Array };
   }): { dz: Float32Array; dx?: Float32Array; gradW: Float32Array; gradB: Float32Array; gradBBelow?: Float32Array };
   /** The live-unit mask linear_forward writes: rows of ld / 8 bytes, ld = out rounded up to 128. */
   liveUnits(a: LinearArgs & { x: Float32Array }): Uint8Array;

@@ -89,7 +89,8 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     checks.push(check(`linear_backward ${inW}->${out}`, precision, Math.max(relError(bd.gradW, bc.gradW), relError(bd.gradB, bc.gradB), relError(bd.dx!, bc.dx!)), tol));
     checks.push(property(`live-unit mask ${inW}->${out} = (y > 0)`, exactlyEqual(dev.liveUnits({ ...args, x: xin, fp16 }), liveBits(yd, rows, out))));
     // Through the layer below (the CUDA backend's DRELU_BGRAD epilogue where its check passed).
-    const below = { y: xin.map((v) => Math.max(v, 0)), dropout: 0.5, seed: 77, layer: 0, mask: true };
+    const yBelow = xin.map((v) => Math.max(v, 0));
+    const below = { y: yBelow, dropout: 0.5, seed: 77, layer: 0, mask: liveBits(yBelow, rows, inW) };
     const dd = dev.linearBackward({ ...args, x: xin, y: yref, dy: fp16 ? cpu.halfRoundTrip(dy) : dy, fp16, below });
     const dc = cpu.linearBackward({ ...args, x: xin, y: yref, dy: fp16 ? cpu.halfRoundTrip(dy) : dy, below });
     checks.push(check(`linear_backward ${inW}->${out} through the layer below`, precision, Math.max(relError(dd.dx!, dc.dx!), relError(dd.gradBBelow!, dc.gradBBelow!)), tol));

@@ -163,17 +163,18 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   const uint32_t* items = a.items.get();
   be_->embed_forward(tables(), users, items, mlp_in);
   for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n), a.mask(l));
-  // The output unit takes its gradient back through the last hidden layer's ReLU and dropout.
-  const LayerBelow top{a.act(L - 1).head(n), a.mask(L - 1), drop[size_t(L - 1)], grads + layout_.bias[size_t(L - 1)]};
-  be_->head_forward_backward(tables(), users, items, a.act(L - 1).head(n), a.labels.get(), head(), grad_scale, scaler,
+  // Hidden layer l as the layer below the one taken back: whose ReLU and dropout the gradient
+  // passes through on its way down.
+  auto as_below = [&](int l) {
+    return LayerBelow{a.act(l).head(n), a.mask(l), drop[size_t(l)], grads + layout_.bias[size_t(l)]};
+  };
+  const LayerBelow top = as_below(L - 1);
+  be_->head_forward_backward(tables(), users, items, top.y, a.labels.get(), head(), grad_scale, scaler,
                              a.d_act(L - 1).head(n), &top, embed_grads(grads), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
   for (int l = L - 1; l >= 0; --l) {
-    // The input gradient of layer l is the output gradient of layer l - 1, taken back through its
-    // ReLU and dropout here; layer 0's goes to the embeddings as it is.
-    LayerBelow below;
-    if (l > 0)
-      below = LayerBelow{a.act(l - 1).head(n), a.mask(l - 1), drop[size_t(l - 1)], grads + layout_.bias[size_t(l - 1)]};
+    // Layer 0's input gradient goes to the embeddings as it is.
+    const LayerBelow below = l > 0 ? as_below(l - 1) : LayerBelow{};
     const Mat d_in = l > 0 ? a.d_act(l - 1).head(n) : a.d_mlp_in().head(n);
     be_->linear_backward(a.d_act(l).head(n), input(l), layer(l), d_in, grads + layout_.weight[size_t(l)],
                          l > 0 ? &below : nullptr);

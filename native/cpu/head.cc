@@ -16,23 +16,17 @@ namespace ncf {
 namespace {
 // Written over local pointers, with OpenMP simd reductions (no OpenMP runtime: -fopenmp-simd),
 // so the compiler vectorises the dot products.
-// b + w_mlp . mlp
-inline float mlp_term(const float* __restrict mlp, const HeadParams& p) {
-  const float* __restrict w = p.w + p.factors;
-  const int m = p.mlp_width;
-  float zm = 0.0f;
-#pragma omp simd reduction(+ : zm)
-  for (int j = 0; j < m; ++j) zm += w[j] * mlp[j];
-  return p.b[0] + zm;
-}
-// The logit from the GMF factors mu and mi, their product formed here.
+// The logit from the GMF factors mu and mi (their product formed here) and the MLP output.
 inline float head_logit(const float* __restrict mu, const float* __restrict mi, const float* __restrict mlp,
                         const HeadParams& p) {
   const float* __restrict w = p.w;
-  float zg = 0.0f;
+  const int f = p.factors, m = p.mlp_width;
+  float zg = 0.0f, zm = 0.0f;
 #pragma omp simd reduction(+ : zg)
-  for (int j = 0; j < p.factors; ++j) zg += w[j] * (mu[j] * mi[j]);
-  return zg + mlp_term(mlp, p);
+  for (int j = 0; j < f; ++j) zg += w[j] * (mu[j] * mi[j]);
+#pragma omp simd reduction(+ : zm)
+  for (int j = 0; j < m; ++j) zm += w[f + j] * mlp[j];
+  return zg + (p.b[0] + zm);
 }
 }  // namespace
 

@@ -131,30 +131,30 @@ Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_b
 
 inline void __syncthreads() { ::emu::block_barrier(); }
 
+namespace emu {
+// Lane src_lane's v, in the calling lane: the shuffles' common part.
 template <typename T>
-T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+T shuffle_from(unsigned mask, T v, int src_lane, int width) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffles move up to 8 bytes");
-  if (mask != 0xffffffffu || width != 32) ::emu::fatal("the emulator supports full-warp shuffles only");
+  if (mask != 0xffffffffu || width != 32) fatal("the emulator supports full-warp shuffles only");
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof v);
-  const int lane = int(threadIdx.x % 32);
-  bits = ::emu::warp_exchange(bits, lane ^ lane_mask);
+  bits = warp_exchange(bits, src_lane & 31);
   T out;
   std::memcpy(&out, &bits, sizeof out);
   return out;
+}
+}  // namespace emu
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  return ::emu::shuffle_from(mask, v, int(threadIdx.x % 32) ^ lane_mask, width);
 }
 
 // Lane src_lane's v in every lane.
 template <typename T>
 T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffles move up to 8 bytes");
-  if (mask != 0xffffffffu || width != 32) ::emu::fatal("the emulator supports full-warp shuffles only");
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof v);
-  bits = ::emu::warp_exchange(bits, src_lane & 31);
-  T out;
-  std::memcpy(&out, &bits, sizeof out);
-  return out;
+  return ::emu::shuffle_from(mask, v, src_lane, width);
 }
 
 // Whether pred holds in every lane (a butterfly of exchanges, so every lane takes part).

@@ -322,8 +322,8 @@ Napi::Value OpRunner::LiveUnits(const Napi::CallbackInfo& info) {
 // linearBackward({ dy, y, x, w, b, in, out, dropout..., wantDx, fp16, below })
 //   -> { dz, dx, gradW, gradB, gradBBelow }: relu_dropout_backward of dy, then linear_backward. With
 //   below: { y, dropout, seed, layer, epoch, pos0, mask } (the layer below's output, its dropout,
-//   and whether to give its live units as a mask, built here from y > 0), dx is taken through
-//   the layer below and its bias gradient returned as gradBBelow.
+//   and, optionally, its live units as a UnitMask's bytes), dx is taken through the layer below
+//   and its bias gradient returned as gradBBelow.
 Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -349,14 +349,11 @@ Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
       below.y = io.mat(yb, n, p.in, fp16);
       below.dropout = dropout_from(bo);
       below.grad_b = io.f32_zeros(size_t(p.in));
-      if (get_bool(bo, "mask", true)) {
-        const int64_t ld = UnitMask::ld_for(p.in);
-        std::vector<uint8_t> host(UnitMask::bytes_for(n, p.in), 0);
-        for (int64_t r = 0; r < n; ++r)
-          for (int64_t j = 0; j < p.in; ++j)
-            if (yb[size_t(r * p.in + j)] > 0.0f) host[size_t((r * ld + j) / 8)] |= uint8_t(1u << ((r * ld + j) % 8));
+      if (has(bo, "mask")) {
+        const std::vector<uint8_t> host = get_array<uint8_t>(bo.Get("mask"), "below.mask", napi_uint8_array);
+        if (host.size() != UnitMask::bytes_for(n, p.in)) bad_option("below.mask", "rows x (in rounded up to 128) bits");
         bits = BackendArray<uint8_t>(*be_, host.data(), host.size());
-        below.mask = UnitMask{bits.get(), ld};
+        below.mask = UnitMask{bits.get(), UnitMask::ld_for(p.in)};
       }
     }
     be_->linear_backward(dy, l.x, p, dx, gw, has_below ? &below : nullptr);
