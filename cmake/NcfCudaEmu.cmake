@@ -16,7 +16,7 @@ endforeach()
 
 # Each .cu becomes a .cc with its launches and dynamic shared memory in the emulator's terms:
 #   k<<<grid, block, smem, stream>>>(args)  ->  ::emu::launch(k, grid, block, smem, stream)(args)
-#   (k a name, or a template's name with one argument: k<__half>)
+#   (k a name, or a template's name with its arguments: k<__half>, k<T, O>)
 #   extern __shared__ T x[];               ->  T* x = ::emu::dynamic_shared<T>();
 # (a launch configuration must not contain '>'; if one does, its <<< is left and the build fails).
 # The headers (.cuh) are rewritten the same way into the same folder, where the generated files'
@@ -29,7 +29,7 @@ foreach(cu ${NCF_EMU_CU})
   get_filename_component(stem "${cu}" NAME_WE)
   get_filename_component(ext "${cu}" LAST_EXT)
   file(READ "${cu}" text)
-  string(REGEX REPLACE "([A-Za-z_][A-Za-z0-9_:]*(<[A-Za-z0-9_:]*>)?)<<<([^>]*)>>>\\(" "::emu::launch(\\1, \\3)(" text "${text}")
+  string(REGEX REPLACE "([A-Za-z_][A-Za-z0-9_:]*(<[A-Za-z0-9_:, ]*>)?)<<<([^>]*)>>>\\(" "::emu::launch(\\1, \\3)(" text "${text}")
   string(REGEX REPLACE "extern __shared__ ([A-Za-z_][A-Za-z0-9_]*) ([A-Za-z_][A-Za-z0-9_]*)\\[\\];"
          "\\1* \\2 = ::emu::dynamic_shared<\\1>();" text "${text}")
   if(ext STREQUAL ".cu")

@@ -120,7 +120,10 @@ export interface TrainerInfo {
   stepsPerEpoch: number;
   samplesPerEpoch: number;
   fingerprint: string;
-  /** Which kernels steps and evaluations run: "fused training, fused evaluation", "op chain training, ...". */
+  /**
+   * Which kernels steps and evaluations run: "fused training, fused evaluation", "op chain training
+   * (first layer by parts), op chain evaluation", ...
+   */
   kernels: string;
   /** High-water mark of the backend's own allocations, bytes. */
   peakMemory: number;
@@ -229,8 +232,19 @@ export interface NativeOpRunner {
   };
   matmulNt(a: { a: Float32Array; rows: number; cols: number; w: Float32Array; ldw: number; outCols: number }): Float32Array;
   addRow(a: { x: Float32Array; rows: number; cols: number; row: Float32Array; relu: boolean }): Float32Array;
-  /** halfTables: the tables converted to fp16 on the device first (CUDA). */
-  gatherAddRelu(a: { a: Float32Array; ia: Uint32Array; b: Float32Array; ib: Uint32Array; cols: number; fp16?: boolean; halfTables?: boolean }): Float32Array;
+  /**
+   * relu(a[ia[r]] + b[ib[r]]) per row, then the dropout; mask: the output's live units (a
+   * UnitMask's bytes). halfTables: the tables converted to fp16 on the device first (CUDA).
+   */
+  gatherAddRelu(a: DropoutArgs & {
+    a: Float32Array; ia: Uint32Array; b: Float32Array; ib: Uint32Array; cols: number; fp16?: boolean; halfTables?: boolean;
+  }): { y: Float32Array; mask: Uint8Array };
+  /** The rows of dz summed per user and per item (the first layer's backward by parts). */
+  pairRowSums(a: {
+    dz: Float32Array; users: Uint32Array; items: Uint32Array; nUsers: number; nItems: number; cols: number; fp16?: boolean;
+  }): { userSums: Float32Array; itemSums: Float32Array };
+  /** a [rows x cols] times the first outCols columns of w [cols x ldw]. */
+  matmulNn(a: { a: Float32Array; rows: number; cols: number; w: Float32Array; ldw: number; outCols: number }): Float32Array;
   splitForward(a: {
     nUsers: number; nItems: number; factors: number; layers: number[]; params: Float32Array;
     /** halfParts: the op chain from fp16 copies of the first layer's parts (with fp16). */
@@ -240,6 +254,8 @@ export interface NativeOpRunner {
     nUsers: number; nItems: number; factors: number; layers: number[]; dropout: number; params: Float32Array;
     users: Uint32Array; items: Uint32Array; labels: Float32Array; seed: number; epoch: number; pos0: number;
     gradScale: number; lossScale?: number; fp16?: boolean; fused?: boolean;
+    /** The first layer per row (the default) or by parts (Network's FirstLayer). */
+    firstLayer?: 'rows' | 'parts';
   }): { grads: Float32Array; loss: number; fused: boolean };
 }
 

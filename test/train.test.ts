@@ -113,3 +113,30 @@ t.test('a batch too large for the data is refused with a suggestion', async (t) 
   await t.rejects(train({ data, backend: 'cpu', epochs: 0 }), /option 'epochs' must be an integer in 1\.\.100000, got 0/);
   await t.rejects(train({ data, backend: 'cpu', bogus: 1 } as never), /train: unknown option 'bogus'/);
 });
+
+t.test('the first layer by parts trains like the first layer per row', async (t) => {
+  const dir = tmpdir();
+  const { dir: data } = await prepare('synthetic:small', { out: path.join(dir, 'data') });
+  const saved = process.env.NCF_FIRST_LAYER;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.NCF_FIRST_LAYER;
+    else process.env.NCF_FIRST_LAYER = saved;
+  });
+  const runWith = async (mode: string) => {
+    process.env.NCF_FIRST_LAYER = mode;
+    return train({ ...BASE, data, epochs: 2 });
+  };
+  // 2,048 rows per batch against 2,000 users and 1,000 items: per row unless forced.
+  delete process.env.NCF_FIRST_LAYER;
+  const auto = await train({ ...BASE, data, epochs: 1, mode: 'test' });
+  t.match(auto.info.kernels, /first layer per row/);
+  const rows = await runWith('rows'), parts = await runWith('parts');
+  t.match(parts.info.kernels, /first layer by parts/);
+  rows.epochs.forEach((r, i) => {
+    const p = parts.epochs[i];
+    t.ok(Math.abs(p.loss - r.loss) < 1e-3 * r.loss, `epoch ${i + 1} loss by parts ${p.loss} vs per row ${r.loss}`);
+    t.ok(Math.abs(p.hr! - r.hr!) <= 0.02, `epoch ${i + 1} HR@10 by parts ${p.hr} vs per row ${r.hr}`);
+  });
+  process.env.NCF_FIRST_LAYER = 'columns';
+  await t.rejects(train({ ...BASE, data, epochs: 1 }), /NCF_FIRST_LAYER is 'columns': expected parts, rows or auto/);
+});

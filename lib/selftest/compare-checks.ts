@@ -122,16 +122,29 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
 
   // The split first layer of evaluation: fp32 tables, fp32 or fp16 output.
   const parts = { a: rng.f32(700 * 256), b: rng.f32(300 * 256), ia: rng.u32s(5000, 700), ib: rng.u32s(5000, 300), cols: 256 };
-  const gd = dev.gatherAddRelu({ ...parts, fp16 }), gc = cpu.gatherAddRelu(parts);
+  const gd = dev.gatherAddRelu({ ...parts, fp16 }).y, gc = cpu.gatherAddRelu(parts).y;
   checks.push(check('gather_add_relu', fp16 ? 'fp16' : 'exact', relError(gd, gc), fp16 ? 1e-3 : 0));
   const oddCols = { a: rng.f32(70 * 30), b: rng.f32(30 * 30), ia: rng.u32s(500, 70), ib: rng.u32s(500, 30), cols: 30 };
-  checks.push(check('gather_add_relu (30 columns)', 'exact', relError(dev.gatherAddRelu(oddCols), cpu.gatherAddRelu(oddCols)), 0));
+  checks.push(check('gather_add_relu (30 columns)', 'exact', relError(dev.gatherAddRelu(oddCols).y, cpu.gatherAddRelu(oddCols).y), 0));
   if (fp16) {
     // fp16 tables (--amp evaluation's parts) against the CPU on the same values rounded to fp16.
     for (const [name, p] of [['', parts], [' (30 columns)', oddCols]] as const) {
       const rounded = { ...p, a: cpu.halfRoundTrip(p.a), b: cpu.halfRoundTrip(p.b) };
-      checks.push(check(`gather_add_relu, fp16 tables${name}`, 'fp16', relError(dev.gatherAddRelu({ ...p, fp16, halfTables: true }), cpu.gatherAddRelu(rounded)), 1e-3));
+      checks.push(check(`gather_add_relu, fp16 tables${name}`, 'fp16', relError(dev.gatherAddRelu({ ...p, fp16, halfTables: true }).y, cpu.gatherAddRelu(rounded).y), 1e-3));
     }
+  }
+
+  // The first layer by parts: its output with dropout and live units, the gradient sums per user
+  // (a batch's rows grouped by user, and runs that cross 16-row tiles) and per item.
+  const dropArgs = { dropout: 0.5, seed: 12, layer: 0, epoch: 1, pos0: 333 };
+  const gdd = dev.gatherAddRelu({ ...parts, fp16, ...dropArgs }), gcd = cpu.gatherAddRelu({ ...parts, ...dropArgs });
+  checks.push(check('gather_add_relu with dropout', fp16 ? 'fp16' : 'exact', relError(gdd.y, gcd.y), fp16 ? 1e-3 : 0));
+  checks.push(property('gather_add_relu with dropout: live-unit mask = (y > 0)', exactlyEqual(gdd.mask, liveBits(gdd.y, 5000, 256))));
+  for (const [name, cols] of [['', 256], [' (30 columns)', 30]] as const) {
+    const sn = 3001, su = rng.u32s(sn, 400).sort(), si = rng.u32s(sn, 250), sdz = rng.f32(sn * cols);
+    const sargs = { dz: fp16 ? cpu.halfRoundTrip(sdz) : sdz, users: su, items: si, nUsers: 400, nItems: 250, cols };
+    const sd = dev.pairRowSums({ ...sargs, fp16 }), sc = cpu.pairRowSums(sargs);
+    checks.push(check(`pair_row_sums${name}`, 'fp32', Math.max(relError(sd.userSums, sc.userSums), relError(sd.itemSums, sc.itemSums)), 1e-6));
   }
 
   // The fused forward pass of evaluation and serving (split_forward, from the first layer's parts
@@ -165,6 +178,16 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   }
   checks.push(check(`train_pass (${td.fused ? 'fused kernel' : 'op chain'}): error / allowed, worst ${worstName}`, precision, worst, 1));
   checks.push(property(`train_pass ran ${fusedExpected ? 'fused' : 'as the op chain'}`, td.fused === fusedExpected));
+  // The op chain with the first layer by parts, against the CPU's by parts, held to the same bound
+  // (the device's per-row chain sets the allowance for pre-activations near zero).
+  const tp = dev.trainPass({ ...targs, fp16, fused: false, firstLayer: 'parts' }), tcp = cpu.trainPass({ ...targs, firstLayer: 'parts' });
+  let worstParts = Math.abs(tp.loss - tcp.loss) / Math.abs(tcp.loss) / tol, worstPartsName = 'loss';
+  for (const t of paramLayout(tnet)) {
+    const part = (g: Float32Array) => g.subarray(t.offset, t.offset + t.count);
+    const ratio = relError(part(tp.grads), part(tcp.grads)) / Math.max(tol, 3 * relError(part(tchain.grads), part(tc.grads)));
+    if (ratio > worstParts) [worstParts, worstPartsName] = [ratio, t.name];
+  }
+  checks.push(check(`train_pass (op chain, first layer by parts): error / allowed, worst ${worstPartsName}`, precision, worstParts, 1));
 
   if (precision === 'tf32') {
     const odd = { nUsers: 40, nItems: 30, factors: 8, layers: [48, 40, 24], dropout: 0 }; // widths not multiples of 16
@@ -179,6 +202,8 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     const a = rng.f32(r2 * cols), ww = rng.f32(oc * ldw, -0.1, 0.1), row = rng.f32(oc);
     const md = dev.matmulNt({ a, rows: r2, cols, w: ww, ldw, outCols: oc }), mc = cpu.matmulNt({ a, rows: r2, cols, w: ww, ldw, outCols: oc });
     checks.push(check('matmul_nt', precision, relError(md, mc), tol));
+    const nd = dev.matmulNn({ a: mc, rows: r2, cols: oc, w: ww, ldw, outCols: cols }), nc = cpu.matmulNn({ a: mc, rows: r2, cols: oc, w: ww, ldw, outCols: cols });
+    checks.push(check('matmul_nn', precision, relError(nd, nc), tol));
     const ad2 = dev.addRow({ x: mc, rows: r2, cols: oc, row, relu: true }), ac2 = cpu.addRow({ x: mc, rows: r2, cols: oc, row, relu: true });
     if (precision === 'fp32') checks.push(check('add_row', 'exact', relError(ad2, ac2), 0));
   }

@@ -7,6 +7,7 @@ import type { NativeOpRunner } from '../native';
 import { type Check, check, property } from './check';
 import { affine, bce, sigmoid } from './reference';
 import { centralDifference, exactlyEqual, Rng, relError } from '../util/random';
+import { paramCount, paramLayout } from '../model/checkpoint';
 
 /** Published Philox4x32-10 test vectors (Random123's kat_vectors). */
 export function philoxKat(r: NativeOpRunner): Check {
@@ -346,7 +347,7 @@ export function serveChecks(r: NativeOpRunner): Check[] {
   const wantAdded = Array.from(want, (v, i) => Math.max(v + row[i % oc], 0));
   const ta = rng.f32(6 * oc), tb = rng.f32(9 * oc);
   const ia = Uint32Array.from([5, 0, 5, 2]), ib = Uint32Array.from([8, 8, 1, 0]);
-  const gathered = r.gatherAddRelu({ a: ta, ia, b: tb, ib, cols: oc });
+  const gathered = r.gatherAddRelu({ a: ta, ia, b: tb, ib, cols: oc }).y;
   const wantGathered = Array.from({ length: ia.length * oc }, (_, i) => {
     const q = Math.floor(i / oc), j = i % oc;
     return Math.max(ta[ia[q] * oc + j] + tb[ib[q] * oc + j], 0);
@@ -355,6 +356,61 @@ export function serveChecks(r: NativeOpRunner): Check[] {
     check('matmul_nt (column block of a weight)', 'fp32', relError(got, want), 1e-6),
     check('add_row + ReLU', 'fp32', relError(added, wantAdded), 1e-6),
     check('gather_add_relu', 'fp32', relError(gathered, wantGathered), 1e-6),
+  ];
+}
+
+/**
+ * The first layer by parts (Network's FirstLayer::Parts): its ops against float64 references,
+ * gather_add_relu's dropout against linear_forward's, and a whole training pass by parts against
+ * the same pass per row (the same gradients, summed in another order).
+ */
+export function partsChecks(r: NativeOpRunner): Check[] {
+  const rng = new Rng(67);
+  const n = 300, cols = 24, nUsers = 7, nItems = 11;
+  const dz = rng.f32(n * cols), users = rng.u32s(n, nUsers).sort(), items = rng.u32s(n, nItems);
+  const sums = r.pairRowSums({ dz, users, items, nUsers, nItems, cols });
+  const wantU = new Float64Array(nUsers * cols), wantI = new Float64Array(nItems * cols);
+  for (let q = 0; q < n; q++)
+    for (let j = 0; j < cols; j++) {
+      wantU[users[q] * cols + j] += dz[q * cols + j];
+      wantI[items[q] * cols + j] += dz[q * cols + j];
+    }
+  const rows = 9, k = 5, ldw = 13, oc = 6;
+  const a = rng.f32(rows * k), w = rng.f32(k * ldw);
+  const mm = r.matmulNn({ a, rows, cols: k, w, ldw, outCols: oc });
+  const wantMm = new Float64Array(rows * oc);
+  for (let i = 0; i < rows; i++) for (let o = 0; o < oc; o++) for (let q = 0; q < k; q++) wantMm[i * oc + o] += a[i * k + q] * w[q * ldw + o];
+
+  // Dropout in gather_add_relu keeps the features linear_forward keeps for the same (layer, epoch,
+  // position): a layer with zero weights and bias 1 shows them (y = 2 where kept).
+  const g = 40, gc = 24, drop = { dropout: 0.5, seed: 4, layer: 0, epoch: 3, pos0: 77 };
+  const ta = rng.f32(5 * gc, 0.1, 1), tb = rng.f32(6 * gc, 0.1, 1), ia = rng.u32s(g, 5), ib = rng.u32s(g, 6);
+  const got = r.gatherAddRelu({ a: ta, ia, b: tb, ib, cols: gc, ...drop });
+  const kept = r.linearForward({ w: new Float32Array(gc * 3), b: new Float32Array(gc).fill(1), in: 3, out: gc, x: rng.f32(g * 3), ...drop });
+  const wantG = Array.from({ length: g * gc }, (_, i) => {
+    const q = Math.floor(i / gc), j = i % gc;
+    return kept[i] * (ta[ia[q] * gc + j] + tb[ib[q] * gc + j]);
+  });
+
+  // A training pass by parts against the same pass per row: every parameter's gradient.
+  const net = { nUsers: 13, nItems: 17, factors: 8, layers: [16, 24, 8], dropout: 0.5 };
+  const tn = 200, tu = rng.u32s(tn, net.nUsers).sort();
+  const targs = {
+    ...net, params: rng.f32(paramCount(net), -0.3, 0.3), users: tu, items: rng.u32s(tn, net.nItems),
+    labels: Float32Array.from({ length: tn }, () => (rng.below(5) === 0 ? 1 : 0)), seed: 6, epoch: 1, pos0: 900, gradScale: 1 / tn,
+  };
+  const byRows = r.trainPass(targs), byParts = r.trainPass({ ...targs, firstLayer: 'parts' });
+  let worst = Math.abs(byParts.loss - byRows.loss) / Math.abs(byRows.loss), worstName = 'loss';
+  for (const t of paramLayout(net)) {
+    const e = relError(byParts.grads.subarray(t.offset, t.offset + t.count), byRows.grads.subarray(t.offset, t.offset + t.count));
+    if (e > worst) [worst, worstName] = [e, t.name];
+  }
+  return [
+    check('pair_row_sums (per user, per item)', 'fp32', Math.max(relError(sums.userSums, wantU), relError(sums.itemSums, wantI)), 1e-6),
+    check('matmul_nn (column block of a weight)', 'fp32', relError(mm, wantMm), 1e-6),
+    check('gather_add_relu with dropout (linear_forward\'s mask)', 'fp32', relError(got.y, wantG), 1e-6),
+    property('gather_add_relu: live-unit mask = (y > 0)', exactlyEqual(got.mask, liveBits(got.y, g, gc))),
+    check(`train_pass, first layer by parts = per row (worst ${worstName})`, 'fp32', worst, 1e-5),
   ];
 }
 
@@ -370,5 +426,6 @@ export function cpuOpChecks(r: NativeOpRunner): Check[] {
     ...halfChecks(r),
     ...lossScaleChecks(r),
     ...serveChecks(r),
+    ...partsChecks(r),
   ];
 }

@@ -237,16 +237,28 @@ class Backend {
   virtual void eval_rank(const float* logits, const uint8_t* masked, int n_users, int list_len, int k,
                          EvalSums* sums) = 0;
   // out = a W^T for a [rows, in] and W given as [out, ldw] rows of which the first `in` columns
-  // are used (a column block of a wider weight). fp32.
-  virtual void matmul_nt(Mat a, const float* w, int ldw, Mat out) = 0;
-  // y = x + row for each row of x, then ReLU if relu (y may be x).
+  // are used (a column block of a wider weight). W has a's type: fp32 (out fp32), or on CUDA fp16
+  // (out fp16 or fp32).
+  virtual void matmul_nt(Mat a, const void* w, int ldw, Mat out) = 0;
+  // out = a W for a [rows, k] and W given as k rows of ldw floats of which the first out.cols
+  // columns are used (a column block of a wider weight). fp32.
+  virtual void matmul_nn(Mat a, const float* w, int ldw, Mat out) = 0;
+  // y = x + row for each row of x, then ReLU if relu (y may be x). row fp32; x and y fp32 (CUDA:
+  // or both fp16).
   virtual void add_row(Mat x, const float* row, Mat y, bool relu) = 0;
-  // out[r] = relu(a[ia[r]] + b[ib[r]]) for each row r of out: one row of each of two tables of
-  // out.cols columns, added (the first layer from its user and item parts). Tables fp32 (CUDA:
-  // or both fp16), out fp32 or fp16.
-  virtual void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, Mat out) = 0;
-  // grad_w [out x in] = dz^T x: a layer's weight gradient (linear_backward's GEMM), fp32.
-  virtual void linear_weight_grad(Mat dz, Mat x, float* grad_w) = 0;
+  // out[r] = dropout(relu(a[ia[r]] + b[ib[r]])) for each row r of out: one row of each of two
+  // tables of out.cols columns, added (the first layer from its user and item parts), then d as
+  // linear_forward applies it; and, when mask is not empty, out's live units (out > 0). Tables
+  // fp32 (CUDA: or both fp16), out fp32 or fp16.
+  virtual void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, const Dropout& d, Mat out,
+                               UnitMask mask) = 0;
+  // user_sums[users[r]] += dz[r] and item_sums[items[r]] += dz[r] for every row r of dz: the
+  // first layer's output gradient summed per user and per item (its backward by parts, see
+  // Network::train_pass). Sums fp32 [n_users or n_items, dz.cols]; dz fp32 (CUDA: or fp16).
+  virtual void pair_row_sums(Mat dz, const uint32_t* users, const uint32_t* items, Mat user_sums, Mat item_sums) = 0;
+  // grad_w = dz^T x, [dz.cols x x.cols] with ld_grad floats per row: a layer's weight gradient
+  // (linear_backward's GEMM; ld_grad > x.cols for a column block of it), fp32.
+  virtual void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) = 0;
   // The fused form of a training step's data path for n rows: embed_forward, linear_forward with
   // dropout for each layer, head_forward_backward, then from the last layer to the first
   // linear_backward without its weight gradient, and embed_backward. The caller then takes each

@@ -1,5 +1,8 @@
 #include "network.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "errors.h"
 
 namespace ncf {
@@ -14,13 +17,16 @@ Activations::Activations(Backend& be, const ModelConfig& cfg, DType dtype, int r
       be_(&be),
       dtype_(dtype),
       widths_(cfg.layers),
+      n_users_(cfg.n_users),
+      n_items_(cfg.n_items),
       act_(size_t(cfg.hidden_layers())),
       d_act_(size_t(cfg.hidden_layers())),
       mask_(size_t(cfg.hidden_layers())) {}
 
-Mat Activations::get(BackendMat& m, int64_t cols, DType dtype) {
+Mat Activations::get(BackendMat& m, int64_t cols, DType dtype) { return get(m, rows, cols, dtype); }
+Mat Activations::get(BackendMat& m, int64_t n, int64_t cols, DType dtype) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (m.mat.empty()) m = BackendMat(*be_, rows, cols, dtype);
+  if (m.mat.empty()) m = BackendMat(*be_, n, cols, dtype);
   return m.mat;
 }
 Mat Activations::mlp_in() { return get(mlp_in_, widths_[0], dtype_); }
@@ -35,6 +41,10 @@ UnitMask Activations::mask(int l) {
 }
 Mat Activations::d_mlp_in() { return get(d_mlp_in_, widths_[0], dtype_); }
 Mat Activations::d_act(int l) { return get(d_act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
+Mat Activations::user_part() { return get(user_part_, n_users_, widths_[1], dtype_); }
+Mat Activations::item_part() { return get(item_part_, n_items_, widths_[1], dtype_); }
+Mat Activations::user_sums() { return get(user_sums_, n_users_, widths_[1], DType::F32); }
+Mat Activations::item_sums() { return get(item_sums_, n_items_, widths_[1], DType::F32); }
 
 Network::Network(Backend& be, const ModelConfig& cfg, bool half_activations)
     : be_(&be), cfg_(cfg), layout_(ParamLayout::build(cfg)), half_(half_activations), params_(be, layout_.total) {
@@ -122,7 +132,13 @@ void Network::forward(Activations& a, const uint32_t* users, const uint32_t* ite
 }
 
 TrainPass Network::train_pass_args(Activations& a, int n, const std::vector<Dropout>& drop, float grad_scale,
-                                   const LossScaler* scaler, float* grads, double* loss_sum) const {
+                                   const LossScaler* scaler, float* grads, double* loss_sum, bool allocate) const {
+  // Unallocated, a matrix is its shape alone (a null pointer passes the fused op's alignment
+  // checks, as the allocator's 256-byte-aligned memory would).
+  auto mat = [&](Mat (Activations::*get)(), int64_t cols) { return allocate ? (a.*get)().head(n) : Mat{nullptr, a.dtype(), n, cols}; };
+  auto layer_mat = [&](Mat (Activations::*get)(int), int l) {
+    return allocate ? (a.*get)(l).head(n) : Mat{nullptr, a.dtype(), n, cfg_.layers[size_t(l) + 1]};
+  };
   TrainPass p;
   p.users = a.users.get();
   p.items = a.items.get();
@@ -132,8 +148,8 @@ TrainPass Network::train_pass_args(Activations& a, int n, const std::vector<Drop
   for (int l = 0; l < cfg_.hidden_layers(); ++l) {
     p.layers.push_back(layer(l));
     p.grad_b.push_back(grads + layout_.bias[size_t(l)]);
-    p.act.push_back(a.act(l).head(n));
-    p.d_act.push_back(a.d_act(l).head(n));
+    p.act.push_back(layer_mat(&Activations::act, l));
+    p.d_act.push_back(layer_mat(&Activations::d_act, l));
   }
   p.dropout = drop;
   p.head = head();
@@ -142,27 +158,35 @@ TrainPass Network::train_pass_args(Activations& a, int n, const std::vector<Drop
   p.grad_scale = grad_scale;
   p.scaler = scaler;
   p.loss_sum = loss_sum;
-  p.mlp_in = a.mlp_in().head(n);
+  p.mlp_in = mat(&Activations::mlp_in, cfg_.layers[0]);
   return p;
 }
 
 bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop, float grad_scale,
                          const LossScaler* scaler, float* grads, double* loss_sum, bool fused) const {
   const int L = cfg_.hidden_layers();
-  const Mat mlp_in = a.mlp_in().head(n);
-  // The input of layer l: the MLP input, or the previous layer's output.
-  auto input = [&](int l) { return l > 0 ? a.act(l - 1).head(n) : mlp_in; };
+  // The input of layer l: the MLP input, or the previous layer's output. (The first layer by parts
+  // has no MLP input: it is not allocated then.)
+  auto input = [&](int l) { return l > 0 ? a.act(l - 1).head(n) : a.mlp_in().head(n); };
   if (fused) {
-    const TrainPass p = train_pass_args(a, n, drop, grad_scale, scaler, grads, loss_sum);
+    const TrainPass p = train_pass_args(a, n, drop, grad_scale, scaler, grads, loss_sum, true);
     if (be_->train_pass(p, n)) {
-      for (int l = 0; l < L; ++l) be_->linear_weight_grad(p.d_act[size_t(l)], input(l), grads + layout_.weight[size_t(l)]);
+      for (int l = 0; l < L; ++l)
+        be_->linear_weight_grad(p.d_act[size_t(l)], input(l), grads + layout_.weight[size_t(l)], p.layers[size_t(l)].in);
       return true;
     }
   }
   const uint32_t* users = a.users.get();
   const uint32_t* items = a.items.get();
-  be_->embed_forward(tables(), users, items, mlp_in);
-  for (int l = 0; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n), a.mask(l));
+  const bool by_parts = a.first_layer == FirstLayer::Parts;
+  if (by_parts) {
+    first_layer_parts(a.user_part(), a.item_part());
+    be_->gather_add_relu(a.user_part(), users, a.item_part(), items, drop[0], a.act(0).head(n), a.mask(0));
+  } else {
+    be_->embed_forward(tables(), users, items, input(0));
+    be_->linear_forward(input(0), layer(0), drop[0], a.act(0).head(n), a.mask(0));
+  }
+  for (int l = 1; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n), a.mask(l));
   // Hidden layer l as the layer below the one taken back: whose ReLU and dropout the gradient
   // passes through on its way down.
   auto as_below = [&](int l) {
@@ -172,22 +196,71 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   be_->head_forward_backward(tables(), users, items, top.y, a.labels.get(), head(), grad_scale, scaler,
                              a.d_act(L - 1).head(n), &top, embed_grads(grads), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
-  for (int l = L - 1; l >= 0; --l) {
+  for (int l = L - 1; l >= (by_parts ? 1 : 0); --l) {
     // Layer 0's input gradient goes to the embeddings as it is.
     const LayerBelow below = l > 0 ? as_below(l - 1) : LayerBelow{};
     const Mat d_in = l > 0 ? a.d_act(l - 1).head(n) : a.d_mlp_in().head(n);
     be_->linear_backward(a.d_act(l).head(n), input(l), layer(l), d_in, grads + layout_.weight[size_t(l)],
                          l > 0 ? &below : nullptr);
   }
-  be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
+  if (by_parts) first_layer_backward_by_parts(a, n, grads);
+  else be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
   return false;
+}
+
+void Network::first_layer_backward_by_parts(Activations& a, int n, float* grads) const {
+  const int h = cfg_.mlp_embed_dim(), in = cfg_.layers[0];
+  const Mat user_sums = a.user_sums(), item_sums = a.item_sums();
+  be_->zero(user_sums.data, user_sums.bytes());
+  be_->zero(item_sums.data, item_sums.bytes());
+  be_->pair_row_sums(a.d_act(0).head(n), a.users.get(), a.items.get(), user_sums, item_sums);
+  // grad W1 = dz^T [u ; v] = [D^T mlp_user, E^T mlp_item]: two column blocks of the gradient.
+  const EmbedTables t = tables();
+  const Mat users_table{const_cast<float*>(t.mlp_user), DType::F32, cfg_.n_users, h};
+  const Mat items_table{const_cast<float*>(t.mlp_item), DType::F32, cfg_.n_items, h};
+  float* grad_w = grads + layout_.weight[0];
+  be_->linear_weight_grad(user_sums, users_table, grad_w, in);
+  be_->linear_weight_grad(item_sums, items_table, grad_w + h, in);
+  // The tables' gradients: row u of mlp_user gets D[u] W1u (users outside the batch: zero).
+  const EmbedGrads g = embed_grads(grads);
+  const float* w = layer(0).w;
+  be_->matmul_nn(user_sums, w, in, Mat{g.mlp_user, DType::F32, cfg_.n_users, h});
+  be_->matmul_nn(item_sums, w + h, in, Mat{g.mlp_item, DType::F32, cfg_.n_items, h});
+}
+
+FirstLayer Network::first_layer_for(int64_t rows) const {
+  if (const char* e = std::getenv("NCF_FIRST_LAYER")) {
+    const std::string v = e;
+    if (v == "parts") return FirstLayer::Parts;
+    if (v == "rows") return FirstLayer::Rows;
+    if (!v.empty() && v != "auto")
+      fail(ErrorCode::InvalidArgument, "NCF_FIRST_LAYER is '" + v + "': expected parts, rows or auto");
+  }
+  return rows >= int64_t(cfg_.n_users) + int64_t(cfg_.n_items) ? FirstLayer::Parts : FirstLayer::Rows;
 }
 
 bool Network::prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const {
   const std::vector<Dropout> drop(size_t(cfg_.hidden_layers()));
-  if (be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum), 0)) return true;
-  a.d_mlp_in();
-  for (int l = 0; l < cfg_.hidden_layers(); ++l) a.mask(l);
+  // Asked with the matrices' shapes only, so that the first layer by parts never holds the MLP input.
+  if (be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum, false), 0)) {
+    train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum, true);  // what the fused op will use
+    return true;
+  }
+  a.first_layer = first_layer_for(a.rows);
+  if (a.first_layer == FirstLayer::Parts) {
+    a.user_part();
+    a.item_part();
+    a.user_sums();
+    a.item_sums();
+  } else {
+    a.mlp_in();
+    a.d_mlp_in();
+  }
+  for (int l = 0; l < cfg_.hidden_layers(); ++l) {
+    a.act(l);
+    a.d_act(l);
+    a.mask(l);
+  }
   return false;
 }
 
@@ -201,10 +274,18 @@ void Network::first_layer_parts(Mat user_part, Mat item_part) const {
   const int half = cfg_.mlp_embed_dim();
   const LinearParams first = layer(0);
   const EmbedTables t = tables();
+  // fp16 parts from the fp16 tables and weights (half the bytes read, Tensor Cores in fp16).
+  const bool h16 = (user_part.empty() ? item_part : user_part).dtype == DType::F16;
+  if (h16 && !half_) fail(ErrorCode::InvalidArgument, "first_layer_parts: fp16 parts need fp16 activations");
+  const DType type = h16 ? DType::F16 : DType::F32;
+  const void* users = h16 ? t.mlp_user_half : t.mlp_user;
+  const void* items = h16 ? t.mlp_item_half : t.mlp_item;
+  const size_t elem = dtype_size(type);
+  const char* w = static_cast<const char*>(h16 ? first.w_half : static_cast<const void*>(first.w));
   if (!user_part.empty())
-    be_->matmul_nt(Mat{const_cast<float*>(t.mlp_user), DType::F32, cfg_.n_users, half}, first.w, cfg_.layers[0], user_part);
+    be_->matmul_nt(Mat{const_cast<void*>(users), type, cfg_.n_users, half}, w, cfg_.layers[0], user_part);
   if (!item_part.empty()) {
-    be_->matmul_nt(Mat{const_cast<float*>(t.mlp_item), DType::F32, cfg_.n_items, half}, first.w + half, cfg_.layers[0],
+    be_->matmul_nt(Mat{const_cast<void*>(items), type, cfg_.n_items, half}, w + elem * size_t(half), cfg_.layers[0],
                    item_part);
     be_->add_row(item_part, first.b, item_part, false);
   }
@@ -228,7 +309,7 @@ void Network::forward_split(Activations& a, Mat user_part, Mat item_part, const 
   if (fused && user_part.dtype == DType::F32 && item_part.dtype == DType::F32 &&
       forward_split_fused(user_part.f32(), item_part.f32(), users, items, n, a.logits.get()))
     return;
-  be_->gather_add_relu(user_part, users, item_part, items, a.act(0).head(n));
+  be_->gather_add_relu(user_part, users, item_part, items, Dropout{}, a.act(0).head(n), UnitMask{});
   forward_after_first_layer(a, users, items, 0, n);
 }
 

@@ -12,6 +12,19 @@
 
 namespace ncf {
 
+// A training step's first layer, for batches of a.rows rows:
+// - Rows: per row, the MLP input [mlp_user[u] ; mlp_item[v]] (embed_forward) through the layer's
+//   GEMM, and back (linear_backward, embed_backward): ~2.5 KB of activations and gradients per row
+//   under --amp at ml-20m's shape.
+// - Parts: W1 [u ; v] + b1 = W1u u + (W1i v + b1), so the layer's output is gathered from
+//   per-user and per-item parts computed once per step (first_layer_parts; gather_add_relu with
+//   the dropout); backwards, the output gradient dz is summed per user (D) and per item (E)
+//   (pair_row_sums), and grad W1u = D^T mlp_user, grad mlp_user = D W1u (and so for items) are
+//   GEMMs over the users and items instead of the batch's rows. The same gradients, summed in
+//   another order; no MLP input or its gradient per row. Its GEMMs run over n_users + n_items
+//   rows, so it pays when a batch has more rows than that (ml-20m: 165K against 1M).
+enum class FirstLayer { Rows, Parts };
+
 // Per-row working memory for up to `rows` rows: sample arrays, activations and their gradients.
 // Activations are fp16 under --amp, fp32 otherwise (no GMF values are stored: the output unit
 // forms them from the table rows). The matrices are
@@ -26,22 +39,34 @@ class Activations {
   BackendArray<uint32_t> users, items;
   BackendArray<uint32_t> positions;  // training: each row's epoch position minus the batch's first
   BackendArray<float> labels, logits;
+  // How train_pass runs the first layer (Network::first_layer_for chooses).
+  FirstLayer first_layer = FirstLayer::Rows;
 
+  DType dtype() const { return dtype_; }  // the activations' type
   Mat mlp_in();       // [rows, layers[0]]
   Mat act(int l);     // [rows, layers[l + 1]]: the output of hidden layer l
   UnitMask mask(int l);  // the live units of act(l) (training; empty where the backend reads y)
   Mat d_mlp_in();
   Mat d_act(int l);
+  // The first layer by parts: its per-user and per-item parts (activations' type) and the sums of
+  // its output gradient per user and per item (fp32), [n_users or n_items, layers[1]].
+  Mat user_part();
+  Mat item_part();
+  Mat user_sums();
+  Mat item_sums();
 
  private:
   Mat get(BackendMat& m, int64_t cols, DType dtype);
+  Mat get(BackendMat& m, int64_t rows, int64_t cols, DType dtype);
   Backend* be_;
   DType dtype_;
   std::vector<int> widths_;  // layers
+  int64_t n_users_, n_items_;
   std::mutex mu_;
   BackendMat mlp_in_, d_mlp_in_;
   std::vector<BackendMat> act_, d_act_;
   std::vector<BackendArray<uint8_t>> mask_;
+  BackendMat user_part_, item_part_, user_sums_, item_sums_;
 };
 
 class Network {
@@ -85,13 +110,19 @@ class Network {
   // Allocates in `a` what train_pass will use (the fused kernel's matrices, or the chain's as
   // well), so that the memory is taken, and counted, before the first step. Returns whether the
   // fused kernel will run.
+  // Also sets a.first_layer (first_layer_for).
   bool prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const;
+  // The first layer for training batches of `rows` rows: Parts when rows >= n_users + n_items, else
+  // Rows; NCF_FIRST_LAYER=parts or =rows in the environment forces one (to compare them).
+  FirstLayer first_layer_for(int64_t rows) const;
   // The same for forward_split with these parts.
   bool prepare_forward_split(Activations& a, const float* user_part, const float* item_part) const;
 
   // The first layer split by its input, W1 [u ; i] + b1 = W1u u + (W1i i + b1), precomputed for
-  // every user and item from the fp32 weights: user_part [n_users, layers[1]] = mlp_user W1u^T,
-  // item_part [n_items, layers[1]] = mlp_item W1i^T + b1. Either may be empty (not computed).
+  // every user and item: user_part [n_users, layers[1]] = mlp_user W1u^T, item_part [n_items,
+  // layers[1]] = mlp_item W1i^T + b1. Either may be empty (not computed). fp32 parts come from
+  // the fp32 weights; fp16 parts (fp16 activations only) from the fp16 copies of the tables and
+  // weights, as the training step's forward uses them.
   void first_layer_parts(Mat user_part, Mat item_part) const;
   // The forward pass (no dropout) for n pairs with the first layer taken from those parts: no
   // first-layer GEMM and no MLP input per pair (evaluation scores 101 items per user this way).
@@ -117,8 +148,10 @@ class Network {
   std::vector<BackendArray<uint16_t>> w_half_, b_half_;
   BackendArray<uint16_t> tables_half_;  // fp16 mlp_user then mlp_item (with fp16 activations)
 
+  // The first layer's backward by parts from its output gradient a.d_act(0) (Parts above).
+  void first_layer_backward_by_parts(Activations& a, int n, float* grads) const;
   TrainPass train_pass_args(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
-                            const LossScaler* scaler, float* grads, double* loss_sum) const;
+                            const LossScaler* scaler, float* grads, double* loss_sum, bool allocate) const;
 };
 
 }  // namespace ncf

@@ -151,7 +151,8 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
     }
     // Gradients are of the mean loss over the global batch: each rank scales by 1 / global_len
     // and the all-reduce sums.
-    net_->train_pass(a, n, drop, float(1.0 / double(global_len)), opt_.amp ? &scaler_ : nullptr, grads, loss_sum_.get());
+    net_->train_pass(a, n, drop, float(1.0 / double(global_len)), opt_.amp ? &scaler_ : nullptr, grads, loss_sum_.get(),
+                     fused_training_);
   }
   if (comm_) comm_->allreduce_sum(grads, lay.total);
   if (opt_.amp) be.unscale_check(grads, lay.total, scaler_);

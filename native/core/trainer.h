@@ -84,6 +84,8 @@ class Trainer {
   // Whether steps and evaluations run the backend's fused kernels (else the chains of ops); a GPU
   // that cannot launch one falls back to the chain and says so on stderr.
   bool fused_training() const { return fused_training_; }
+  // How the op chain's steps run the first layer (Network::first_layer_for).
+  FirstLayer first_layer() const { return train_act_->first_layer; }
   bool fused_evaluation() const { return fused_evaluation_; }
   int rank() const { return comm_ ? comm_->rank() : 0; }
   int world_size() const { return comm_ ? comm_->size() : 1; }

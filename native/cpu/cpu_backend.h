@@ -30,7 +30,7 @@ class CpuBackend final : public Backend {
   void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) override;
   void relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) override;
   void linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) override;
-  void linear_weight_grad(Mat dz, Mat x, float* grad_w) override;
+  void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) override;
   void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
                     float* logits) override;
   void head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
@@ -45,9 +45,12 @@ class CpuBackend final : public Backend {
   void from_half(const void* src, float* dst, size_t n) override;
   void eval_rank(const float* logits, const uint8_t* masked, int n_users, int list_len, int k,
                  EvalSums* sums) override;
-  void matmul_nt(Mat a, const float* w, int ldw, Mat out) override;
+  void matmul_nt(Mat a, const void* w, int ldw, Mat out) override;
+  void matmul_nn(Mat a, const float* w, int ldw, Mat out) override;
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
-  void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, Mat out) override;
+  void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, const Dropout& d, Mat out,
+                       UnitMask mask) override;
+  void pair_row_sums(Mat dz, const uint32_t* users, const uint32_t* items, Mat user_sums, Mat item_sums) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
   void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) override;
   void parallel_tiles(int64_t n, int64_t tile, const std::function<void(int64_t, int64_t)>& fn) override;
@@ -59,6 +62,11 @@ class CpuBackend final : public Backend {
   std::atomic<size_t> in_use_{0};
   size_t peak_ = 0;
 };
+
+// y[r] = dropout(relu(y[r] + bias)) for the n rows of y (bias may be null: none), and y's live
+// units into mask when it is not empty: linear_forward's and gather_add_relu's last pass.
+void relu_dropout_rows(ThreadPool& pool, float* y, int64_t n, int cols, const float* bias, const Dropout& d,
+                       UnitMask mask);
 
 // Throws InvalidArgument unless m is fp32 (the CPU backend computes in fp32 only).
 void require_f32(const Mat& m, const char* what);

@@ -1,7 +1,7 @@
 // The hidden layers on the CPU.
-// linear_forward: y = x W^T by sgemm, then one pass per row adds the bias, applies ReLU and the
-// dropout mask (8 features per Philox block, see core/dropout.h) and the 1/(1-p) scale, and
-// writes the row's live-unit bits when asked.
+// linear_forward: y = x W^T by sgemm, then one pass per row (relu_dropout_rows, which
+// gather_add_relu shares) adds the bias, applies ReLU and the dropout mask (8 features per Philox
+// block, see core/dropout.h) and the 1/(1-p) scale, and writes the row's live-unit bits when asked.
 // relu_dropout_backward: dz = dy * live * scale in place, live read as y > 0 (exactly where ReLU
 // passed and dropout kept: the mask, when given, holds the same bits), and grad_b as per-thread
 // column sums added in thread order.
@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../core/errors.h"
 #include "cpu_backend.h"
 #include "gemm.h"
 
@@ -34,19 +35,15 @@ void dropout_blocks(const Dropout& d, int64_t row0, int64_t rows, int groups, U3
 
 }  // namespace
 
-void CpuBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) {
-  require_f32(x, "x");
-  require_f32(y, "y");
-  const int n = int(x.rows), in = p.in, out = p.out;
-  float* yp = y.f32();
-  sgemm(pool_, false, true, n, out, in, 1.0f, x.f32(), in, p.w, in, 0.0f, yp, out);
+void relu_dropout_rows(ThreadPool& pool, float* yp, int64_t n, int out, const float* bias, const Dropout& d,
+                       UnitMask mask) {
   const int groups = (out + 7) / 8;
-  pool_.parallel_for(
+  pool.parallel_for(
       n,
       [&](int64_t b, int64_t e, int) {
         std::vector<U32x4> blocks(d.active ? size_t(kRowBlock * groups) : 0);
         std::vector<uint16_t> draws(size_t(groups) * 8);
-        const float* __restrict bias = p.b;  // locals, so the compiler can vectorise the row loops
+        const float* __restrict bs = bias;  // locals, so the compiler can vectorise the row loops
         const float sc = d.scale;
         const uint32_t thr = d.threshold;
         for (int64_t r0 = b; r0 < e; r0 += kRowBlock) {
@@ -54,7 +51,10 @@ void CpuBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, 
           if (d.active) dropout_blocks(d, r0, rows, groups, blocks.data());
           for (int64_t r = 0; r < rows; ++r) {
             float* __restrict row = yp + size_t(r0 + r) * out;
-            for (int j = 0; j < out; ++j) row[j] = std::max(row[j] + bias[j], 0.0f);
+            if (bs)
+              for (int j = 0; j < out; ++j) row[j] = std::max(row[j] + bs[j], 0.0f);
+            else
+              for (int j = 0; j < out; ++j) row[j] = std::max(row[j], 0.0f);
             if (d.active) {
               // On a little-endian host the 16-bit draw of feature j (dropout_keep: word j/2 of its
               // block, low half for even j) is simply the j-th uint16 of the row's blocks.
@@ -71,6 +71,14 @@ void CpuBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, 
         }
       },
       16);
+}
+
+void CpuBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) {
+  require_f32(x, "x");
+  require_f32(y, "y");
+  const int n = int(x.rows), in = p.in, out = p.out;
+  sgemm(pool_, false, true, n, out, in, 1.0f, x.f32(), in, p.w, in, 0.0f, y.f32(), out);
+  relu_dropout_rows(pool_, y.f32(), n, out, p.b, d, mask);
 }
 
 void CpuBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask, const Dropout& d, float* grad_b) {
@@ -108,7 +116,7 @@ void CpuBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask, const Dropout& d
 void CpuBackend::linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) {
   require_f32(dz, "dz");
   require_f32(x, "x");
-  linear_weight_grad(dz, x, grad_w);
+  linear_weight_grad(dz, x, grad_w, int(x.cols));
   if (dx.empty()) return;
   require_f32(dx, "dx");
   const int n = int(dz.rows);
@@ -116,11 +124,12 @@ void CpuBackend::linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, f
   if (below) relu_dropout_backward(dx, below->y, below->mask, below->dropout, below->grad_b);
 }
 
-void CpuBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w) {
+void CpuBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) {
   require_f32(dz, "dz");
   require_f32(x, "x");
   const int n = int(dz.rows), out = int(dz.cols), in = int(x.cols);
-  sgemm(pool_, true, false, out, in, n, 1.0f, dz.f32(), out, x.f32(), in, 0.0f, grad_w, in);
+  if (ld_grad < in) fail(ErrorCode::InvalidArgument, "linear_weight_grad: ld_grad below x's columns");
+  sgemm(pool_, true, false, out, in, n, 1.0f, dz.f32(), out, x.f32(), in, 0.0f, grad_w, ld_grad);
 }
 
 }  // namespace ncf

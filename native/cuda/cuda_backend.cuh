@@ -1,6 +1,6 @@
 // The CUDA backend: every op of core/backend.h as a kernel or a cuBLASLt GEMM on one stream of
 // one GPU. The op families live in files named like their CPU twins (embed.cu, linear.cu,
-// head.cu, adam.cu, sample.cu, eval.cu, serve.cu), and fused kernels with no CPU file: their
+// head.cu, adam.cu, sample.cu, eval.cu, parts.cu), and fused kernels with no CPU file: their
 // CPU reference is the chain of ops they replace (split_forward.cu, train_pass.cu).
 // drelu_check.cu decides whether linear_backward may use cuBLASLt's DRELU_BGRAD epilogue.
 #pragma once
@@ -47,7 +47,7 @@ class CudaBackend final : public Backend {
   // Whether linear_backward takes the layer below's mask in the GEMM's DRELU_BGRAD epilogue for
   // activations of type t (checked once, see drelu_check.cu).
   bool drelu_epilogue_ok(DType t);
-  void linear_weight_grad(Mat dz, Mat x, float* grad_w) override;
+  void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) override;
   bool train_pass(const TrainPass& p, int n) override;
   void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
                     float* logits) override;
@@ -63,9 +63,12 @@ class CudaBackend final : public Backend {
   void from_half(const void* src, float* dst, size_t n) override;
   void eval_rank(const float* logits, const uint8_t* masked, int n_users, int list_len, int k,
                  EvalSums* sums) override;
-  void matmul_nt(Mat a, const float* w, int ldw, Mat out) override;
+  void matmul_nt(Mat a, const void* w, int ldw, Mat out) override;
+  void matmul_nn(Mat a, const float* w, int ldw, Mat out) override;
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
-  void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, Mat out) override;
+  void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, const Dropout& d, Mat out,
+                       UnitMask mask) override;
+  void pair_row_sums(Mat dz, const uint32_t* users, const uint32_t* items, Mat user_sums, Mat item_sums) override;
   bool split_forward(const SplitNet& net, const uint32_t* users, const uint32_t* items, int64_t n,
                      float* logits) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;

@@ -106,6 +106,32 @@ __device__ __forceinline__ void atomic_add4(float* dst, float a, float b, float 
 #endif
 }
 
+// dst[0..7] += v[0..7] atomically (two atomic_add4); dst 16-byte aligned.
+__device__ __forceinline__ void atomic_add8(float* dst, const float* v) {
+  atomic_add4(dst, v[0], v[1], v[2], v[3]);
+  atomic_add4(dst + 4, v[4], v[5], v[6], v[7]);
+}
+
+// A running sum of 8 columns over consecutive rows of one key (a table row): rows of the same key
+// add up in registers, and each run reaches memory as one atomic_add8 into table + key * ld, when
+// the key changes and at the end (flush). Starts on the first row's key.
+struct RunSum8 {
+  uint32_t key;
+  float acc[8];
+  __device__ explicit RunSum8(uint32_t first) : key(first), acc{0, 0, 0, 0, 0, 0, 0, 0} {}
+  __device__ void add(uint32_t k, const float* v, float* table, int64_t ld) {
+    if (k != key) {
+      flush(table, ld);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[j] = 0.0f;
+      key = k;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[j] += v[j];
+  }
+  __device__ void flush(float* table, int64_t ld) const { atomic_add8(table + int64_t(key) * ld, acc); }
+};
+
 inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 inline cudaDataType_t cuda_type(DType t) { return t == DType::F32 ? CUDA_R_32F : CUDA_R_16F; }

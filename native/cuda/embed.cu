@@ -85,26 +85,13 @@ __global__ void embed_backward_vec8(const uint32_t* users, const uint32_t* items
     float* table = user ? grads.mlp_user : grads.mlp_item;
     const int col = user ? k : k - h;
     const int64_t r0 = tile * kRunRows, r1 = min(n, r0 + kRunRows);
-    uint32_t key = keys[r0];
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    RunSum8 run(keys[r0]);
     for (int64_t r = r0; r < r1; ++r) {
-      const uint32_t next = keys[r];
-      if (next != key) {  // the run ends: its sum into the table row's gradient
-        float* dst = table + int64_t(key) * h + col;
-        atomic_add4(dst, acc[0], acc[1], acc[2], acc[3]);
-        atomic_add4(dst + 4, acc[4], acc[5], acc[6], acc[7]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[j] = 0.0f;
-        key = next;
-      }
       float d[8];
       load8(d_mlp + r * 2 * h + k, d);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[j] += d[j];
+      run.add(keys[r], d, table + col, h);
     }
-    float* dst = table + int64_t(key) * h + col;
-    atomic_add4(dst, acc[0], acc[1], acc[2], acc[3]);
-    atomic_add4(dst + 4, acc[4], acc[5], acc[6], acc[7]);
+    run.flush(table + col, h);
   }
 }
 

@@ -16,28 +16,16 @@
 // layout) but not the bit order in memory, so before its first use per precision the epilogue is
 // checked against the GEMM + relu_dropout_backward pair on random data (check_drelu_epilogue);
 // where it differs, or cuBLASLt has no algorithm for it, that pair runs instead.
-#include "../core/dropout.h"
 #include "cuda_backend.cuh"
+#include "relu_dropout8.cuh"
 
 namespace ncf::cuda {
 
 namespace {
 
-// For each row and group of 8 features: optional bias + ReLU, then optional dropout. With vec8
-// (cols % 8 == 0, y 16-byte aligned) a thread moves its 8 values as one 16-byte fp16 or two
-// 16-byte fp32 loads and stores; otherwise value by value.
-template <typename T>
-constexpr DType dtype_of() {
-  return std::is_same<T, __half>::value ? DType::F16 : DType::F32;
-}
-
-// v as it reads back after a store in T.
-template <typename T>
-__device__ __forceinline__ float stored(float v) {
-  if constexpr (std::is_same<T, __half>::value) return __half2float(__float2half_rn(v));
-  else return v;
-}
-
+// For each row and group of 8 features: optional bias + ReLU, then optional dropout
+// (relu_dropout8). With vec8 (cols % 8 == 0, y 16-byte aligned) a thread moves its 8 values as one
+// 16-byte fp16 or two 16-byte fp32 loads and stores; otherwise value by value.
 template <typename T>
 __global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* bias, Dropout d, bool vec8,
                                          UnitMask mask) {
@@ -46,26 +34,17 @@ __global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* 
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = q / groups;
     const int g = int(q - row * groups);
-    const U32x4 blk = d.active ? dropout_block(d, uint64_t(row), uint32_t(g)) : U32x4{0, 0, 0, 0};
     const int j0 = g * 8, lanes = min(8, cols - j0);
     T* const at = y + row * cols + j0;
     float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (vec8) load8(at, v);
     else
       for (int l = 0; l < lanes; ++l) v[l] = load(at, dtype_of<T>(), l);
-#pragma unroll
-    for (int l = 0; l < 8; ++l) {
-      if (bias && l < lanes) v[l] = fmaxf(v[l] + bias[j0 + l], 0.0f);
-      if (d.active) v[l] = dropout_keep(d, blk, l) ? v[l] * d.scale : 0.0f;
-    }
+    const uint32_t live = relu_dropout8<T>(v, lanes, bias ? bias + j0 : nullptr, bias != nullptr, d, row, g);
     if (vec8) store8(at, v);
     else
       for (int l = 0; l < lanes; ++l) store(at, dtype_of<T>(), l, v[l]);
-    if (mask.bits) {
-      uint32_t byte = 0;
-      for (int l = 0; l < lanes; ++l) byte |= uint32_t(stored<T>(v[l]) > 0.0f) << l;
-      mask.bits[row * (mask.ld / 8) + g] = uint8_t(byte);  // ld % 128 == 0: group g is byte g of the row
-    }
+    store_live(mask, row, g, live);
   }
 }
 
@@ -209,7 +188,7 @@ bool CudaBackend::input_grad_drelu(Mat dz, const LinearParams& p, Mat dx, const 
 
 void CudaBackend::linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) {
   use_device(device_);
-  linear_weight_grad(dz, x, grad_w);
+  linear_weight_grad(dz, x, grad_w, int(x.cols));
   if (dx.empty()) return;
   if (dz.dtype == DType::F16 && !p.w_half) fail(ErrorCode::InvalidArgument, "linear_backward: fp16 activations need fp16 weights");
   if (below && dz.rows > 0 && !below->mask.empty() && drelu_epilogue_ok(dz.dtype) && input_grad_drelu(dz, p, dx, *below))
@@ -218,15 +197,18 @@ void CudaBackend::linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, 
   if (below) relu_dropout_backward(dx, below->y, below->mask, below->dropout, below->grad_b);
 }
 
-void CudaBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w) {
+void CudaBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) {
   const int n = int(dz.rows), out = int(dz.cols), in = int(x.cols);
+  if (ld_grad < in) fail(ErrorCode::InvalidArgument, "linear_weight_grad: ld_grad below x's columns");
   use_device(device_);
   if (n <= 0) {
-    NCF_CUDA(cudaMemsetAsync(grad_w, 0, sizeof(float) * size_t(out) * size_t(in), stream_));
+    for (int r = 0; r < out; ++r)
+      NCF_CUDA(cudaMemsetAsync(grad_w + size_t(r) * size_t(ld_grad), 0, sizeof(float) * size_t(in), stream_));
     return;
   }
   // grad_w [out x in] = dz^T [out x n] x [n x in], accumulated and stored in fp32
-  gemm_->run(gemm_call(out, in, n, dz.data, dz.dtype, out, true, x.data, x.dtype, in, false, grad_w, DType::F32, in), stream_);
+  gemm_->run(gemm_call(out, in, n, dz.data, dz.dtype, out, true, x.data, x.dtype, in, false, grad_w, DType::F32, ld_grad),
+             stream_);
 }
 
 }  // namespace ncf::cuda

@@ -120,6 +120,8 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                          InstanceMethod("matmulNt", &OpRunner::MatmulNt),
                          InstanceMethod("addRow", &OpRunner::AddRow),
                          InstanceMethod("gatherAddRelu", &OpRunner::GatherAddRelu),
+                         InstanceMethod("pairRowSums", &OpRunner::PairRowSums),
+                         InstanceMethod("matmulNn", &OpRunner::MatmulNn),
                          InstanceMethod("splitForward", &OpRunner::SplitForward),
                          InstanceMethod("trainPass", &OpRunner::TrainPass),
                          InstanceAccessor("info", &OpRunner::Info, nullptr),
@@ -604,7 +606,8 @@ Napi::Value OpRunner::AddRow(const Napi::CallbackInfo& info) {
   });
 }
 
-// gatherAddRelu({ a, ia, b, ib, cols, fp16, halfTables }) -> Float32Array [ia.length x cols]
+// gatherAddRelu({ a, ia, b, ib, cols, fp16, halfTables, dropout, seed, layer, epoch, pos0 })
+//   -> { y: Float32Array [ia.length x cols], mask: Uint8Array (y's live units, a UnitMask's bytes) }
 Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -627,8 +630,52 @@ Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
       ta = ha.mat;
       tb = hb.mat;
     }
-    be_->gather_add_relu(ta, io.u32(ia), tb, io.u32(ib), y);
-    return out(info.Env(), io.read(y));
+    BackendArray<uint8_t> bits(*be_, UnitMask::bytes_for(y.rows, cols));
+    be_->gather_add_relu(ta, io.u32(ia), tb, io.u32(ib), dropout_from(o), y, UnitMask{bits.get(), UnitMask::ld_for(cols)});
+    std::vector<uint8_t> host(bits.size());
+    be_->download(host.data(), bits.get(), host.size());
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("y", out(info.Env(), io.read(y)));
+    r.Set("mask", adopt<uint8_t, Napi::Uint8Array>(info.Env(), std::move(host)));
+    return r;
+  });
+}
+
+// pairRowSums({ dz, users, items, nUsers, nItems, cols, fp16 }) -> { userSums, itemSums }: the rows
+// of dz summed per user and per item (pair_row_sums, into zeroed sums).
+Napi::Value OpRunner::PairRowSums(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const int cols = int(get_int(o, "cols", 0)), nu = int(get_int(o, "nUsers", 0)), ni = int(get_int(o, "nItems", 0));
+    if (cols < 1 || nu < 1 || ni < 1) bad_option("cols/nUsers/nItems", "positive");
+    const std::vector<uint32_t> users = get_u32(o.Get("users"), "users"), items = get_u32(o.Get("items"), "items");
+    if (users.size() != items.size()) bad_option("users/items", "of equal length");
+    for (size_t r = 0; r < users.size(); ++r)
+      if (users[r] >= uint32_t(nu) || items[r] >= uint32_t(ni)) bad_option("users/items", "within nUsers and nItems");
+    Io io(*be_);
+    Mat dz = io.mat(get_f32(o.Get("dz"), "dz"), int64_t(users.size()), cols, get_bool(o, "fp16", false));
+    Mat su = io.mat_zeros(nu, cols, false), si = io.mat_zeros(ni, cols, false);
+    be_->pair_row_sums(dz, io.u32(users), io.u32(items), su, si);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("userSums", out(info.Env(), io.read(su)));
+    r.Set("itemSums", out(info.Env(), io.read(si)));
+    return r;
+  });
+}
+
+// matmulNn({ a, rows, cols, w, ldw, outCols }) -> Float32Array [rows x outCols] = a W[:, :outCols]
+Napi::Value OpRunner::MatmulNn(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const int rows = int(get_int(o, "rows", 0)), cols = int(get_int(o, "cols", 0)), oc = int(get_int(o, "outCols", 0));
+    const int ldw = int(get_int(o, "ldw", oc));
+    const std::vector<float> w = get_f32(o.Get("w"), "w");
+    if (ldw < oc || w.size() != size_t(cols) * size_t(ldw)) bad_option("w/ldw", "cols rows of ldw >= outCols values");
+    Io io(*be_);
+    Mat a = io.mat(get_f32(o.Get("a"), "a"), rows, cols, false);
+    Mat r = io.mat_zeros(rows, oc, false);
+    be_->matmul_nn(a, io.f32(w), ldw, r);
+    return out(info.Env(), io.read(r));
   });
 }
 
@@ -675,7 +722,8 @@ Napi::Value OpRunner::SplitForward(const Napi::CallbackInfo& info) {
 }
 
 // trainPass({ nUsers, nItems, factors, layers, dropout, params, users, items, labels, seed, epoch,
-//   pos0, gradScale, lossScale, fp16, fused }) -> { grads: Float32Array, loss: number, fused: boolean }
+//   pos0, gradScale, lossScale, fp16, fused, firstLayer: 'rows' | 'parts' })
+//   -> { grads: Float32Array, loss: number, fused: boolean }
 // One training step's data path (Network::train_pass) on the given rows: every parameter's
 // gradient (laid out like the parameters) and the summed loss, through the backend's fused
 // train_pass when it has one (and fused is not false), else the chain of ops.
@@ -694,6 +742,9 @@ Napi::Value OpRunner::TrainPass(const Napi::CallbackInfo& info) {
     be_->upload(a.users.get(), users.data(), sizeof(uint32_t) * users.size());
     be_->upload(a.items.get(), items.data(), sizeof(uint32_t) * items.size());
     be_->upload(a.labels.get(), labels.data(), sizeof(float) * labels.size());
+    const std::string first = get_string(o, "firstLayer", "rows");
+    if (first != "rows" && first != "parts") bad_option("firstLayer", "'rows' or 'parts'");
+    a.first_layer = first == "parts" ? FirstLayer::Parts : FirstLayer::Rows;
     std::vector<Dropout> drop;
     for (int l = 0; l < cfg.hidden_layers(); ++l)
       drop.push_back(make_dropout(cfg.dropout, uint64_t(get_int(o, "seed", 0)), l, uint32_t(get_int(o, "epoch", 0)),

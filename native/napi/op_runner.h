@@ -33,6 +33,8 @@ class OpRunner : public Napi::ObjectWrap<OpRunner> {
   Napi::Value MatmulNt(const Napi::CallbackInfo& info);
   Napi::Value AddRow(const Napi::CallbackInfo& info);
   Napi::Value GatherAddRelu(const Napi::CallbackInfo& info);
+  Napi::Value PairRowSums(const Napi::CallbackInfo& info);
+  Napi::Value MatmulNn(const Napi::CallbackInfo& info);
   Napi::Value SplitForward(const Napi::CallbackInfo& info);
   Napi::Value TrainPass(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);

@@ -227,7 +227,8 @@ Napi::Value TrainerObject::Info(const Napi::CallbackInfo& info) {
     char fp[17];
     snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(t.fingerprint()));
     o.Set("fingerprint", std::string(fp));
-    o.Set("kernels", std::string(t.fused_training() ? "fused" : "op chain") + " training, " +
+    const char* first = t.first_layer() == FirstLayer::Parts ? " (first layer by parts)" : " (first layer per row)";
+    o.Set("kernels", std::string(t.fused_training() ? "fused training" : std::string("op chain training") + first) + ", " +
                          (t.fused_evaluation() ? "fused" : "op chain") + " evaluation");
     o.Set("peakMemory", double(t.backend().peak_memory()));
     o.Set("devicePeakMemory", double(t.backend().device_memory_peak()));
