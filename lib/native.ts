@@ -239,9 +239,13 @@ export interface NativeOpRunner {
   gatherAddRelu(a: DropoutArgs & {
     a: Float32Array; ia: Uint32Array; b: Float32Array; ib: Uint32Array; cols: number; fp16?: boolean; halfTables?: boolean;
   }): { y: Float32Array; mask: Uint8Array };
-  /** The rows of dz summed per user and per item (the first layer's backward by parts). */
+  /**
+   * The rows of dz summed per user and per item (the first layer's backward by parts); users in
+   * ascending order take the path for sorted batches. halfUserSums: fp16 per-user sums (CUDA).
+   */
   pairRowSums(a: {
     dz: Float32Array; users: Uint32Array; items: Uint32Array; nUsers: number; nItems: number; cols: number; fp16?: boolean;
+    halfUserSums?: boolean;
   }): { userSums: Float32Array; itemSums: Float32Array };
   /** a [rows x cols] times the first outCols columns of w [cols x ldw]. */
   matmulNn(a: { a: Float32Array; rows: number; cols: number; w: Float32Array; ldw: number; outCols: number }): Float32Array;

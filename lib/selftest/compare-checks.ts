@@ -140,11 +140,18 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   const gdd = dev.gatherAddRelu({ ...parts, fp16, ...dropArgs }), gcd = cpu.gatherAddRelu({ ...parts, ...dropArgs });
   checks.push(check('gather_add_relu with dropout', fp16 ? 'fp16' : 'exact', relError(gdd.y, gcd.y), fp16 ? 1e-3 : 0));
   checks.push(property('gather_add_relu with dropout: live-unit mask = (y > 0)', exactlyEqual(gdd.mask, liveBits(gdd.y, 5000, 256))));
-  for (const [name, cols] of [['', 256], [' (30 columns)', 30]] as const) {
-    const sn = 3001, su = rng.u32s(sn, 400).sort(), si = rng.u32s(sn, 250), sdz = rng.f32(sn * cols);
+  // Users in ascending order (a training batch) take the path that writes each user's sum once,
+  // other orders the atomics; fp16 per-user sums are --amp's.
+  for (const [name, cols, sorted] of [['', 256, true], [', users unsorted', 256, false], [' (30 columns)', 30, true]] as const) {
+    const sn = 3001, su = rng.u32s(sn, 400), si = rng.u32s(sn, 250), sdz = rng.f32(sn * cols);
+    if (sorted) su.sort();
     const sargs = { dz: fp16 ? cpu.halfRoundTrip(sdz) : sdz, users: su, items: si, nUsers: 400, nItems: 250, cols };
-    const sd = dev.pairRowSums({ ...sargs, fp16 }), sc = cpu.pairRowSums(sargs);
-    checks.push(check(`pair_row_sums${name}`, 'fp32', Math.max(relError(sd.userSums, sc.userSums), relError(sd.itemSums, sc.itemSums)), 1e-6));
+    const sc = cpu.pairRowSums(sargs);
+    for (const halfUserSums of fp16 ? [false, true] : [false]) {
+      const sd = dev.pairRowSums({ ...sargs, fp16, halfUserSums });
+      const err = Math.max(relError(sd.userSums, sc.userSums), relError(sd.itemSums, sc.itemSums));
+      checks.push(check(`pair_row_sums${name}${halfUserSums ? ', fp16 per-user sums' : ''}`, halfUserSums ? 'fp16' : 'fp32', err, halfUserSums ? 1e-3 : 1e-6));
+    }
   }
 
   // The fused forward pass of evaluation and serving (split_forward, from the first layer's parts
@@ -179,15 +186,20 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   checks.push(check(`train_pass (${td.fused ? 'fused kernel' : 'op chain'}): error / allowed, worst ${worstName}`, precision, worst, 1));
   checks.push(property(`train_pass ran ${fusedExpected ? 'fused' : 'as the op chain'}`, td.fused === fusedExpected));
   // The op chain with the first layer by parts, against the CPU's by parts, held to the same bound
-  // (the device's per-row chain sets the allowance for pre-activations near zero).
-  const tp = dev.trainPass({ ...targs, fp16, fused: false, firstLayer: 'parts' }), tcp = cpu.trainPass({ ...targs, firstLayer: 'parts' });
-  let worstParts = Math.abs(tp.loss - tcp.loss) / Math.abs(tcp.loss) / tol, worstPartsName = 'loss';
-  for (const t of paramLayout(tnet)) {
-    const part = (g: Float32Array) => g.subarray(t.offset, t.offset + t.count);
-    const ratio = relError(part(tp.grads), part(tcp.grads)) / Math.max(tol, 3 * relError(part(tchain.grads), part(tc.grads)));
-    if (ratio > worstParts) [worstParts, worstPartsName] = [ratio, t.name];
+  // (the device's per-row chain sets the allowance for pre-activations near zero); with the rows
+  // in ascending user order too, as training batches come (the per-user sums' path for them).
+  for (const sorted of [false, true]) {
+    const pargs = sorted ? { ...targs, users: Uint32Array.from(tu).sort() } : targs;
+    const tp = dev.trainPass({ ...pargs, fp16, fused: false, firstLayer: 'parts' }), tcp = cpu.trainPass({ ...pargs, firstLayer: 'parts' });
+    const rd = sorted ? dev.trainPass({ ...pargs, fp16, fused: false }) : tchain, rc = sorted ? cpu.trainPass(pargs) : tc;
+    let worstParts = Math.abs(tp.loss - tcp.loss) / Math.abs(tcp.loss) / tol, worstPartsName = 'loss';
+    for (const t of paramLayout(tnet)) {
+      const part = (g: Float32Array) => g.subarray(t.offset, t.offset + t.count);
+      const ratio = relError(part(tp.grads), part(tcp.grads)) / Math.max(tol, 3 * relError(part(rd.grads), part(rc.grads)));
+      if (ratio > worstParts) [worstParts, worstPartsName] = [ratio, t.name];
+    }
+    checks.push(check(`train_pass (op chain, first layer by parts${sorted ? ', users ascending' : ''}): error / allowed, worst ${worstPartsName}`, precision, worstParts, 1));
   }
-  checks.push(check(`train_pass (op chain, first layer by parts): error / allowed, worst ${worstPartsName}`, precision, worstParts, 1));
 
   if (precision === 'tf32') {
     const odd = { nUsers: 40, nItems: 30, factors: 8, layers: [48, 40, 24], dropout: 0 }; // widths not multiples of 16

@@ -240,9 +240,10 @@ class Backend {
   // are used (a column block of a wider weight). W has a's type: fp32 (out fp32), or on CUDA fp16
   // (out fp16 or fp32).
   virtual void matmul_nt(Mat a, const void* w, int ldw, Mat out) = 0;
-  // out = a W for a [rows, k] and W given as k rows of ldw floats of which the first out.cols
-  // columns are used (a column block of a wider weight). fp32.
-  virtual void matmul_nn(Mat a, const float* w, int ldw, Mat out) = 0;
+  // out = a W for a [rows, k] and W given as k rows of ldw values of which the first out.cols
+  // columns are used (a column block of a wider weight). W has a's type: fp32, or on CUDA fp16;
+  // out fp32.
+  virtual void matmul_nn(Mat a, const void* w, int ldw, Mat out) = 0;
   // y = x + row for each row of x, then ReLU if relu (y may be x). row fp32; x and y fp32 (CUDA:
   // or both fp16).
   virtual void add_row(Mat x, const float* row, Mat y, bool relu) = 0;
@@ -252,10 +253,14 @@ class Backend {
   // fp32 (CUDA: or both fp16), out fp32 or fp16.
   virtual void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, const Dropout& d, Mat out,
                                UnitMask mask) = 0;
-  // user_sums[users[r]] += dz[r] and item_sums[items[r]] += dz[r] for every row r of dz: the
-  // first layer's output gradient summed per user and per item (its backward by parts, see
-  // Network::train_pass). Sums fp32 [n_users or n_items, dz.cols]; dz fp32 (CUDA: or fp16).
-  virtual void pair_row_sums(Mat dz, const uint32_t* users, const uint32_t* items, Mat user_sums, Mat item_sums) = 0;
+  // user_sums[u] = the sum of the rows r of dz with users[r] = u, item_sums[v] likewise by items
+  // (overwritten; zero where no row has the user or item): the first layer's output gradient
+  // summed per user and per item (its backward by parts, see Network::train_pass). Sums
+  // [n_users or n_items, dz.cols], fp32 (CUDA: user_sums may be fp16); dz fp32 (CUDA: or fp16).
+  // users_ascending says users[] is in ascending order (sample_batch's grouping): the CUDA
+  // backend then writes each user's sum once, in the users' row order, with no atomics.
+  virtual void pair_row_sums(Mat dz, const uint32_t* users, bool users_ascending, const uint32_t* items, Mat user_sums,
+                             Mat item_sums) = 0;
   // grad_w = dz^T x, [dz.cols x x.cols] with ld_grad floats per row: a layer's weight gradient
   // (linear_backward's GEMM; ld_grad > x.cols for a column block of it), fp32.
   virtual void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) = 0;

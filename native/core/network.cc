@@ -43,7 +43,7 @@ Mat Activations::d_mlp_in() { return get(d_mlp_in_, widths_[0], dtype_); }
 Mat Activations::d_act(int l) { return get(d_act_[size_t(l)], widths_[size_t(l) + 1], dtype_); }
 Mat Activations::user_part() { return get(user_part_, n_users_, widths_[1], dtype_); }
 Mat Activations::item_part() { return get(item_part_, n_items_, widths_[1], dtype_); }
-Mat Activations::user_sums() { return get(user_sums_, n_users_, widths_[1], DType::F32); }
+Mat Activations::user_sums() { return get(user_sums_, n_users_, widths_[1], dtype_); }
 Mat Activations::item_sums() { return get(item_sums_, n_items_, widths_[1], DType::F32); }
 
 Network::Network(Backend& be, const ModelConfig& cfg, bool half_activations)
@@ -211,21 +211,21 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
 void Network::first_layer_backward_by_parts(Activations& a, int n, float* grads) const {
   const int h = cfg_.mlp_embed_dim(), in = cfg_.layers[0];
   const Mat user_sums = a.user_sums(), item_sums = a.item_sums();
-  be_->zero(user_sums.data, user_sums.bytes());
-  be_->zero(item_sums.data, item_sums.bytes());
-  be_->pair_row_sums(a.d_act(0).head(n), a.users.get(), a.items.get(), user_sums, item_sums);
-  // grad W1 = dz^T [u ; v] = [D^T mlp_user, E^T mlp_item]: two column blocks of the gradient.
+  be_->pair_row_sums(a.d_act(0).head(n), a.users.get(), a.users_ascending, a.items.get(), user_sums, item_sums);
+  // grad W1 = dz^T [u ; v] = [D^T mlp_user, E^T mlp_item]: two column blocks of the gradient. The
+  // user side's GEMMs take the tables and weights in D's type (fp16 copies under --amp).
   const EmbedTables t = tables();
-  const Mat users_table{const_cast<float*>(t.mlp_user), DType::F32, cfg_.n_users, h};
+  const LinearParams first = layer(0);
+  const bool h16 = user_sums.dtype == DType::F16;
+  const Mat users_table{const_cast<void*>(h16 ? t.mlp_user_half : t.mlp_user), user_sums.dtype, cfg_.n_users, h};
   const Mat items_table{const_cast<float*>(t.mlp_item), DType::F32, cfg_.n_items, h};
   float* grad_w = grads + layout_.weight[0];
   be_->linear_weight_grad(user_sums, users_table, grad_w, in);
   be_->linear_weight_grad(item_sums, items_table, grad_w + h, in);
   // The tables' gradients: row u of mlp_user gets D[u] W1u (users outside the batch: zero).
   const EmbedGrads g = embed_grads(grads);
-  const float* w = layer(0).w;
-  be_->matmul_nn(user_sums, w, in, Mat{g.mlp_user, DType::F32, cfg_.n_users, h});
-  be_->matmul_nn(item_sums, w + h, in, Mat{g.mlp_item, DType::F32, cfg_.n_items, h});
+  be_->matmul_nn(user_sums, h16 ? first.w_half : first.w, in, Mat{g.mlp_user, DType::F32, cfg_.n_users, h});
+  be_->matmul_nn(item_sums, first.w + h, in, Mat{g.mlp_item, DType::F32, cfg_.n_items, h});
 }
 
 FirstLayer Network::first_layer_for(int64_t rows) const {

@@ -41,6 +41,8 @@ class Activations {
   BackendArray<float> labels, logits;
   // How train_pass runs the first layer (Network::first_layer_for chooses).
   FirstLayer first_layer = FirstLayer::Rows;
+  // Whether users[] is in ascending order (sample_batch's batches are; pair_row_sums uses it).
+  bool users_ascending = false;
 
   DType dtype() const { return dtype_; }  // the activations' type
   Mat mlp_in();       // [rows, layers[0]]
@@ -48,8 +50,9 @@ class Activations {
   UnitMask mask(int l);  // the live units of act(l) (training; empty where the backend reads y)
   Mat d_mlp_in();
   Mat d_act(int l);
-  // The first layer by parts: its per-user and per-item parts (activations' type) and the sums of
-  // its output gradient per user and per item (fp32), [n_users or n_items, layers[1]].
+  // The first layer by parts: its per-user and per-item parts and the sums of its output gradient
+  // per user (all three in the activations' type) and per item (fp32), [n_users or n_items,
+  // layers[1]]. (fp16 per-user sums: half the bytes of the largest of them at ml-20m's shape.)
   Mat user_part();
   Mat item_part();
   Mat user_sums();

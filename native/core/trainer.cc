@@ -149,6 +149,7 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
       drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
       drop[size_t(l)].row_pos = a.positions.get();  // the batch is grouped by user
     }
+    a.users_ascending = true;
     // Gradients are of the mean loss over the global batch: each rank scales by 1 / global_len
     // and the all-reduce sums.
     net_->train_pass(a, n, drop, float(1.0 / double(global_len)), opt_.amp ? &scaler_ : nullptr, grads, loss_sum_.get(),

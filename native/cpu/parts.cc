@@ -21,12 +21,12 @@ void CpuBackend::matmul_nt(Mat a, const void* w, int ldw, Mat out) {
         static_cast<const float*>(w), ldw, 0.0f, out.f32(), int(out.cols));
 }
 
-void CpuBackend::matmul_nn(Mat a, const float* w, int ldw, Mat out) {
+void CpuBackend::matmul_nn(Mat a, const void* w, int ldw, Mat out) {
   require_f32(a, "a");
   require_f32(out, "out");
   if (a.rows != out.rows) fail(ErrorCode::InvalidArgument, "matmul_nn: a and out differ in rows");
-  sgemm(pool_, false, false, int(a.rows), int(out.cols), int(a.cols), 1.0f, a.f32(), int(a.cols), w, ldw, 0.0f,
-        out.f32(), int(out.cols));
+  sgemm(pool_, false, false, int(a.rows), int(out.cols), int(a.cols), 1.0f, a.f32(), int(a.cols),
+        static_cast<const float*>(w), ldw, 0.0f, out.f32(), int(out.cols));
 }
 
 void CpuBackend::add_row(Mat x, const float* row, Mat y, bool relu) {
@@ -76,7 +76,7 @@ void CpuBackend::gather_add_relu(Mat at, const uint32_t* ia, Mat bt, const uint3
   relu_dropout_rows(pool_, op, out.rows, int(c), nullptr, d, mask);
 }
 
-void CpuBackend::pair_row_sums(Mat dz, const uint32_t* users, const uint32_t* items, Mat user_sums, Mat item_sums) {
+void CpuBackend::pair_row_sums(Mat dz, const uint32_t* users, bool, const uint32_t* items, Mat user_sums, Mat item_sums) {
   require_f32(dz, "dz");
   require_f32(user_sums, "user_sums");
   require_f32(item_sums, "item_sums");
@@ -86,6 +86,8 @@ void CpuBackend::pair_row_sums(Mat dz, const uint32_t* users, const uint32_t* it
   const float* g = dz.f32();
   float* su = user_sums.f32();
   float* si = item_sums.f32();
+  std::fill(su, su + user_sums.rows * c, 0.0f);
+  std::fill(si, si + item_sums.rows * c, 0.0f);
   pool_.parallel_for(
       c,
       [&](int64_t c0, int64_t c1, int) {

@@ -64,11 +64,12 @@ class CudaBackend final : public Backend {
   void eval_rank(const float* logits, const uint8_t* masked, int n_users, int list_len, int k,
                  EvalSums* sums) override;
   void matmul_nt(Mat a, const void* w, int ldw, Mat out) override;
-  void matmul_nn(Mat a, const float* w, int ldw, Mat out) override;
+  void matmul_nn(Mat a, const void* w, int ldw, Mat out) override;
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
   void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, const Dropout& d, Mat out,
                        UnitMask mask) override;
-  void pair_row_sums(Mat dz, const uint32_t* users, const uint32_t* items, Mat user_sums, Mat item_sums) override;
+  void pair_row_sums(Mat dz, const uint32_t* users, bool users_ascending, const uint32_t* items, Mat user_sums,
+                     Mat item_sums) override;
   bool split_forward(const SplitNet& net, const uint32_t* users, const uint32_t* items, int64_t n,
                      float* logits) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
@@ -95,6 +96,7 @@ class CudaBackend final : public Backend {
   bool group_batches_ = true;      // sample_batch groups rows by user; false with NCF_CUDA_GROUPED=0
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient
   BackendArray<unsigned char> sample_scratch_;  // sample_batch's counting sort
+  BackendArray<unsigned char> sums_scratch_;    // pair_row_sums: users' row ranges, or fp32 sums
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
   // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue, its bias gradient into
   // below.grad_b; false (nothing done) where cuBLASLt has no algorithm for it.

@@ -7,10 +7,13 @@
 //   (relu_dropout8, as linear_forward) and the live-unit byte: one thread per 8 columns, 16-byte
 //   loads of both rows (coalesced within a row; the item rows stay in L2, the more of them in
 //   fp16), one 16- or 32-byte store;
-// - pair_row_sums: one thread per 8 columns of a 16-row tile reads each row once (a warp: one
-//   row's 256 columns) and adds it into its item's sums (16-byte vector atomics on sm_90) and into
-//   a running sum of its user's rows, flushed once per run (a batch is grouped by user: ~8 rows
-//   per user at ml-20m's shape); the sums are L2-resident for the items, streamed for the users.
+// - pair_row_sums, for a batch in ascending user order: each user's range of rows (one pass over
+//   the rows), then one warp per user sums its rows in row order, 8 columns per lane (a warp
+//   reads one row's 256 columns per step), adds each row into its item's sums (16-byte vector
+//   atomics on sm_90 into an L2-sized array) and stores the user's sum once, in its type (zeros
+//   for a user without rows): no atomics and no zeroing pass on the large per-user side, and the
+//   same sums on every run. For rows in another order: the per-user sums by atomics too, in fp32
+//   (a thread sums a 16-row tile's runs of one user first), converted after if they are fp16.
 #include "cuda_backend.cuh"
 #include "relu_dropout8.cuh"
 
@@ -78,9 +81,42 @@ void launch_gather(const Mat& a, const uint32_t* ia, const Mat& b, const uint32_
         a.data, ia, b.data, ib, a.dtype, out.rows, cols, o, d, mask);
 }
 
+// first[u], end[u]: the rows of user u in a batch sorted by user (zeroed first: empty for a user
+// without rows).
+__global__ void user_ranges_kernel(const uint32_t* users, int64_t n, uint32_t* first, uint32_t* end) {
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < n; r += int64_t(gridDim.x) * blockDim.x) {
+    const uint32_t u = users[r];
+    if (r == 0 || users[r - 1] != u) first[u] = uint32_t(r);
+    if (r == n - 1 || users[r + 1] != u) end[u] = uint32_t(r + 1);
+  }
+}
+
+template <typename T, typename S>
+__global__ void pair_row_sums_by_user(const T* __restrict__ dz, const uint32_t* items, const uint32_t* first,
+                                      const uint32_t* end, int64_t n_users, int cols, S* user_sums, float* item_sums) {
+  const int lane = int(threadIdx.x) % 32, groups = cols / 8;
+  const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
+  for (int64_t u = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32; u < n_users; u += warps) {
+    const int64_t r0 = first[u], r1 = end[u];
+    for (int g = lane; g < groups; g += 32) {
+      const int k = g * 8;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t r = r0; r < r1; ++r) {
+        float d[8];
+        load8(dz + r * cols + k, d);
+        atomic_add8(item_sums + int64_t(items[r]) * cols + k, d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[j] += d[j];
+      }
+      store8(user_sums + u * cols + k, acc);
+    }
+  }
+}
+
 // Rows per tile of pair_row_sums_vec8.
 constexpr int kSumRows = 16;
 
+// Both sums by atomics into zeroed fp32 arrays, for rows in any order.
 template <typename T>
 __global__ void pair_row_sums_vec8(const T* __restrict__ dz, const uint32_t* users, const uint32_t* items, int64_t n,
                                    int cols, float* user_sums, float* item_sums) {
@@ -129,27 +165,65 @@ void CudaBackend::gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32
   NCF_LAUNCHED();
 }
 
-void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, const uint32_t* items, Mat user_sums, Mat item_sums) {
-  if (user_sums.dtype != DType::F32 || item_sums.dtype != DType::F32 || user_sums.cols != dz.cols ||
-      item_sums.cols != dz.cols)
-    fail(ErrorCode::InvalidArgument, "pair_row_sums: fp32 sums of dz's width");
+void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, bool users_ascending, const uint32_t* items, Mat user_sums,
+                                Mat item_sums) {
+  if (item_sums.dtype != DType::F32 || user_sums.cols != dz.cols || item_sums.cols != dz.cols)
+    fail(ErrorCode::InvalidArgument, "pair_row_sums: sums of dz's width, fp32 per item");
   const int64_t n = dz.rows;
   const int cols = int(dz.cols);
-  if (n <= 0) return;
   use_device(device_);
-  if (cols % 8 == 0 && aligned_to(dz.data, 16) && aligned_to(user_sums.data, 16) && aligned_to(item_sums.data, 16)) {
-    const unsigned blocks = blocks_for((n + kSumRows - 1) / kSumRows * (cols / 8));
-    if (dz.dtype == DType::F16)
-      pair_row_sums_vec8<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<const __half*>(dz.data), users, items, n, cols,
-                                                                   user_sums.f32(), item_sums.f32());
+  NCF_CUDA(cudaMemsetAsync(item_sums.data, 0, item_sums.bytes(), stream_));
+  const bool half_sums = user_sums.dtype == DType::F16;
+  const bool vec8 = cols % 8 == 0 && aligned_to(dz.data, 16) && aligned_to(user_sums.data, 16) && aligned_to(item_sums.data, 16);
+  // NCF_CUDA_GROUPED=0 leaves sample_batch's rows in position order, whatever the caller says.
+  if (users_ascending && group_batches_ && vec8) {
+    const size_t bytes = 2 * sizeof(uint32_t) * size_t(user_sums.rows);
+    if (sums_scratch_.size() < bytes) sums_scratch_ = BackendArray<unsigned char>(*this, bytes);
+    uint32_t* first = reinterpret_cast<uint32_t*>(sums_scratch_.get());
+    uint32_t* end = first + user_sums.rows;
+    NCF_CUDA(cudaMemsetAsync(first, 0, bytes, stream_));
+    if (n > 0) user_ranges_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(users, n, first, end);
+    const unsigned blocks = blocks_for(user_sums.rows * 32);
+    const bool half_dz = dz.dtype == DType::F16;
+    if (half_dz && half_sums)
+      pair_row_sums_by_user<__half, __half><<<blocks, kThreads, 0, stream_>>>(
+          static_cast<const __half*>(dz.data), items, first, end, user_sums.rows, cols, static_cast<__half*>(user_sums.data),
+          item_sums.f32());
+    else if (half_dz)
+      pair_row_sums_by_user<__half, float><<<blocks, kThreads, 0, stream_>>>(
+          static_cast<const __half*>(dz.data), items, first, end, user_sums.rows, cols, user_sums.f32(), item_sums.f32());
+    else if (half_sums)
+      pair_row_sums_by_user<float, __half><<<blocks, kThreads, 0, stream_>>>(
+          dz.f32(), items, first, end, user_sums.rows, cols, static_cast<__half*>(user_sums.data), item_sums.f32());
     else
-      pair_row_sums_vec8<float><<<blocks, kThreads, 0, stream_>>>(dz.f32(), users, items, n, cols, user_sums.f32(),
-                                                                  item_sums.f32());
-  } else {
-    pair_row_sums_kernel<<<blocks_for(n * cols), kThreads, 0, stream_>>>(dz.data, dz.dtype, users, items, n, cols,
-                                                                         user_sums.f32(), item_sums.f32());
+      pair_row_sums_by_user<float, float><<<blocks, kThreads, 0, stream_>>>(dz.f32(), items, first, end, user_sums.rows, cols,
+                                                                            user_sums.f32(), item_sums.f32());
+    NCF_LAUNCHED();
+    return;
   }
-  NCF_LAUNCHED();
+  // Any order: the per-user sums by atomics, in fp32 (a scratch array when they are fp16).
+  float* sums = user_sums.f32();
+  if (half_sums) {
+    const size_t bytes = sizeof(float) * size_t(user_sums.rows) * size_t(cols);
+    if (sums_scratch_.size() < bytes) sums_scratch_ = BackendArray<unsigned char>(*this, bytes);
+    sums = reinterpret_cast<float*>(sums_scratch_.get());
+  }
+  NCF_CUDA(cudaMemsetAsync(sums, 0, sizeof(float) * size_t(user_sums.rows) * size_t(cols), stream_));
+  if (n > 0) {
+    if (vec8) {
+      const unsigned blocks = blocks_for((n + kSumRows - 1) / kSumRows * (cols / 8));
+      if (dz.dtype == DType::F16)
+        pair_row_sums_vec8<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<const __half*>(dz.data), users, items, n, cols,
+                                                                     sums, item_sums.f32());
+      else
+        pair_row_sums_vec8<float><<<blocks, kThreads, 0, stream_>>>(dz.f32(), users, items, n, cols, sums, item_sums.f32());
+    } else {
+      pair_row_sums_kernel<<<blocks_for(n * cols), kThreads, 0, stream_>>>(dz.data, dz.dtype, users, items, n, cols, sums,
+                                                                           item_sums.f32());
+    }
+    NCF_LAUNCHED();
+  }
+  if (half_sums) to_half(sums, user_sums.data, size_t(user_sums.rows) * size_t(cols));
 }
 
 void CudaBackend::matmul_nt(Mat a, const void* w, int ldw, Mat out) {
@@ -161,13 +235,13 @@ void CudaBackend::matmul_nt(Mat a, const void* w, int ldw, Mat out) {
              stream_);
 }
 
-void CudaBackend::matmul_nn(Mat a, const float* w, int ldw, Mat out) {
+void CudaBackend::matmul_nn(Mat a, const void* w, int ldw, Mat out) {
   if (a.rows != out.rows) fail(ErrorCode::InvalidArgument, "matmul_nn: a and out differ in rows");
   if (a.rows <= 0) return;
   use_device(device_);
-  // out [rows x outCols] = a [rows x k] W[:, :outCols], W [k x ldw]
-  gemm_->run(gemm_call(int(a.rows), int(out.cols), int(a.cols), a.data, DType::F32, int(a.cols), false, w, DType::F32, ldw,
-                       false, out.data, DType::F32, int(out.cols)),
+  // out [rows x outCols] = a [rows x k] W[:, :outCols], W [k x ldw] in a's type
+  gemm_->run(gemm_call(int(a.rows), int(out.cols), int(a.cols), a.data, a.dtype, int(a.cols), false, w, a.dtype, ldw, false,
+                       out.data, out.dtype, int(out.cols)),
              stream_);
 }
 

@@ -1,5 +1,7 @@
 #include "op_runner.h"
 
+#include <algorithm>
+
 #include "../core/backend_array.h"
 #include "../core/network.h"
 #include "../core/plugins.h"
@@ -641,8 +643,9 @@ Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
   });
 }
 
-// pairRowSums({ dz, users, items, nUsers, nItems, cols, fp16 }) -> { userSums, itemSums }: the rows
-// of dz summed per user and per item (pair_row_sums, into zeroed sums).
+// pairRowSums({ dz, users, items, nUsers, nItems, cols, fp16, halfUserSums }) -> { userSums, itemSums }:
+// the rows of dz summed per user and per item (pair_row_sums; users in ascending order take the
+// backend's path for sorted batches; halfUserSums: fp16 per-user sums).
 Napi::Value OpRunner::PairRowSums(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -654,8 +657,10 @@ Napi::Value OpRunner::PairRowSums(const Napi::CallbackInfo& info) {
       if (users[r] >= uint32_t(nu) || items[r] >= uint32_t(ni)) bad_option("users/items", "within nUsers and nItems");
     Io io(*be_);
     Mat dz = io.mat(get_f32(o.Get("dz"), "dz"), int64_t(users.size()), cols, get_bool(o, "fp16", false));
-    Mat su = io.mat_zeros(nu, cols, false), si = io.mat_zeros(ni, cols, false);
-    be_->pair_row_sums(dz, io.u32(users), io.u32(items), su, si);
+    // Garbage in the sums first: the op must overwrite them.
+    Mat su = io.mat(std::vector<float>(size_t(nu) * size_t(cols), 7.0f), nu, cols, get_bool(o, "halfUserSums", false));
+    Mat si = io.mat(std::vector<float>(size_t(ni) * size_t(cols), 7.0f), ni, cols, false);
+    be_->pair_row_sums(dz, io.u32(users), std::is_sorted(users.begin(), users.end()), io.u32(items), su, si);
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("userSums", out(info.Env(), io.read(su)));
     r.Set("itemSums", out(info.Env(), io.read(si)));
@@ -745,6 +750,7 @@ Napi::Value OpRunner::TrainPass(const Napi::CallbackInfo& info) {
     const std::string first = get_string(o, "firstLayer", "rows");
     if (first != "rows" && first != "parts") bad_option("firstLayer", "'rows' or 'parts'");
     a.first_layer = first == "parts" ? FirstLayer::Parts : FirstLayer::Rows;
+    a.users_ascending = std::is_sorted(users.begin(), users.end());
     std::vector<Dropout> drop;
     for (int l = 0; l < cfg.hidden_layers(); ++l)
       drop.push_back(make_dropout(cfg.dropout, uint64_t(get_int(o, "seed", 0)), l, uint32_t(get_int(o, "epoch", 0)),
