@@ -228,6 +228,11 @@ void Network::first_layer_backward_by_parts(Activations& a, int n, float* grads)
   be_->matmul_nn(item_sums, first.w + h, in, Mat{g.mlp_item, DType::F32, cfg_.n_items, h});
 }
 
+std::pair<size_t, size_t> Network::accumulated_grads(const Activations& a, bool fused) const {
+  if (fused) return {0, layout_.total};
+  return {layout_.mf_user, a.first_layer == FirstLayer::Parts ? layout_.mlp_user : layout_.embedding_end};
+}
+
 FirstLayer Network::first_layer_for(int64_t rows) const {
   if (const char* e = std::getenv("NCF_FIRST_LAYER")) {
     const std::string v = e;
@@ -239,10 +244,15 @@ FirstLayer Network::first_layer_for(int64_t rows) const {
   return rows >= int64_t(cfg_.n_users) + int64_t(cfg_.n_items) ? FirstLayer::Parts : FirstLayer::Rows;
 }
 
-bool Network::prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const {
-  const std::vector<Dropout> drop(size_t(cfg_.hidden_layers()));
+bool Network::fused_training_runs(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const {
   // Asked with the matrices' shapes only, so that the first layer by parts never holds the MLP input.
-  if (be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum, false), 0)) {
+  const std::vector<Dropout> drop(size_t(cfg_.hidden_layers()));
+  return be_->train_pass(train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum, false), 0);
+}
+
+bool Network::prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const {
+  if (fused_training_runs(a, scaler, grads, loss_sum)) {
+    const std::vector<Dropout> drop(size_t(cfg_.hidden_layers()));
     train_pass_args(a, 0, drop, 1.0f, scaler, grads, loss_sum, true);  // what the fused op will use
     return true;
   }

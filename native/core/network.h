@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "backend.h"
@@ -105,7 +106,8 @@ class Network {
 
   // A training step's data path for the n sampled rows in a.users / a.items / a.labels: forward
   // with the given dropout per layer, sigmoid-BCE loss (added to *loss_sum) and every parameter's
-  // gradient into `grads` (laid out like the parameters, zeroed by the caller). Runs the
+  // gradient into `grads` (laid out like the parameters; the caller zeroes the range
+  // accumulated_grads names, the rest is overwritten). Runs the
   // backend's fused train_pass and the weight-gradient GEMMs where it has one (and `fused`),
   // else the chain of ops. Returns whether the fused form ran.
   bool train_pass(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
@@ -113,8 +115,14 @@ class Network {
   // Allocates in `a` what train_pass will use (the fused kernel's matrices, or the chain's as
   // well), so that the memory is taken, and counted, before the first step. Returns whether the
   // fused kernel will run.
+  // The parameters [first, second) whose gradients train_pass adds up by atomics (n > 0): the
+  // caller zeroes only them; the rest it writes. The GMF tables' (the output unit's), and per row
+  // the MLP tables' too; the fused op's, all.
+  std::pair<size_t, size_t> accumulated_grads(const Activations& a, bool fused) const;
   // Also sets a.first_layer (first_layer_for).
   bool prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const;
+  // Whether the backend's fused train_pass would run for `a` (allocates nothing).
+  bool fused_training_runs(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const;
   // The first layer for training batches of `rows` rows: Parts when rows >= n_users + n_items, else
   // Rows; NCF_FIRST_LAYER=parts or =rows in the environment forces one (to compare them).
   FirstLayer first_layer_for(int64_t rows) const;

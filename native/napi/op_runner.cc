@@ -1,6 +1,7 @@
 #include "op_runner.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "../core/backend_array.h"
 #include "../core/network.h"
@@ -761,8 +762,15 @@ Napi::Value OpRunner::TrainPass(const Napi::CallbackInfo& info) {
     BackendArray<float> scale(*be_, &loss_scale, 1);
     LossScaler scaler;
     scaler.scale = scale.get();
-    const bool fused = net.train_pass(a, n, drop, float(get_number(o, "gradScale", 1.0)), loss_scale > 0 ? &scaler : nullptr,
-                                      grads.get(), loss.get(), get_bool(o, "fused", true));
+    const LossScaler* ls = loss_scale > 0 ? &scaler : nullptr;
+    const bool fused_wanted = get_bool(o, "fused", true);
+    // NaN where the pass must write, zeros where it adds up: a gradient it leaves unwritten shows.
+    const auto [z0, z1] = net.accumulated_grads(a, fused_wanted && net.fused_training_runs(a, ls, grads.get(), loss.get()));
+    std::vector<float> init(grads.size(), std::numeric_limits<float>::quiet_NaN());
+    std::fill(init.begin() + std::ptrdiff_t(z0), init.begin() + std::ptrdiff_t(z1), 0.0f);
+    be_->upload(grads.get(), init.data(), grads.bytes());
+    const bool fused = net.train_pass(a, n, drop, float(get_number(o, "gradScale", 1.0)), ls, grads.get(), loss.get(),
+                                      fused_wanted);
     std::vector<float> g(grads.size());
     be_->download(g.data(), grads.get(), grads.bytes());
     double l = 0.0;
