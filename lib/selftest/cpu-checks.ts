@@ -262,15 +262,22 @@ export function headChecks(r: NativeOpRunner): Check[] {
   const numU = Array.from({ length: mfUser.length }, (_, i) => fd(mfUser, i));
   const numI = Array.from({ length: mfItem.length }, (_, i) => fd(mfItem, i));
   const numM = Array.from({ length: mlp.length }, (_, i) => fd(mlp, i));
-  // Through the last hidden layer (its output is mlp; zero where mlp <= 0; dropout's scale 2).
+  // Through the last hidden layer: mlp is its output before dropout, which the op applies with
+  // linear_forward's draws (a layer of zero weights and bias 1 shows them: 2 where kept), then
+  // takes the gradient back through it and the ReLU (zero where mlp <= 0 or dropped, else x2).
   const mlpRelu = mlp.map((v) => Math.max(v, 0));
-  const thru = r.headForwardBackward({ ...args, mlp: mlpRelu, labels, gradScale: scale, below: { dropout: 0.5, seed: 2 } });
-  const plain = r.headForwardBackward({ ...args, mlp: mlpRelu, labels, gradScale: scale });
-  const wantThru = plain.dMlp.map((v, i) => (mlpRelu[i] > 0 ? 2 * v : 0));
+  const drop = { dropout: 0.5, seed: 2, layer: 1, epoch: 3, pos0: 40 };
+  const kept = r.linearForward({ w: new Float32Array(m * 2), b: new Float32Array(m).fill(1), in: 2, out: m, x: new Float32Array(n * 2), ...drop });
+  const mlpDropped = mlpRelu.map((v, i) => v * kept[i]);
+  const thru = r.headForwardBackward({ ...args, mlp: mlpRelu, labels, gradScale: scale, below: drop });
+  const plain = r.headForwardBackward({ ...args, mlp: mlpDropped, labels, gradScale: scale });
+  const wantThru = plain.dMlp.map((v, i) => (mlpDropped[i] > 0 ? 2 * v : 0));
   const wantGbThru = new Float64Array(m);
   wantThru.forEach((v, i) => (wantGbThru[i % m] += v));
+  const thruErr = Math.max(relError(thru.dMlp, wantThru), relError(thru.gradBBelow!, wantGbThru), relError(thru.gradW, plain.gradW),
+    Math.abs(thru.lossSum - plain.lossSum) / plain.lossSum);
   return [
-    check('head_forward_backward through the last hidden layer', 'fp32', Math.max(relError(thru.dMlp, wantThru), relError(thru.gradBBelow!, wantGbThru)), 1e-6),
+    check('head_forward_backward through the last hidden layer (its dropout applied here)', 'fp32', thruErr, 1e-6),
     check('head_forward (output unit)', 'fp32', relError(logits, z), 1e-6),
     check('head_forward_backward: BCE loss', 'fp32', Math.abs(out.lossSum - lossSum) / lossSum, 1e-6),
     check('head_forward_backward vs definition', 'fp32', Math.max(relError(out.gradW, gw), relError(out.gradB, [gb]), relError(out.dMlp, dM), relError(out.gradMfUser, gU), relError(out.gradMfItem, gI)), 1e-5),

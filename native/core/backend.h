@@ -216,8 +216,13 @@ class Backend {
   // taken back through the unit: d_mlp = g w_mlp, grad_w = sum g [gmf ; mlp] and grad_b = sum g
   // (both overwritten), and the GMF product's table gradients added into the (dense, zeroed)
   // g_tables.mf_user[u] += (g w_gmf) * mf_item[v] and g_tables.mf_item[v] += (g w_gmf) * mf_user[u].
-  // With `below` (the last hidden layer: below->y is mlp), d_mlp is then taken through its ReLU
-  // and dropout as relu_dropout_backward(d_mlp, below) does (on CUDA in the same pass).
+  // With `below` (the last hidden layer, below->y is mlp), mlp is that layer's output before its
+  // dropout, relu(z + b): the op applies below->dropout to it as linear_forward would (the same
+  // draws, by row), uses the dropped values in the logit and the weight gradient, and takes d_mlp
+  // back through the dropout and the ReLU (d_mlp = dz of that layer, live where mlp > 0 and kept;
+  // below->grad_b = its column sums); mlp may be left holding the values after dropout. On CUDA
+  // (widths up to 64) the dropout is applied in the unit's kernel, so the last layer's dropout
+  // costs no pass over memory and no live-unit mask; below->mask is not read.
   virtual void head_forward_backward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
                                      const float* labels, const HeadParams& p, float grad_scale,
                                      const LossScaler* scaler, Mat d_mlp, const LayerBelow* below,

@@ -179,18 +179,25 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   const uint32_t* users = a.users.get();
   const uint32_t* items = a.items.get();
   const bool by_parts = a.first_layer == FirstLayer::Parts;
+  // The last hidden layer's dropout is the output unit's to apply (head_forward_backward): that
+  // layer's output is stored before it, and needs no live-unit mask.
+  const Dropout none;
+  auto forward_dropout = [&](int l) -> const Dropout& { return l == L - 1 ? none : drop[size_t(l)]; };
+  auto forward_mask = [&](int l) { return l == L - 1 ? UnitMask{} : a.mask(l); };
   if (by_parts) {
     first_layer_parts(a.user_part(), a.item_part());
-    be_->gather_add_relu(a.user_part(), users, a.item_part(), items, drop[0], a.act(0).head(n), a.mask(0));
+    be_->gather_add_relu(a.user_part(), users, a.item_part(), items, forward_dropout(0), a.act(0).head(n),
+                         forward_mask(0));
   } else {
     be_->embed_forward(tables(), users, items, input(0));
-    be_->linear_forward(input(0), layer(0), drop[0], a.act(0).head(n), a.mask(0));
+    be_->linear_forward(input(0), layer(0), forward_dropout(0), a.act(0).head(n), forward_mask(0));
   }
-  for (int l = 1; l < L; ++l) be_->linear_forward(input(l), layer(l), drop[size_t(l)], a.act(l).head(n), a.mask(l));
+  for (int l = 1; l < L; ++l)
+    be_->linear_forward(input(l), layer(l), forward_dropout(l), a.act(l).head(n), forward_mask(l));
   // Hidden layer l as the layer below the one taken back: whose ReLU and dropout the gradient
   // passes through on its way down.
   auto as_below = [&](int l) {
-    return LayerBelow{a.act(l).head(n), a.mask(l), drop[size_t(l)], grads + layout_.bias[size_t(l)]};
+    return LayerBelow{a.act(l).head(n), forward_mask(l), drop[size_t(l)], grads + layout_.bias[size_t(l)]};
   };
   const LayerBelow top = as_below(L - 1);
   be_->head_forward_backward(tables(), users, items, top.y, a.labels.get(), head(), grad_scale, scaler,
@@ -269,7 +276,7 @@ bool Network::prepare_training(Activations& a, const LossScaler* scaler, float* 
   for (int l = 0; l < cfg_.hidden_layers(); ++l) {
     a.act(l);
     a.d_act(l);
-    a.mask(l);
+    if (l < cfg_.hidden_layers() - 1) a.mask(l);  // the last layer's dropout is the output unit's
   }
   return false;
 }

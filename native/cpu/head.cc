@@ -3,11 +3,13 @@
 // head_forward_backward: the same logit, the numerically stable sigmoid-BCE
 //   loss = max(z, 0) - z y + log(1 + exp(-|z|)),  dloss/dz = sigmoid(z) - y,
 // the MLP input gradient g w_mlp, the weight gradients as per-thread partial sums added in thread
-// order, the GMF tables' gradients scattered by row owner (owned_scatter.h), then the last hidden
-// layer's relu_dropout_backward when asked.
+// order, the GMF tables' gradients scattered by row owner (owned_scatter.h); with the last hidden
+// layer, its dropout first, applied to mlp in place (linear_forward's pass), and its
+// relu_dropout_backward last.
 #include <cmath>
 #include <vector>
 
+#include "../core/errors.h"
 #include "cpu_backend.h"
 #include "owned_scatter.h"
 
@@ -50,6 +52,11 @@ void CpuBackend::head_forward_backward(const EmbedTables& t, const uint32_t* use
                                        const EmbedGrads& g_tables, float* grad_w, float* grad_b, double* loss_sum) {
   require_f32(mlp, "mlp");
   require_f32(d_mlp, "d_mlp");
+  if (below && below->y.data != mlp.data)
+    fail(ErrorCode::InvalidArgument, "head_forward_backward: the layer below's output must be the MLP input");
+  // The last layer's dropout, in place (the contract allows it): then this is the unit on that
+  // layer's output after dropout, and its gradient goes back through both as for any layer.
+  if (below) relu_dropout_rows(pool_, mlp.f32(), mlp.rows, p.mlp_width, nullptr, below->dropout, UnitMask{});
   const float scale = grad_scale * (scaler ? *scaler->scale : 1.0f);
   const int f = p.factors, w = p.mlp_width, width = f + w;
   const int64_t n = mlp.rows;

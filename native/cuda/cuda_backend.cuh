@@ -97,6 +97,10 @@ class CudaBackend final : public Backend {
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient
   BackendArray<unsigned char> sample_scratch_;  // sample_batch's counting sort
   BackendArray<unsigned char> sums_scratch_;    // pair_row_sums: users' row ranges, or fp32 sums
+  BackendArray<unsigned char> keep_bits_;       // head_forward_backward: the last layer's dropout
+  // y = dropout(y) in place (linear_forward's pass, no bias): head_forward_backward's for widths
+  // its kernel does not draw for.
+  void dropout_in_place(Mat y, const Dropout& d);
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
   // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue, its bias gradient into
   // below.grad_b; false (nothing done) where cuBLASLt has no algorithm for it.

@@ -7,8 +7,12 @@
 // head_forward: logit = w . [mf_user[u] * mf_item[v] ; mlp] + b.
 // head_forward_backward: the same logit, the sigmoid-BCE loss and its gradient
 // g = (sigmoid(z) - y) * grad_scale (times the loss scale under --amp); writes d_mlp = g w_mlp
-// (taken through the last hidden layer's ReLU and dropout when asked: live where its output, the
-// mlp value at hand, is > 0; that layer's bias gradient summed like the weights'),
+// (taken through the last hidden layer's ReLU and dropout when asked: that layer's output comes
+// before its dropout, which is applied here, to the logit's inputs as to the gradient, from keep
+// bits that keep_bits_kernel draws first: 8 bytes a row in the lanes' order, one byte load per
+// lane and row, against the 264 bytes a dropout pass over the layer's fp16 output moved, and no
+// Philox in this kernel, whose registers are spoken for; live where the dropped value is > 0;
+// that layer's bias gradient summed like the weights'),
 // adds (g w_gmf) * mf_item[v] into the gradient of mf_user[u] and (g w_gmf) * mf_user[u] into
 // mf_item[v]'s with global atomics (the rows are read again for it, from L1), and sums the weight
 // gradients g x over the rows: in registers per lane (its features are fixed; beyond kRegGmf /
@@ -17,6 +21,7 @@
 // written per row.
 #include <initializer_list>
 
+#include "../core/dropout.h"
 #include "cuda_backend.cuh"
 
 namespace ncf::cuda {
@@ -68,6 +73,43 @@ __device__ __forceinline__ float mlp_dot(const void* mlp, DType mt, int64_t row,
   return s;
 }
 
+// v as it reads back after a store in t.
+__device__ __forceinline__ float as_stored(float v, DType t) {
+  return t == DType::F16 ? __half2float(__float2half_rn(v)) : v;
+}
+
+// A value of the last hidden layer's output after its dropout (kept or not), rounded as that
+// layer's dropout pass would have stored it.
+__device__ __forceinline__ float dropped(float v, bool kept, const Dropout& d, DType t) {
+  return d.active ? (kept ? as_stored(v * d.scale, t) : 0.0f) : v;
+}
+
+// The lane's share of w_mlp . dropout(mlp[row]), with the lane's keep bits (bit k: feature sub + 8k).
+__device__ __forceinline__ float dropped_mlp_dot(const void* mlp, DType mt, int64_t row, const HeadParams& p, int sub,
+                                                 uint32_t kept, const Dropout& d) {
+  float s = 0.0f;
+  for (int k = 0, j = sub; j < p.mlp_width; ++k, j += kRowLanes)
+    s += p.w[p.factors + j] * dropped(load(mlp, mt, row * p.mlp_width + j), (kept >> k) & 1u, d, mt);
+  return s;
+}
+
+// The last layer's keep bits in the lanes' order: byte s of row r (8 a row) has bit k set where
+// the dropout keeps feature s + 8k, the k-th of lane s of the row's group. One thread per row
+// draws its Philox blocks (core/dropout.h): block g decides features 8g..8g+7, the g-th of each
+// lane. For widths up to kRowLanes x 8 = 64.
+__global__ void keep_bits_kernel(Dropout d, int64_t rows, int width, uint2* keep) {
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t lanes[kRowLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int g = 0; g * 8 < width; ++g) {
+      const U32x4 blk = dropout_block(d, uint64_t(r), uint32_t(g));
+#pragma unroll
+      for (int s = 0; s < kRowLanes; ++s) lanes[s] |= uint32_t(dropout_keep(d, blk, s)) << g;
+    }
+    keep[r] = make_uint2(lanes[0] | lanes[1] << 8 | lanes[2] << 16 | lanes[3] << 24,
+                         lanes[4] | lanes[5] << 8 | lanes[6] << 16 | lanes[7] << 24);
+  }
+}
+
 template <int kChunks>
 __global__ void head_forward_kernel(EmbedTables t, const uint32_t* users, const uint32_t* items, const void* mlp, DType mt,
                                     int rows, HeadParams p, float* logits) {
@@ -91,17 +133,14 @@ __global__ void head_forward_kernel(EmbedTables t, const uint32_t* users, const 
 // default 64 factors, where 4 blocks' 64 registers spilled 52 bytes), 4 for one chunk.
 constexpr int head_loss_min_blocks(int chunks) { return chunks == 1 ? 4 : 3; }
 
-// The last hidden layer, when the output unit takes its gradient through that layer's ReLU and
-// dropout (grad_b null: it does not).
+// The last hidden layer, when the output unit applies its dropout and takes the gradient back
+// through it and the ReLU (grad_b null: it does not).
 struct TopLayer {
-  float scale;      // dropout's 1 / (1 - p), or 1
-  float* grad_b;    // its bias gradient: the column sums of the masked gradient
+  Dropout drop;          // applied here when active (keep: keep_bits_kernel's bytes, 8 a row)
+  const uint8_t* keep;
+  float scale;           // the dropout's 1 / (1 - p) for the gradient (also when mlp comes dropped), or 1
+  float* grad_b;         // its bias gradient: the column sums of the masked gradient
 };
-
-// v as it reads back after a store in t.
-__device__ __forceinline__ float as_stored(float v, DType t) {
-  return t == DType::F16 ? __half2float(__float2half_rn(v)) : v;
-}
 
 template <int kChunks>
 __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
@@ -133,7 +172,8 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     const uint32_t u = valid ? users[row] : 0, v = valid ? items[row] : 0;
     const float* mu = t.mf_user + int64_t(u) * f;
     const float* mi = t.mf_item + int64_t(v) * f;
-    const float s = valid ? gmf_dot<kChunks>(mu, mi, p, sub) + mlp_dot(mlp, mt, row, p, sub) : 0.0f;
+    const uint32_t kept = valid && top.keep ? top.keep[row * kRowLanes + sub] : 0xffu;
+    const float s = valid ? gmf_dot<kChunks>(mu, mi, p, sub) + dropped_mlp_dot(mlp, mt, row, p, sub, kept, top.drop) : 0.0f;
     const float z = group_sum(s) + p.b[0];
     // Whether the warp's four rows are one user's (a batch grouped by user has ~8 rows per user):
     // then their GMF user-row gradients are summed across the groups first, and one group adds
@@ -192,13 +232,13 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
         atomicAdd(gi + j, d * mu[j]);
       }
     }
-    // d_mlp = g w_mlp, through the top layer's ReLU and dropout (live where y > 0) when asked,
-    // rounded as the separate pass would see it.
+    // d_mlp = g w_mlp, through the top layer's dropout and ReLU (live where its output after
+    // dropout is > 0) when asked, rounded as the separate pass would see it.
 #pragma unroll
     for (int k = 0; k < kRegMlp; ++k) {
       const int j = sub + kRowLanes * k;
       if (j < m) {
-        const float act = load(mlp, mt, row * m + j);  // the top layer's output
+        const float act = dropped(load(mlp, mt, row * m + j), (kept >> k) & 1u, top.drop, mt);  // the top layer's output
         float d = g * p.w[f + j];
         if (top.grad_b) {
           d = act > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
@@ -208,7 +248,7 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
         sum_m[k] += g * act;
       }
     }
-    for (int j = sub + kRowLanes * kRegMlp; j < m; j += kRowLanes) {
+    for (int j = sub + kRowLanes * kRegMlp; j < m; j += kRowLanes) {  // (no dropout here: widths over 64 get a pass)
       const float act = load(mlp, mt, row * m + j);
       float d = g * p.w[f + j];
       if (top.grad_b) {
@@ -307,9 +347,24 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
     fail(ErrorCode::InvalidArgument, "head_forward_backward: the layer below's output must be the MLP input");
   NCF_CUDA(cudaMemsetAsync(grad_w, 0, sizeof(float) * size_t(p.factors + p.mlp_width), stream_));
   NCF_CUDA(cudaMemsetAsync(grad_b, 0, sizeof(float), stream_));
-  const TopLayer top{below && below->dropout.active ? below->dropout.scale : 1.0f, below ? below->grad_b : nullptr};
+  TopLayer top{below ? below->dropout : Dropout{}, nullptr,
+               below && below->dropout.active ? below->dropout.scale : 1.0f, below ? below->grad_b : nullptr};
   if (top.grad_b) NCF_CUDA(cudaMemsetAsync(top.grad_b, 0, sizeof(float) * size_t(p.mlp_width), stream_));
   if (rows <= 0) return;
+  if (top.drop.active && p.mlp_width <= kRowLanes * 8) {
+    // The keep bits first, in the lanes' order.
+    const size_t bytes = size_t(rows) * sizeof(uint2);
+    if (keep_bits_.size() < bytes) keep_bits_ = BackendArray<unsigned char>(*this, bytes);
+    keep_bits_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(top.drop, rows, p.mlp_width,
+                                                                reinterpret_cast<uint2*>(keep_bits_.get()));
+    NCF_LAUNCHED();
+    top.keep = keep_bits_.get();
+  } else if (top.drop.active) {
+    // Wider: the dropout applied to mlp in place by linear_forward's pass, then the kernel takes
+    // mlp as the layer's output after dropout (live where > 0, times the scale).
+    dropout_in_place(mlp, top.drop);
+    top.drop = Dropout{};
+  }
   const size_t smem = sizeof(float) * size_t(p.factors + 2 * p.mlp_width + 2);
   const float* ls = scaler ? scaler->scale : nullptr;
   with_chunks(gmf_chunks(p.factors, {t.mf_user, t.mf_item, g_tables.mf_user, g_tables.mf_item}), [&](auto chunks) {

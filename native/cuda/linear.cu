@@ -140,6 +140,19 @@ void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d,
   }
 }
 
+void CudaBackend::dropout_in_place(Mat y, const Dropout& d) {
+  const int n = int(y.rows), cols = int(y.cols);
+  if (n <= 0 || !d.active) return;
+  const unsigned blocks = blocks_for(int64_t(n) * ((cols + 7) / 8));
+  const bool vec8 = vec8_ok(y.data, cols);
+  if (y.dtype == DType::F16)
+    bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, cols, nullptr, d,
+                                                                       vec8, UnitMask{});
+  else
+    bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, cols, nullptr, d, vec8, UnitMask{});
+  NCF_LAUNCHED();
+}
+
 void CudaBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) {
   const int n = int(dy.rows), cols = int(dy.cols);
   use_device(device_);
