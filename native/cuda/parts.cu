@@ -240,23 +240,26 @@ void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, bool users_ascend
   if (half_sums) to_half(sums, user_sums.data, size_t(user_sums.rows) * size_t(cols));
 }
 
+namespace {
+// out [rows x out.cols] = a [rows x k] times a column block of W in a's type: W[:, :k]^T for W
+// [out.cols x ldw] (transposed, matmul_nt), or W[:, :out.cols] for W [k x ldw] (matmul_nn).
+GemmCall weight_block_gemm(const Mat& a, const void* w, int ldw, bool transposed, const Mat& out) {
+  return gemm_call(int(a.rows), int(out.cols), int(a.cols), a.data, a.dtype, int(a.cols), false, w, a.dtype, ldw, transposed,
+                   out.data, out.dtype, int(out.cols));
+}
+}  // namespace
+
 void CudaBackend::matmul_nt(Mat a, const void* w, int ldw, Mat out) {
   if (a.rows <= 0) return;
   use_device(device_);
-  // out [rows x outCols] = a [rows x in] W[:, :in]^T, W in a's type
-  gemm_->run(gemm_call(int(a.rows), int(out.cols), int(a.cols), a.data, a.dtype, int(a.cols), false, w, a.dtype, ldw, true,
-                       out.data, out.dtype, int(out.cols)),
-             stream_);
+  gemm_->run(weight_block_gemm(a, w, ldw, true, out), stream_);
 }
 
 void CudaBackend::matmul_nn(Mat a, const void* w, int ldw, Mat out) {
   if (a.rows != out.rows) fail(ErrorCode::InvalidArgument, "matmul_nn: a and out differ in rows");
   if (a.rows <= 0) return;
   use_device(device_);
-  // out [rows x outCols] = a [rows x k] W[:, :outCols], W [k x ldw] in a's type
-  gemm_->run(gemm_call(int(a.rows), int(out.cols), int(a.cols), a.data, a.dtype, int(a.cols), false, w, a.dtype, ldw, false,
-                       out.data, out.dtype, int(out.cols)),
-             stream_);
+  gemm_->run(weight_block_gemm(a, w, ldw, false, out), stream_);
 }
 
 void CudaBackend::add_row(Mat x, const float* row, Mat y, bool relu) {
