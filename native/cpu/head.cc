@@ -56,7 +56,8 @@ void CpuBackend::head_forward_backward(const EmbedTables& t, const uint32_t* use
     fail(ErrorCode::InvalidArgument, "head_forward_backward: the layer below's output must be the MLP input");
   // The last layer's dropout, in place (the contract allows it): then this is the unit on that
   // layer's output after dropout, and its gradient goes back through both as for any layer.
-  if (below) relu_dropout_rows(pool_, mlp.f32(), mlp.rows, p.mlp_width, nullptr, below->dropout, UnitMask{});
+  if (below && below->dropout.active)
+    relu_dropout_rows(pool_, mlp.f32(), mlp.rows, p.mlp_width, nullptr, below->dropout, UnitMask{});
   const float scale = grad_scale * (scaler ? *scaler->scale : 1.0f);
   const int f = p.factors, w = p.mlp_width, width = f + w;
   const int64_t n = mlp.rows;
