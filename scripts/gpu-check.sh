@@ -4,8 +4,10 @@
 # then the benchmarks of training (TF32 and --amp, with the peak memory of --no-neg-trick),
 # evaluation and inference on synthetic ml-20m-shaped data (through the op chains, the default,
 # and for comparison: --amp training without the DRELU_BGRAD epilogue, NCF_CUDA_DRELU=0, with
-# batches not grouped by user, NCF_CUDA_GROUPED=0, and with the first layer per row instead of by
-# parts, NCF_FIRST_LAYER=rows; the fused kernels, NCF_CUDA_FUSED=1),
+# batches not grouped by user, NCF_CUDA_GROUPED=0, with the first layer per row instead of by
+# parts, NCF_FIRST_LAYER=rows, with the per-user gradient sums by atomics, NCF_CUDA_SUMS_BY_USER=0,
+# and with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0; the fused kernels,
+# NCF_CUDA_FUSED=1),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. A line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
@@ -14,8 +16,9 @@
 #   bash scripts/gpu-check.sh [quick|dry]
 #     quick  self-test and the --amp training benchmarks: the op chains (the default), without the
 #            DRELU_BGRAD epilogue (NCF_CUDA_DRELU=0), without grouping batches by user
-#            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), and the
-#            fused kernels (NCF_CUDA_FUSED=1)
+#            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), the
+#            per-user sums by atomics (NCF_CUDA_SUMS_BY_USER=0), the last layer's dropout as a
+#            pass (NCF_CUDA_HEAD_DROPOUT=0), and the fused kernels (NCF_CUDA_FUSED=1)
 #     dry    no build and small data, for checking this script without a GPU: run it with
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
 #
@@ -85,6 +88,10 @@ run env NCF_CUDA_GROUPED=0 $cli bench train --synthetic $shape "${batch[@]}" --a
   | figures "NCF_CUDA_GROUPED=0, --amp: " | tee -a "$out/summary.txt"
 run env NCF_FIRST_LAYER=rows $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-rows.json" \
   | figures "NCF_FIRST_LAYER=rows, --amp: " | tee -a "$out/summary.txt"
+run env NCF_CUDA_SUMS_BY_USER=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-sums.json" \
+  | figures "NCF_CUDA_SUMS_BY_USER=0, --amp: " | tee -a "$out/summary.txt"
+run env NCF_CUDA_HEAD_DROPOUT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-headdrop.json" \
+  | figures "NCF_CUDA_HEAD_DROPOUT=0, --amp: " | tee -a "$out/summary.txt"
 if [ "$mode" = quick ]; then
   run env NCF_CUDA_FUSED=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-fused.json" | figures "fused, --amp: " | tee -a "$out/summary.txt"
   exit 0

@@ -78,6 +78,8 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const ampUngrouped = run('cuda', 'amp-ungrouped', ['--amp'], { NCF_CUDA_GROUPED: '0' });
   // And with the first layer per row (2,048 rows against 500 users and items run it by parts).
   const ampRows = run('cuda', 'amp-rows', ['--amp'], { NCF_FIRST_LAYER: 'rows' });
+  // And with the per-user gradient sums by atomics, and the last layer's dropout as a pass.
+  const ampSwitched = run('cuda', 'amp-switched', ['--amp'], { NCF_CUDA_SUMS_BY_USER: '0', NCF_CUDA_HEAD_DROPOUT: '0' });
   t.match(amp.summary.info.kernels, /^fused training, fused evaluation$/);
   t.match(ampChain.summary.info.kernels, /^op chain training \(first layer by parts\), op chain evaluation$/);
   t.match(ampRows.summary.info.kernels, /^op chain training \(first layer per row\), op chain evaluation$/);
@@ -85,6 +87,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
     const p = ampPass.summary.epochs[i], u = ampUngrouped.summary.epochs[i], w = ampRows.summary.epochs[i];
+    const sw = ampSwitched.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
@@ -94,6 +97,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(Math.abs(p.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, masking pass ${p.loss} vs epilogue ${c.loss}`);
     t.ok(Math.abs(u.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, position order ${u.loss} vs grouped ${c.loss}`);
     t.ok(Math.abs(w.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, first layer per row ${w.loss} vs by parts ${c.loss}`);
+    t.ok(Math.abs(sw.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, sums by atomics and a dropout pass ${sw.loss} vs ${c.loss}`);
   });
 
   // One checkpoint served by both backends: same scores, same top-K.

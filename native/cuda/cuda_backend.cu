@@ -66,6 +66,11 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   drelu_allowed_ = !(drelu && std::string(drelu) == "0");
   const char* grouped = std::getenv("NCF_CUDA_GROUPED");
   group_batches_ = !(grouped && std::string(grouped) == "0");
+  // Switches of single kernels' forms, for measuring what each gains (scripts/gpu-check.sh).
+  const char* by_user = std::getenv("NCF_CUDA_SUMS_BY_USER");
+  sums_by_user_ = !(by_user && std::string(by_user) == "0");
+  const char* head_dropout = std::getenv("NCF_CUDA_HEAD_DROPOUT");
+  head_dropout_ = !(head_dropout && std::string(head_dropout) == "0");
 }
 
 CudaBackend::~CudaBackend() {
@@ -73,6 +78,8 @@ CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamSynchronize(stream_);
   bgrad_half_.reset();
   sample_scratch_.reset();
+  sums_scratch_.reset();
+  keep_bits_.reset();
   gemm_.reset();
   if (stream_) cudaStreamDestroy(stream_);
 }

@@ -94,6 +94,9 @@ class CudaBackend final : public Backend {
   int drelu_state_[2] = {-1, -1};  // the DRELU_BGRAD epilogue (fp32, fp16): unchecked, off, on
   bool drelu_allowed_ = true;      // false with NCF_CUDA_DRELU=0
   bool group_batches_ = true;      // sample_batch groups rows by user; false with NCF_CUDA_GROUPED=0
+  bool sums_by_user_ = true;       // pair_row_sums' warp per user for sorted rows; NCF_CUDA_SUMS_BY_USER=0: atomics
+  bool head_dropout_ = true;       // the output unit's kernel applies the last layer's dropout from keep
+                                   // bits; NCF_CUDA_HEAD_DROPOUT=0: a dropout pass over that layer first
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient
   BackendArray<unsigned char> sample_scratch_;  // sample_batch's counting sort
   BackendArray<unsigned char> sums_scratch_;    // pair_row_sums: users' row ranges, or fp32 sums

@@ -351,7 +351,7 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
                below && below->dropout.active ? below->dropout.scale : 1.0f, below ? below->grad_b : nullptr};
   if (top.grad_b) NCF_CUDA(cudaMemsetAsync(top.grad_b, 0, sizeof(float) * size_t(p.mlp_width), stream_));
   if (rows <= 0) return;
-  if (top.drop.active && p.mlp_width <= kRowLanes * 8) {
+  if (top.drop.active && p.mlp_width <= kRowLanes * 8 && head_dropout_) {
     // The keep bits first, in the lanes' order.
     const size_t bytes = size_t(rows) * sizeof(uint2);
     if (keep_bits_.size() < bytes) keep_bits_ = BackendArray<unsigned char>(*this, bytes);
@@ -360,8 +360,9 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
     NCF_LAUNCHED();
     top.keep = keep_bits_.get();
   } else if (top.drop.active) {
-    // Wider: the dropout applied to mlp in place by linear_forward's pass, then the kernel takes
-    // mlp as the layer's output after dropout (live where > 0, times the scale).
+    // Wider (or NCF_CUDA_HEAD_DROPOUT=0): the dropout applied to mlp in place by linear_forward's
+    // pass, then the kernel takes mlp as the layer's output after dropout (live where > 0, times
+    // the scale).
     dropout_in_place(mlp, top.drop);
     top.drop = Dropout{};
   }

@@ -190,7 +190,7 @@ void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, bool users_ascend
   const bool half_sums = user_sums.dtype == DType::F16;
   const bool vec8 = cols % 8 == 0 && aligned_to(dz.data, 16) && aligned_to(user_sums.data, 16) && aligned_to(item_sums.data, 16);
   // NCF_CUDA_GROUPED=0 leaves sample_batch's rows in position order, whatever the caller says.
-  if (users_ascending && group_batches_ && vec8) {
+  if (users_ascending && group_batches_ && sums_by_user_ && vec8) {
     const size_t bytes = 2 * sizeof(uint32_t) * size_t(user_sums.rows);
     if (sums_scratch_.size() < bytes) sums_scratch_ = BackendArray<unsigned char>(*this, bytes);
     uint32_t* first = reinterpret_cast<uint32_t*>(sums_scratch_.get());
