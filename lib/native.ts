@@ -217,12 +217,16 @@ export interface NativeOpRunner {
     dMlp: Float32Array; gradW: Float32Array; gradB: Float32Array; gradMfUser: Float32Array; gradMfItem: Float32Array;
     lossSum: number; gradBBelow?: Float32Array;
   };
-  /** mirror: [begin, end), parameters whose fp16 copies the step keeps (returned as half). */
+  /**
+   * mirror: [begin, end), parameters whose fp16 copies the step keeps (returned as half);
+   * lossScale: grads are scaled by it, and unscaled as the step reads them.
+   */
   adamStep(a: {
     params: Float32Array; grads: Float32Array; m: Float32Array; v: Float32Array;
-    lr: number; beta1: number; beta2: number; eps: number; step: number; mirror?: Uint32Array;
+    lr: number; beta1: number; beta2: number; eps: number; step: number; mirror?: Uint32Array; lossScale?: number;
   }): { params: Float32Array; m: Float32Array; v: Float32Array; half?: Float32Array };
-  unscaleCheck(a: { grads: Float32Array; scale: number }): { grads: Float32Array; foundInf: boolean };
+  /** Whether any gradient / scale is not finite; grads come back as the op left them (unchanged). */
+  overflowCheck(a: { grads: Float32Array; scale: number }): { grads: Float32Array; foundInf: boolean };
   updateLossScale(a: { scale: number; foundInf: boolean; goodSteps: number; dynamic: boolean; growthInterval: number }): {
     scale: number; goodSteps: number;
   };

@@ -41,6 +41,9 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     const adam = { params: rng.f32(n), grads: rng.f32(n, -0.1, 0.1), m: rng.f32(n, -0.01, 0.01), v: rng.f32(n, 0, 0.01), lr: 0.0045, beta1: 0.25, beta2: 0.5, eps: 1e-8, step: 7 };
     const ad = dev.adamStep(adam), ac = cpu.adamStep(adam);
     checks.push(property('adam_step', exactlyEqual(ad.params, ac.params) && exactlyEqual(ad.m, ac.m) && exactlyEqual(ad.v, ac.v)));
+    const scaledAdam = { ...adam, grads: adam.grads.map((g) => g * 4096), lossScale: 4096 };
+    const asd = dev.adamStep(scaledAdam), asc = cpu.adamStep(scaledAdam);
+    checks.push(property('adam_step, gradients unscaled as read', exactlyEqual(asd.params, asc.params) && exactlyEqual(asd.m, asc.m) && exactlyEqual(asd.v, asc.v)));
     const mirror = Uint32Array.from([1000, 9000]), am = dev.adamStep({ ...adam, mirror });
     checks.push(property("adam_step's fp16 mirror = the updated parameters in fp16", exactlyEqual(am.half!, cpu.halfRoundTrip(ac.params.subarray(1000, 9000))) && exactlyEqual(am.params, ac.params)));
     const half = rng.f32(4096, -70000, 70000);
@@ -53,8 +56,9 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     const ed = dev.evalRank({ logits, masked, nUsers: users, listLen: L, k: 10 }), ec = cpu.evalRank({ logits, masked, nUsers: users, listLen: L, k: 10 });
     checks.push(check('eval_rank', 'exact', Math.abs(ed.hits - ec.hits) + Math.abs(ed.dcg - ec.dcg) / Math.max(1, ec.dcg), 1e-12));
     const lsd = dev.updateLossScale({ scale: 1024, foundInf: false, goodSteps: 1999, dynamic: true, growthInterval: 2000 });
-    const uc = dev.unscaleCheck({ grads: Float32Array.from([2, Infinity]), scale: 2 });
-    checks.push(property('loss scaling ops', lsd.scale === 2048 && uc.foundInf && uc.grads[0] === 1));
+    const uc = dev.overflowCheck({ grads: Float32Array.from([2, Infinity]), scale: 2 });
+    const ok = dev.overflowCheck({ grads: Float32Array.from([2, -3]), scale: 2 });
+    checks.push(property('loss scaling ops', lsd.scale === 2048 && uc.foundInf && !ok.foundInf && uc.grads[0] === 2));
   }
 
   // Embeddings: the model's MLP width, and one that is not a multiple of 8 (value by value).

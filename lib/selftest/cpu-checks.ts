@@ -299,7 +299,11 @@ export function adamChecks(r: NativeOpRunner): Check[] {
     wantP[i] = params[i] - (hp.lr / bc1) * wantM[i] / (Math.sqrt(wantV[i]) / Math.sqrt(bc2) + hp.eps);
   }
   const mirrored = r.adamStep({ params, grads, m, v, ...hp, mirror: Uint32Array.from([10, 40]) });
+  // Loss-scaled gradients (x 1024, exact in fp32) unscaled as they are read: the same update.
+  const scaled = r.adamStep({ params, grads: grads.map((g) => g * 1024), m, v, ...hp, lossScale: 1024 });
   return [
+    property('adam_step: loss-scaled gradients, unscaled as read = the update from unscaled ones',
+      exactlyEqual(scaled.params, out.params) && exactlyEqual(scaled.m, out.m) && exactlyEqual(scaled.v, out.v)),
     check('adam_step (PyTorch form)', 'fp32', Math.max(relError(out.params, wantP), relError(out.m, wantM), relError(out.v, wantV)), 1e-6),
     property("adam_step's fp16 mirror: the updated parameters 10..39 in fp16", exactlyEqual(mirrored.half!, r.halfRoundTrip(out.params.subarray(10, 40)))),
   ];
@@ -330,14 +334,15 @@ export function halfChecks(r: NativeOpRunner): Check[] {
 }
 
 export function lossScaleChecks(r: NativeOpRunner): Check[] {
-  const u = r.unscaleCheck({ grads: Float32Array.from([2, 4, -8]), scale: 4 });
-  const bad = r.unscaleCheck({ grads: Float32Array.from([1, Infinity]), scale: 2 });
+  const u = r.overflowCheck({ grads: Float32Array.from([2, 4, -8]), scale: 4 });
+  const bad = r.overflowCheck({ grads: Float32Array.from([1, Infinity]), scale: 2 });
+  const nan = r.overflowCheck({ grads: Float32Array.from([NaN, 1]), scale: 2 });
   const down = r.updateLossScale({ scale: 1024, foundInf: true, goodSteps: 5, dynamic: true, growthInterval: 2000 });
   const up = r.updateLossScale({ scale: 1024, foundInf: false, goodSteps: 1999, dynamic: true, growthInterval: 2000 });
   const stat = r.updateLossScale({ scale: 1024, foundInf: true, goodSteps: 3, dynamic: false, growthInterval: 2000 });
   return [
-    property('unscale_check: divides by the scale', !u.foundInf && u.grads.join() === '0.5,1,-2'),
-    property('unscale_check: flags non-finite gradients', bad.foundInf),
+    property('overflow_check: finite gradients pass and stay as they are', !u.foundInf && u.grads.join() === '2,4,-8'),
+    property('overflow_check: flags non-finite gradients (infinite, NaN)', bad.foundInf && nan.foundInf),
     property('update_loss_scale: halves on overflow, doubles after the interval', down.scale === 512 && up.scale === 2048 && up.goodSteps === 0),
     property('update_loss_scale: a static scale stays', stat.scale === 1024),
   ];

@@ -109,7 +109,7 @@ struct SplitNet {
 // Dynamic or static loss scaling state for fp16 training, in backend memory.
 struct LossScaler {
   float* scale = nullptr;       // current scale (the loss is multiplied by it)
-  int32_t* found_inf = nullptr; // set by unscale_check when a gradient is not finite
+  int32_t* found_inf = nullptr; // set by overflow_check when a gradient is not finite
   int32_t* good_steps = nullptr;// finite steps since the last change of scale
   bool dynamic = true;
   int growth_interval = 2000;   // double the scale after this many finite steps
@@ -227,12 +227,14 @@ class Backend {
                                      const float* labels, const HeadParams& p, float grad_scale,
                                      const LossScaler* scaler, Mat d_mlp, const LayerBelow* below,
                                      const EmbedGrads& g_tables, float* grad_w, float* grad_b, double* loss_sum) = 0;
-  // grads *= 1 / scale; sets *found_inf if any gradient is not finite.
-  virtual void unscale_check(float* grads, size_t n, const LossScaler& scaler) = 0;
-  // Adam over all n parameters, then the mirror's fp16 copies of the updated values; skipped
-  // entirely when skip_if (may be null) is non-zero.
+  // Sets *found_inf if any gradient times 1 / scale is not finite. The gradients stay scaled:
+  // adam_step unscales each as it reads it, so no pass writes them back.
+  virtual void overflow_check(const float* grads, size_t n, const LossScaler& scaler) = 0;
+  // Adam over all n parameters, each gradient first multiplied by 1 / *loss_scale when loss_scale
+  // (backend memory, may be null) is given; then the mirror's fp16 copies of the updated values.
+  // Skipped entirely when skip_if (may be null) is non-zero.
   virtual void adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
-                         const int32_t* skip_if, const HalfMirror& mirror) = 0;
+                         const float* loss_scale, const int32_t* skip_if, const HalfMirror& mirror) = 0;
   // Halves the scale after an overflow, doubles it after growth_interval finite steps.
   virtual void update_loss_scale(const LossScaler& scaler) = 0;
   // dst (fp16) = src (fp32), rounding to nearest even; and back.

@@ -159,11 +159,11 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
                      fused_training_);
   }
   if (comm_) comm_->allreduce_sum(grads, lay.total);
-  if (opt_.amp) be.unscale_check(grads, lay.total, scaler_);
+  if (opt_.amp) be.overflow_check(grads, lay.total, scaler_);
   ++adam_step_;
   const AdamScalars adam = make_adam_scalars(opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, adam_step_);
-  be.adam_step(net_->params(), grads, m_.get(), v_.get(), lay.total, adam, opt_.amp ? scaler_.found_inf : nullptr,
-               net_->table_mirror());
+  be.adam_step(net_->params(), grads, m_.get(), v_.get(), lay.total, adam, opt_.amp ? scaler_.scale : nullptr,
+               opt_.amp ? scaler_.found_inf : nullptr, net_->table_mirror());
   if (opt_.amp) {
     be.update_loss_scale(scaler_);
     net_->refresh_half();

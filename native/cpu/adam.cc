@@ -1,6 +1,6 @@
 // The optimizer and loss-scaling ops on the CPU: Adam over the flat parameter buffer (the rule
-// itself is core/adam_rule.h, shared with CUDA), gradient unscaling with a finiteness check, and
-// the loss-scale update. The CPU trains in fp32, so the last three (and Adam's fp16 mirror) exist
+// itself is core/adam_rule.h, shared with CUDA; gradients unscaled as they are read), the
+// overflow check of scaled gradients, and the loss-scale update. The CPU trains in fp32, so the last three (and Adam's fp16 mirror) exist
 // for the self-test's comparison with their CUDA twins.
 #include <cmath>
 #include <cstring>
@@ -10,24 +10,22 @@
 namespace ncf {
 
 void CpuBackend::adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
-                           const int32_t* skip_if, const HalfMirror& mirror) {
+                           const float* loss_scale, const int32_t* skip_if, const HalfMirror& mirror) {
   if (skip_if && *skip_if) return;
+  const float inv = loss_scale ? 1.0f / *loss_scale : 1.0f;  // x * 1.0f is x: one loop for both
   pool_.parallel_for(
       int64_t(n),
       [&](int64_t b, int64_t e, int) {
-        for (int64_t i = b; i < e; ++i) adam_update(s, grads[i], &params[i], &m[i], &v[i]);
+        for (int64_t i = b; i < e; ++i) adam_update(s, grads[i] * inv, &params[i], &m[i], &v[i]);
       },
       4096);
   if (mirror.dst) to_half(params + mirror.begin, mirror.dst, mirror.end - mirror.begin);
 }
 
-void CpuBackend::unscale_check(float* grads, size_t n, const LossScaler& scaler) {
+void CpuBackend::overflow_check(const float* grads, size_t n, const LossScaler& scaler) {
   const float inv = 1.0f / *scaler.scale;
   bool bad = false;
-  for (size_t i = 0; i < n; ++i) {
-    grads[i] *= inv;
-    bad |= !std::isfinite(grads[i]);
-  }
+  for (size_t i = 0; i < n; ++i) bad |= !std::isfinite(grads[i] * inv);
   if (bad) *scaler.found_inf = 1;
 }
 

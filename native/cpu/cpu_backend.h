@@ -37,9 +37,9 @@ class CpuBackend final : public Backend {
                              const float* labels, const HeadParams& p, float grad_scale, const LossScaler* scaler,
                              Mat d_mlp, const LayerBelow* below, const EmbedGrads& g_tables, float* grad_w,
                              float* grad_b, double* loss_sum) override;
-  void unscale_check(float* grads, size_t n, const LossScaler& scaler) override;
+  void overflow_check(const float* grads, size_t n, const LossScaler& scaler) override;
   void adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
-                 const int32_t* skip_if, const HalfMirror& mirror) override;
+                 const float* loss_scale, const int32_t* skip_if, const HalfMirror& mirror) override;
   void update_loss_scale(const LossScaler& scaler) override;
   void to_half(const float* src, void* dst, size_t n) override;
   void from_half(const void* src, float* dst, size_t n) override;

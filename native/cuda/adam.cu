@@ -1,11 +1,13 @@
 // Optimizer and precision kernels.
 // adam_step: one fused pass over the whole flat parameter buffer (grid-stride, one element per
 // thread per iteration: reads p, g, m, v and writes p, m, v once each, and the fp16 mirror's copy
-// where one is kept: 2 bytes more per mirrored parameter), applying the same
-// fmaf-written rule as the CPU (core/adam_rule.h), so both backends update bit-identically. It
-// reads the overflow flag on the device and does nothing after an fp16 overflow, so no host
-// synchronisation is needed per step.
-// unscale_check / update_loss_scale: dynamic (or static) loss scaling state kept on the device.
+// where one is kept: 2 bytes more per mirrored parameter), unscaling each gradient as it reads
+// it and applying the same fmaf-written rule as the CPU (core/adam_rule.h), so both backends
+// update bit-identically. It reads the overflow flag on the device and does nothing after an
+// fp16 overflow, so no host synchronisation is needed per step.
+// overflow_check / update_loss_scale: dynamic (or static) loss scaling state kept on the device;
+// the check only reads the gradients (4 bytes a parameter; unscaling them in place, as before,
+// read and wrote them: 8).
 // to_half / from_half: fp32 <-> fp16 with round-to-nearest-even.
 #include "../core/adam_rule.h"
 #include "cuda_backend.cuh"
@@ -14,24 +16,22 @@ namespace ncf::cuda {
 
 namespace {
 
-__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, AdamScalars s, const int32_t* skip,
-                            HalfMirror mirror) {
+__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, AdamScalars s, const float* loss_scale,
+                            const int32_t* skip, HalfMirror mirror) {
   if (skip && *skip) return;
+  const float inv = loss_scale ? 1.0f / *loss_scale : 1.0f;
   __half* const half = static_cast<__half*>(mirror.dst);
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    adam_update(s, g[i], &p[i], &m[i], &v[i]);
+    adam_update(s, g[i] * inv, &p[i], &m[i], &v[i]);
     if (half && i >= mirror.begin && i < mirror.end) half[i - mirror.begin] = __float2half_rn(p[i]);
   }
 }
 
-__global__ void unscale_kernel(float* g, size_t n, const float* scale, int32_t* found_inf) {
+__global__ void overflow_kernel(const float* g, size_t n, const float* scale, int32_t* found_inf) {
   const float inv = 1.0f / *scale;
   bool bad = false;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    const float x = g[i] * inv;
-    g[i] = x;
-    bad |= !isfinite(x);
-  }
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    bad |= !isfinite(g[i] * inv);
   if (bad) *found_inf = 1;  // any writer stores the same value
 }
 
@@ -59,15 +59,15 @@ __global__ void from_half_kernel(const __half* src, float* dst, size_t n) {
 }  // namespace
 
 void CudaBackend::adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
-                            const int32_t* skip_if, const HalfMirror& mirror) {
+                            const float* loss_scale, const int32_t* skip_if, const HalfMirror& mirror) {
   use_device(device_);
-  adam_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(params, grads, m, v, n, s, skip_if, mirror);
+  adam_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(params, grads, m, v, n, s, loss_scale, skip_if, mirror);
   NCF_LAUNCHED();
 }
 
-void CudaBackend::unscale_check(float* grads, size_t n, const LossScaler& scaler) {
+void CudaBackend::overflow_check(const float* grads, size_t n, const LossScaler& scaler) {
   use_device(device_);
-  unscale_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(grads, n, scaler.scale, scaler.found_inf);
+  overflow_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(grads, n, scaler.scale, scaler.found_inf);
   NCF_LAUNCHED();
 }
 

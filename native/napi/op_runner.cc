@@ -116,7 +116,7 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                          InstanceMethod("headForward", &OpRunner::HeadForward),
                          InstanceMethod("headForwardBackward", &OpRunner::HeadForwardBackward),
                          InstanceMethod("adamStep", &OpRunner::AdamStep),
-                         InstanceMethod("unscaleCheck", &OpRunner::UnscaleCheck),
+                         InstanceMethod("overflowCheck", &OpRunner::OverflowCheck),
                          InstanceMethod("updateLossScale", &OpRunner::UpdateLossScale),
                          InstanceMethod("halfRoundTrip", &OpRunner::HalfRoundTrip),
                          InstanceMethod("evalRank", &OpRunner::EvalRank),
@@ -468,8 +468,9 @@ Napi::Value OpRunner::HeadForwardBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// adamStep({ params, grads, m, v, lr, beta1, beta2, eps, step, mirror }) -> { params, m, v, half }
-//   (mirror: [begin, end), the parameters whose fp16 copies are kept; half: those copies)
+// adamStep({ params, grads, m, v, lr, beta1, beta2, eps, step, mirror, lossScale })
+//   -> { params, m, v, half } (mirror: [begin, end), the parameters whose fp16 copies are kept;
+//   half: those copies; lossScale: the gradients are scaled by it and unscaled as they are read)
 Napi::Value OpRunner::AdamStep(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -490,7 +491,8 @@ Napi::Value OpRunner::AdamStep(const Napi::CallbackInfo& info) {
       half = BackendArray<uint16_t>(*be_, range[1] - range[0]);
       mirror = HalfMirror{range[0], range[1], half.get()};
     }
-    be_->adam_step(dp, dg, dm, dv, p.size(), s, nullptr, mirror);
+    const float* loss_scale = has(o, "lossScale") ? io.f32({float(get_number(o, "lossScale", 1.0))}) : nullptr;
+    be_->adam_step(dp, dg, dm, dv, p.size(), s, loss_scale, nullptr, mirror);
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("params", out(info.Env(), io.read(dp, p.size())));
     r.Set("m", out(info.Env(), io.read(dm, p.size())));
@@ -505,8 +507,8 @@ Napi::Value OpRunner::AdamStep(const Napi::CallbackInfo& info) {
   });
 }
 
-// unscaleCheck({ grads, scale }) -> { grads, foundInf }
-Napi::Value OpRunner::UnscaleCheck(const Napi::CallbackInfo& info) {
+// overflowCheck({ grads, scale }) -> { grads (as they are after the op), foundInf }
+Napi::Value OpRunner::OverflowCheck(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
     const std::vector<float> g = get_f32(o.Get("grads"), "grads");
@@ -516,7 +518,7 @@ Napi::Value OpRunner::UnscaleCheck(const Napi::CallbackInfo& info) {
     LossScaler sc;
     sc.scale = io.f32({float(get_number(o, "scale", 1.0))});
     sc.found_inf = found.get();
-    be_->unscale_check(dg, g.size(), sc);
+    be_->overflow_check(dg, g.size(), sc);
     int32_t f = 0;
     be_->download(&f, found.get(), 4);
     Napi::Object r = Napi::Object::New(info.Env());

@@ -26,7 +26,7 @@ class OpRunner : public Napi::ObjectWrap<OpRunner> {
   Napi::Value HeadForward(const Napi::CallbackInfo& info);
   Napi::Value HeadForwardBackward(const Napi::CallbackInfo& info);
   Napi::Value AdamStep(const Napi::CallbackInfo& info);
-  Napi::Value UnscaleCheck(const Napi::CallbackInfo& info);
+  Napi::Value OverflowCheck(const Napi::CallbackInfo& info);
   Napi::Value UpdateLossScale(const Napi::CallbackInfo& info);
   Napi::Value HalfRoundTrip(const Napi::CallbackInfo& info);
   Napi::Value EvalRank(const Napi::CallbackInfo& info);
