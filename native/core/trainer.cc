@@ -106,6 +106,7 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
     eval_act_ = std::make_unique<Activations>(*be_, cfg_, net_->act_dtype(), eval_rows);
   // What the steps and evaluations will use, allocated now: the memory figures count it.
   fused_training_ = net_->prepare_training(*train_act_, opt_.amp ? &scaler_ : nullptr, grads_.get(), loss_sum_.get());
+  train_act_->users_ascending = true;  // sample_batch sorts every batch by user
   fused_evaluation_ =
       net_->prepare_forward_split(eval_act_ ? *eval_act_ : *train_act_, eval_user_part_.mat.f32(), eval_item_part_.mat.f32());
   // The op chain with fp16 activations gathers fp16 copies of the parts: half the bytes per pair,
@@ -152,7 +153,6 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
       drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
       drop[size_t(l)].row_pos = a.positions.get();  // the batch is grouped by user
     }
-    a.users_ascending = true;
     // Gradients are of the mean loss over the global batch: each rank scales by 1 / global_len
     // and the all-reduce sums.
     net_->train_pass(a, n, drop, float(1.0 / double(global_len)), opt_.amp ? &scaler_ : nullptr, grads, loss_sum_.get(),

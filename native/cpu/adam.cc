@@ -1,7 +1,8 @@
 // The optimizer and loss-scaling ops on the CPU: Adam over the flat parameter buffer (the rule
 // itself is core/adam_rule.h, shared with CUDA; gradients unscaled as they are read), the
-// overflow check of scaled gradients, and the loss-scale update. The CPU trains in fp32, so the last three (and Adam's fp16 mirror) exist
-// for the self-test's comparison with their CUDA twins.
+// overflow check of scaled gradients, and the loss-scale update. The CPU trains in fp32, so the
+// last two, Adam's unscaling and its fp16 mirror exist for the self-test's comparison with their
+// CUDA twins.
 #include <cmath>
 #include <cstring>
 

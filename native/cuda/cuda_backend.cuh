@@ -101,9 +101,10 @@ class CudaBackend final : public Backend {
   BackendArray<unsigned char> sample_scratch_;  // sample_batch's counting sort
   BackendArray<unsigned char> sums_scratch_;    // pair_row_sums: users' row ranges, or fp32 sums
   BackendArray<unsigned char> keep_bits_;       // head_forward_backward: the last layer's dropout
-  // y = dropout(y) in place (linear_forward's pass, no bias): head_forward_backward's for widths
-  // its kernel does not draw for.
-  void dropout_in_place(Mat y, const Dropout& d);
+  // y = dropout(relu(y + bias)) in place (bias may be null: then dropout alone), with y's live
+  // units into mask when it is not empty: linear_forward's pass after a GEMM without the bias
+  // epilogue, and head_forward_backward's dropout for widths its kernel does not draw for.
+  void bias_relu_dropout(Mat y, const float* bias, const Dropout& d, UnitMask mask);
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
   // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue, its bias gradient into
   // below.grad_b; false (nothing done) where cuBLASLt has no algorithm for it.

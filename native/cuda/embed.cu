@@ -67,11 +67,6 @@ __global__ void embed_forward_kernel(EmbedTables t, const uint32_t* users, const
   }
 }
 
-// Rows per tile of embed_backward_vec8: a thread sums its 8 columns over a tile's consecutive
-// rows of one table row (a batch grouped by user has ~8 rows per user at ml-20m's shape) and
-// makes one pair of vector atomics per such run instead of one per row.
-constexpr int kRunRows = 16;
-
 template <typename T>
 __global__ void embed_backward_vec8(const uint32_t* users, const uint32_t* items, int64_t n, int h, const T* __restrict__ d_mlp,
                                     EmbedGrads grads) {

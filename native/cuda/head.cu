@@ -363,7 +363,7 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
     // Wider (or NCF_CUDA_HEAD_DROPOUT=0): the dropout applied to mlp in place by linear_forward's
     // pass, then the kernel takes mlp as the layer's output after dropout (live where > 0, times
     // the scale).
-    dropout_in_place(mlp, top.drop);
+    bias_relu_dropout(mlp, nullptr, top.drop, UnitMask{});
     top.drop = Dropout{};
   }
   const size_t smem = sizeof(float) * size_t(p.factors + 2 * p.mlp_width + 2);

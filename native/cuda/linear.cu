@@ -128,28 +128,19 @@ void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d,
     gemm_->run(g, stream_);
     bias_in_kernel = p.b;
   }
-  if (bias_in_kernel || d.active || !mask.empty()) {
-    const unsigned blocks = blocks_for(int64_t(n) * ((p.out + 7) / 8));
-    const bool vec8 = vec8_ok(y.data, p.out);
-    if (half)
-      bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, p.out,
-                                                                         bias_in_kernel, d, vec8, mask);
-    else
-      bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, p.out, bias_in_kernel, d, vec8, mask);
-    NCF_LAUNCHED();
-  }
+  if (bias_in_kernel || d.active || !mask.empty()) bias_relu_dropout(y.head(n), bias_in_kernel, d, mask);
 }
 
-void CudaBackend::dropout_in_place(Mat y, const Dropout& d) {
+void CudaBackend::bias_relu_dropout(Mat y, const float* bias, const Dropout& d, UnitMask mask) {
   const int n = int(y.rows), cols = int(y.cols);
-  if (n <= 0 || !d.active) return;
+  if (n <= 0) return;
   const unsigned blocks = blocks_for(int64_t(n) * ((cols + 7) / 8));
   const bool vec8 = vec8_ok(y.data, cols);
   if (y.dtype == DType::F16)
-    bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, cols, nullptr, d,
-                                                                       vec8, UnitMask{});
+    bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, cols, bias, d, vec8,
+                                                                       mask);
   else
-    bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, cols, nullptr, d, vec8, UnitMask{});
+    bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, cols, bias, d, vec8, mask);
   NCF_LAUNCHED();
 }
 

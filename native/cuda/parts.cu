@@ -20,6 +20,16 @@
 namespace ncf::cuda {
 
 namespace {
+// Calls f(A(), B()) with A and B each __half or float, as half_a and half_b say: the kernels'
+// element types from two matrices' types.
+template <typename F>
+void with_element_types(bool half_a, bool half_b, F f) {
+  if (half_a && half_b) f(__half(), __half());
+  else if (half_a) f(__half(), float());
+  else if (half_b) f(float(), __half());
+  else f(float(), float());
+}
+
 template <typename T>
 __global__ void add_row_kernel(const T* x, const float* row, T* y, int64_t rows, int cols, bool relu) {
   const int64_t total = rows * cols;
@@ -101,6 +111,12 @@ __global__ void pair_row_sums_by_user(const T* __restrict__ dz, const uint32_t* 
     for (int g = lane; g < groups; g += 32) {
       const int k = g * 8;
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      // Row r's 8 values d: into its item's sums and the user's, in row order.
+      auto add = [&](int64_t r, const float* d) {
+        atomic_add8(item_sums + int64_t(items[r]) * cols + k, d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[j] += d[j];
+      };
       // Four rows' loads in flight at a time: a heavy user's warp (ml-20m's largest has ~470 rows
       // in a 1M batch) is then not four times as long as its loads' latency allows.
       int64_t r = r0;
@@ -109,37 +125,28 @@ __global__ void pair_row_sums_by_user(const T* __restrict__ dz, const uint32_t* 
 #pragma unroll
         for (int i = 0; i < 4; ++i) load8(dz + (r + i) * cols + k, d[i]);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          atomic_add8(item_sums + int64_t(items[r + i]) * cols + k, d[i]);
-#pragma unroll
-          for (int j = 0; j < 8; ++j) acc[j] += d[i][j];
-        }
+        for (int i = 0; i < 4; ++i) add(r + i, d[i]);
       }
       for (; r < r1; ++r) {
         float d[8];
         load8(dz + r * cols + k, d);
-        atomic_add8(item_sums + int64_t(items[r]) * cols + k, d);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[j] += d[j];
+        add(r, d);
       }
       store8(user_sums + u * cols + k, acc);
     }
   }
 }
 
-// Rows per tile of pair_row_sums_vec8.
-constexpr int kSumRows = 16;
-
 // Both sums by atomics into zeroed fp32 arrays, for rows in any order.
 template <typename T>
 __global__ void pair_row_sums_vec8(const T* __restrict__ dz, const uint32_t* users, const uint32_t* items, int64_t n,
                                    int cols, float* user_sums, float* item_sums) {
   const int groups = cols / 8;
-  const int64_t total = (n + kSumRows - 1) / kSumRows * groups;
+  const int64_t total = (n + kRunRows - 1) / kRunRows * groups;
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
     const int64_t tile = q / groups;
     const int k = int(q - tile * groups) * 8;
-    const int64_t r0 = tile * kSumRows, r1 = min(n, r0 + kSumRows);
+    const int64_t r0 = tile * kRunRows, r1 = min(n, r0 + kRunRows);
     RunSum8 user(users[r0]);
     for (int64_t r = r0; r < r1; ++r) {
       float d[8];
@@ -171,11 +178,9 @@ void CudaBackend::gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32
   if (out.rows <= 0) return;
   use_device(device_);
   const bool vec8 = out.cols % 8 == 0 && aligned_to(a.data, 16) && aligned_to(b.data, 16) && aligned_to(out.data, 16);
-  const bool half_tables = a.dtype == DType::F16, half_out = out.dtype == DType::F16;
-  if (half_tables && half_out) launch_gather<__half, __half>(a, ia, b, ib, d, out, mask, vec8, stream_);
-  else if (half_tables) launch_gather<__half, float>(a, ia, b, ib, d, out, mask, vec8, stream_);
-  else if (half_out) launch_gather<float, __half>(a, ia, b, ib, d, out, mask, vec8, stream_);
-  else launch_gather<float, float>(a, ia, b, ib, d, out, mask, vec8, stream_);
+  with_element_types(a.dtype == DType::F16, out.dtype == DType::F16, [&](auto table_type, auto out_type) {
+    launch_gather<decltype(table_type), decltype(out_type)>(a, ia, b, ib, d, out, mask, vec8, stream_);
+  });
   NCF_LAUNCHED();
 }
 
@@ -198,20 +203,13 @@ void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, bool users_ascend
     NCF_CUDA(cudaMemsetAsync(first, 0, bytes, stream_));
     if (n > 0) user_ranges_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(users, n, first, end);
     const unsigned blocks = blocks_for(user_sums.rows * 32);
-    const bool half_dz = dz.dtype == DType::F16;
-    if (half_dz && half_sums)
-      pair_row_sums_by_user<__half, __half><<<blocks, kThreads, 0, stream_>>>(
-          static_cast<const __half*>(dz.data), items, first, end, user_sums.rows, cols, static_cast<__half*>(user_sums.data),
-          item_sums.f32());
-    else if (half_dz)
-      pair_row_sums_by_user<__half, float><<<blocks, kThreads, 0, stream_>>>(
-          static_cast<const __half*>(dz.data), items, first, end, user_sums.rows, cols, user_sums.f32(), item_sums.f32());
-    else if (half_sums)
-      pair_row_sums_by_user<float, __half><<<blocks, kThreads, 0, stream_>>>(
-          dz.f32(), items, first, end, user_sums.rows, cols, static_cast<__half*>(user_sums.data), item_sums.f32());
-    else
-      pair_row_sums_by_user<float, float><<<blocks, kThreads, 0, stream_>>>(dz.f32(), items, first, end, user_sums.rows, cols,
-                                                                            user_sums.f32(), item_sums.f32());
+    with_element_types(dz.dtype == DType::F16, half_sums, [&](auto dz_type, auto sum_type) {
+      using T = decltype(dz_type);
+      using S = decltype(sum_type);
+      pair_row_sums_by_user<T, S><<<blocks, kThreads, 0, stream_>>>(static_cast<const T*>(dz.data), items, first, end,
+                                                                    user_sums.rows, cols, static_cast<S*>(user_sums.data),
+                                                                    item_sums.f32());
+    });
     NCF_LAUNCHED();
     return;
   }
@@ -225,7 +223,7 @@ void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, bool users_ascend
   NCF_CUDA(cudaMemsetAsync(sums, 0, sizeof(float) * size_t(user_sums.rows) * size_t(cols), stream_));
   if (n > 0) {
     if (vec8) {
-      const unsigned blocks = blocks_for((n + kSumRows - 1) / kSumRows * (cols / 8));
+      const unsigned blocks = blocks_for((n + kRunRows - 1) / kRunRows * (cols / 8));
       if (dz.dtype == DType::F16)
         pair_row_sums_vec8<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<const __half*>(dz.data), users, items, n, cols,
                                                                      sums, item_sums.f32());

@@ -67,12 +67,23 @@ class Io {
     be_.download(out.data(), p, n * 4);
     return out;
   }
+  // A zeroed live-unit mask for rows x cols, and its bytes read back.
+  UnitMask unit_mask(int64_t rows, int64_t cols) {
+    u8_.emplace_back(be_, UnitMask::bytes_for(rows, cols));
+    return UnitMask{u8_.back().get(), UnitMask::ld_for(cols)};
+  }
+  std::vector<uint8_t> read(const UnitMask& m, int64_t rows) {
+    std::vector<uint8_t> out(size_t(rows) * size_t(m.ld) / 8);
+    be_.download(out.data(), m.bits, out.size());
+    return out;
+  }
 
  private:
   Backend& be_;
   std::vector<BackendArray<float>> f32_;
   std::vector<BackendArray<uint32_t>> u32_;
   std::vector<BackendArray<uint16_t>> u16_;
+  std::vector<BackendArray<uint8_t>> u8_;
 };
 
 Napi::Object opts(const Napi::CallbackInfo& info) {
@@ -294,16 +305,24 @@ LayerInput layer_input(Io& io, const Napi::Object& o, bool fp16) {
 }
 }  // namespace
 
+namespace {
+// linear_forward on the options' layer (layer_input): returns y, and the live units in *live
+// when it is given (a mask allocated in io for y's rows).
+Mat forward_layer(Backend& be, Io& io, const Napi::Object& o, UnitMask* live) {
+  const bool fp16 = get_bool(o, "fp16", false);
+  const LayerInput l = layer_input(io, o, fp16);
+  Mat y = io.mat_zeros(l.n, l.p.out, fp16);
+  if (live) *live = io.unit_mask(l.n, l.p.out);
+  be.linear_forward(l.x, l.p, dropout_from(o), y, live ? *live : UnitMask{});
+  return y;
+}
+}  // namespace
+
 // linearForward({ x, w, b, in, out, dropout, seed, layer, epoch, pos0, fp16 }) -> Float32Array y
 Napi::Value OpRunner::LinearForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Object o = opts(info);
-    const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    const LayerInput l = layer_input(io, o, fp16);
-    Mat y = io.mat_zeros(l.n, l.p.out, fp16);
-    be_->linear_forward(l.x, l.p, dropout_from(o), y, UnitMask{});
-    return out(info.Env(), io.read(y));
+    return out(info.Env(), io.read(forward_layer(*be_, io, opts(info), nullptr)));
   });
 }
 
@@ -311,16 +330,10 @@ Napi::Value OpRunner::LinearForward(const Napi::CallbackInfo& info) {
 // writes (UnitMask layout, rows of ld / 8 bytes)
 Napi::Value OpRunner::LiveUnits(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Object o = opts(info);
-    const bool fp16 = get_bool(o, "fp16", false);
     Io io(*be_);
-    const LayerInput l = layer_input(io, o, fp16);
-    Mat y = io.mat_zeros(l.n, l.p.out, fp16);
-    BackendArray<uint8_t> bits(*be_, UnitMask::bytes_for(l.n, l.p.out));
-    be_->linear_forward(l.x, l.p, dropout_from(o), y, UnitMask{bits.get(), UnitMask::ld_for(l.p.out)});
-    std::vector<uint8_t> host(bits.size());
-    be_->download(host.data(), bits.get(), host.size());
-    return adopt<uint8_t, Napi::Uint8Array>(info.Env(), std::move(host));
+    UnitMask live;
+    const Mat y = forward_layer(*be_, io, opts(info), &live);
+    return adopt<uint8_t, Napi::Uint8Array>(info.Env(), io.read(live, y.rows));
   });
 }
 
@@ -635,13 +648,11 @@ Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
       ta = ha.mat;
       tb = hb.mat;
     }
-    BackendArray<uint8_t> bits(*be_, UnitMask::bytes_for(y.rows, cols));
-    be_->gather_add_relu(ta, io.u32(ia), tb, io.u32(ib), dropout_from(o), y, UnitMask{bits.get(), UnitMask::ld_for(cols)});
-    std::vector<uint8_t> host(bits.size());
-    be_->download(host.data(), bits.get(), host.size());
+    const UnitMask live = io.unit_mask(y.rows, cols);
+    be_->gather_add_relu(ta, io.u32(ia), tb, io.u32(ib), dropout_from(o), y, live);
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("y", out(info.Env(), io.read(y)));
-    r.Set("mask", adopt<uint8_t, Napi::Uint8Array>(info.Env(), std::move(host)));
+    r.Set("mask", adopt<uint8_t, Napi::Uint8Array>(info.Env(), io.read(live, y.rows)));
     return r;
   });
 }
