@@ -3,21 +3,23 @@
 # ../shared/gpu/remote.sh): build with CUDA for this GPU's architecture, run the CUDA self-test,
 # then the benchmarks of training (TF32 and --amp, with the peak memory of --no-neg-trick),
 # evaluation and inference on synthetic ml-20m-shaped data (through the op chains, the default,
-# and for comparison: --amp training without the DRELU_BGRAD epilogue, NCF_CUDA_DRELU=0, with
+# and for comparison: --amp training with the DRELU_BGRAD epilogue, NCF_CUDA_DRELU=1, with
 # batches not grouped by user, NCF_CUDA_GROUPED=0, with the first layer per row instead of by
 # parts, NCF_FIRST_LAYER=rows, with the per-user gradient sums by atomics, NCF_CUDA_SUMS_BY_USER=0,
+# with the per-item sums by atomics instead of over the rows sorted by item, NCF_CUDA_ITEM_SORT=0,
 # and with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0; the fused kernels,
 # NCF_CUDA_FUSED=1),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
-# mpirun -np 2 on the CPU backend. A line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
+# mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
 # the separate masking pass ran.
 #
 #   bash scripts/gpu-check.sh [quick|dry]
-#     quick  self-test and the --amp training benchmarks: the op chains (the default), without the
-#            DRELU_BGRAD epilogue (NCF_CUDA_DRELU=0), without grouping batches by user
+#     quick  self-test and the --amp training benchmarks: the op chains (the default), with the
+#            DRELU_BGRAD epilogue (NCF_CUDA_DRELU=1), without grouping batches by user
 #            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), the
-#            per-user sums by atomics (NCF_CUDA_SUMS_BY_USER=0), the last layer's dropout as a
+#            per-user sums by atomics (NCF_CUDA_SUMS_BY_USER=0), the per-item sums by atomics
+#            (NCF_CUDA_ITEM_SORT=0), the last layer's dropout as a
 #            pass (NCF_CUDA_HEAD_DROPOUT=0), and the fused kernels (NCF_CUDA_FUSED=1)
 #     dry    no build and small data, for checking this script without a GPU: run it with
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
@@ -80,19 +82,27 @@ if [ "$selftest_rc" != 0 ] && [ "$mode" != dry ]; then
     | grep -E -m 40 'Invalid|Address|at 0x|by thread|Saved host|ERROR SUMMARY|========= +#|Program hit' | tee -a "$out/summary.txt"
 fi
 
+# --amp training with each default switched off in turn: a default that does not pay shows here.
+switch_runs() {
+  step "bench train --amp with each default switched off"
+  run env NCF_CUDA_DRELU=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-drelu.json" \
+    | figures "NCF_CUDA_DRELU=1, --amp: " | tee -a "$out/summary.txt"
+  run env NCF_CUDA_GROUPED=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-ungrouped.json" \
+    | figures "NCF_CUDA_GROUPED=0, --amp: " | tee -a "$out/summary.txt"
+  run env NCF_FIRST_LAYER=rows $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-rows.json" \
+    | figures "NCF_FIRST_LAYER=rows, --amp: " | tee -a "$out/summary.txt"
+  run env NCF_CUDA_SUMS_BY_USER=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-sums.json" \
+    | figures "NCF_CUDA_SUMS_BY_USER=0, --amp: " | tee -a "$out/summary.txt"
+  run env NCF_CUDA_ITEM_SORT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-itematomics.json" \
+    | figures "NCF_CUDA_ITEM_SORT=0, --amp: " | tee -a "$out/summary.txt"
+  run env NCF_CUDA_HEAD_DROPOUT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-headdrop.json" \
+    | figures "NCF_CUDA_HEAD_DROPOUT=0, --amp: " | tee -a "$out/summary.txt"
+}
+
 step "bench train --amp"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | tee -a "$out/summary.txt"
-run env NCF_CUDA_DRELU=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-nodrelu.json" \
-  | figures "NCF_CUDA_DRELU=0, --amp: " | tee -a "$out/summary.txt"
-run env NCF_CUDA_GROUPED=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-ungrouped.json" \
-  | figures "NCF_CUDA_GROUPED=0, --amp: " | tee -a "$out/summary.txt"
-run env NCF_FIRST_LAYER=rows $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-rows.json" \
-  | figures "NCF_FIRST_LAYER=rows, --amp: " | tee -a "$out/summary.txt"
-run env NCF_CUDA_SUMS_BY_USER=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-sums.json" \
-  | figures "NCF_CUDA_SUMS_BY_USER=0, --amp: " | tee -a "$out/summary.txt"
-run env NCF_CUDA_HEAD_DROPOUT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-headdrop.json" \
-  | figures "NCF_CUDA_HEAD_DROPOUT=0, --amp: " | tee -a "$out/summary.txt"
 if [ "$mode" = quick ]; then
+  switch_runs
   run env NCF_CUDA_FUSED=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-fused.json" | figures "fused, --amp: " | tee -a "$out/summary.txt"
   exit 0
 fi
@@ -114,6 +124,8 @@ for prec in amp tf32; do
   run_json "$scratch/$prec.json" $cli train --data synthetic:$shape "${batch[@]}" "${flag[@]}" -e $accuracy_epochs --eval-after 0 --seed 1 \
     --checkpoint-dir "$scratch/ck-$prec" --log-path "$scratch/$prec.log" --json
 done
+
+switch_runs
 
 step "NCCL with one rank vs one process ($nccl_data)"
 common=(--data $nccl_data -b $nccl_batch -e 2 --eval-after 0 --seed 3 --no-tf32 --json)

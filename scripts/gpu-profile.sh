@@ -4,7 +4,7 @@
 # and divided by the steps in the window. For a machine with an NVIDIA GPU and ncu; the device
 # tool's machine via ../shared/gpu/remote.sh.
 #
-#   bash scripts/gpu-profile.sh [NAME=ENV ...]
+#   [NCU_DETAIL=REGEX] bash scripts/gpu-profile.sh [NAME=ENV ...]
 # Each NAME=ENV runs the training and evaluation profiles with that environment (e.g.
 # chain=NCF_CUDA_FUSED=0 fused=NCF_CUDA_FUSED=1); without any, once as the defaults are. One table per profile goes to
 # ${OUT:-gpu-profile}/profile.txt, the raw CSVs beside it.
@@ -68,5 +68,15 @@ for v in "${variants[@]}"; do
   profile "train-tf32-$label" 400 300 env $envs $cli bench train --synthetic ml-20m -e 1 --out "$scratch/t.json"
   profile "eval-amp-$label" 0 400 env $envs $cli bench eval --synthetic ml-20m --amp --repeats 1 --out "$scratch/e.json"
 done
+# NCU_DETAIL=REGEX: Nsight Compute's throughput, occupancy, issue and stall sections of the
+# kernels whose names match, a few launches each in an --amp training epoch after warm-up.
+if [ -n "${NCU_DETAIL:-}" ]; then
+  echo "== detail: kernels matching $NCU_DETAIL, --amp training" | tee -a "$out/profile.txt"
+  timeout "$step_limit" ncu --kernel-name "regex:$NCU_DETAIL" --launch-skip "${NCU_DETAIL_SKIP:-40}" \
+    --launch-count "${NCU_DETAIL_COUNT:-6}" --section SpeedOfLight --section Occupancy --section WarpStateStats \
+    --section ComputeWorkloadAnalysis $cli bench train --synthetic ml-20m --amp -e 1 --out "$scratch/d.json" 2>&1 |
+    grep -E '^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issue Slots Busy|Executed Ipc A|stalled' |
+    cut -c1-240 | tee -a "$out/profile.txt"
+fi
 profile "infer-fp16" 0 400 $cli bench infer --batch-sizes 1048576 --precision fp16 --seconds 0.2 --topk-users 0 --out "$scratch/i.json"
 echo "== done"

@@ -35,6 +35,8 @@ class CudaBackend final : public Backend {
   size_t device_memory_peak() const override { return device_peak_; }
   void set_tf32(bool on) override { gemm_->set_tf32(on); }
   void set_fused(bool on) override { fused_ = on; }
+  // Live-unit masks feed the DRELU_BGRAD epilogue or the masking pass (1/16 of an fp16 layer's
+  // bytes, where the pass would read the layer's output without them).
   bool wants_unit_masks() const override { return true; }
 
   void sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
@@ -92,9 +94,11 @@ class CudaBackend final : public Backend {
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
   int drelu_state_[2] = {-1, -1};  // the DRELU_BGRAD epilogue (fp32, fp16): unchecked, off, on
-  bool drelu_allowed_ = true;      // false with NCF_CUDA_DRELU=0
+  bool drelu_allowed_ = false;     // true with NCF_CUDA_DRELU=1
   bool group_batches_ = true;      // sample_batch groups rows by user; false with NCF_CUDA_GROUPED=0
   bool sums_by_user_ = true;       // pair_row_sums' warp per user for sorted rows; NCF_CUDA_SUMS_BY_USER=0: atomics
+  bool item_sort_ = true;          // with it, the per-item sums over the rows sorted by item;
+                                   // NCF_CUDA_ITEM_SORT=0: atomics from the per-user kernel
   bool head_dropout_ = true;       // the output unit's kernel applies the last layer's dropout from keep
                                    // bits; NCF_CUDA_HEAD_DROPOUT=0: a dropout pass over that layer first
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient
@@ -105,6 +109,8 @@ class CudaBackend final : public Backend {
   // units into mask when it is not empty: linear_forward's pass after a GEMM without the bias
   // epilogue, and head_forward_backward's dropout for widths its kernel does not draw for.
   void bias_relu_dropout(Mat y, const float* bias, const Dropout& d, UnitMask mask);
+  // start = the exclusive prefix sums of count[0..n) (one block; sample.cu).
+  void exclusive_scan(const uint32_t* count, uint32_t n, uint32_t* start);
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
   // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue, its bias gradient into
   // below.grad_b; false (nothing done) where cuBLASLt has no algorithm for it.

@@ -2,8 +2,8 @@
 // 1. sample_kernel: one thread per sample evaluates sample_at() (the epoch's Feistel shuffle and,
 //    for negatives, cuRAND Philox draws; core/sample_stream.h) in position order, into scratch.
 // 2. count_kernel: each user's rows (atomic adds into a zeroed counter per user).
-// 3. scan_kernel: the users' first rows, an exclusive scan of the counts by one block of 1024
-//    threads, each over a contiguous chunk.
+// 3. scan_kernel: the users' first rows, an exclusive scan of the counts by one block of 32
+//    warps, each over a contiguous chunk read 32 counts at a time.
 // 4. slot_kernel: each sample takes a slot in its user's range (an atomic cursor: any order).
 // 5. place_kernel: each slot's sample moves to its user's range at its rank by position among
 //    the range (a scan of the range, which is short: a user's share of one batch), so the result
@@ -48,27 +48,50 @@ __global__ void count_kernel(int n, SampleScratch w) {
 }
 
 constexpr int kScanThreads = 1024;
+constexpr int kScanWarps = kScanThreads / 32;
 
-// start = exclusive scan of count over n_users, by one block: thread t sums its chunk, the block
-// scans the chunk sums in shared memory, then thread t writes its chunk's prefixes.
-__global__ void __launch_bounds__(kScanThreads) scan_kernel(uint32_t n_users, SampleScratch w) {
-  __shared__ uint32_t sums[kScanThreads];
-  const uint32_t chunk = (n_users + kScanThreads - 1) / kScanThreads;
-  const uint32_t b = threadIdx.x * chunk, e = min(n_users, b + chunk);
-  uint32_t total = 0;
-  for (uint32_t u = b; u < e; ++u) total += w.count[u];
-  sums[threadIdx.x] = total;
-  __syncthreads();
-  for (int o = 1; o < kScanThreads; o <<= 1) {  // Hillis-Steele inclusive scan
-    const uint32_t add = int(threadIdx.x) >= o ? sums[threadIdx.x - o] : 0u;
-    __syncthreads();
-    sums[threadIdx.x] += add;
-    __syncthreads();
+// The inclusive prefix sum of v over the warp's lanes 0..lane.
+__device__ __forceinline__ uint32_t warp_inclusive_scan(uint32_t v, int lane) {
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const uint32_t up = __shfl_up_sync(0xffffffffu, v, o);
+    if (lane >= o) v += up;
   }
-  uint32_t run = sums[threadIdx.x] - total;
-  for (uint32_t u = b; u < e; ++u) {
-    w.start[u] = run;
-    run += w.count[u];
+  return v;
+}
+
+// start = exclusive scan of count over n entries, by one block of 32 warps. Warp w owns a
+// contiguous chunk (a multiple of 32 entries) and reads it 32 consecutive counts at a time
+// (coalesced, the loads independent of each other): it sums the chunk, the first warp scans the
+// 32 sums, then each warp scans its chunk 32 counts at a time by shuffles, carrying the running
+// prefix.
+__global__ void __launch_bounds__(kScanThreads) scan_kernel(const uint32_t* count, uint32_t n, uint32_t* start) {
+  __shared__ uint32_t warp_start[kScanWarps];
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const uint32_t chunk = (n + 32 * kScanWarps - 1) / (32 * kScanWarps) * 32;
+  const uint32_t b = min(n, uint32_t(warp) * chunk), e = min(n, b + chunk);
+  uint32_t total = 0;
+#pragma unroll 8
+  for (uint32_t u = b + lane; u < e; u += 32) total += count[u];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+  if (lane == 0) warp_start[warp] = total;
+  __syncthreads();
+  if (warp == 0) {
+    const uint32_t own = warp_start[lane];
+    const uint32_t upto = warp_inclusive_scan(own, lane);
+    __syncwarp();
+    warp_start[lane] = upto - own;
+  }
+  __syncthreads();
+  uint32_t run = warp_start[warp];
+#pragma unroll 4
+  for (uint32_t u0 = b; u0 < e; u0 += 32) {
+    const uint32_t u = u0 + uint32_t(lane);
+    const uint32_t c = u < e ? count[u] : 0u;
+    const uint32_t upto = warp_inclusive_scan(c, lane);
+    if (u < e) start[u] = run + upto - c;
+    run += __shfl_sync(0xffffffffu, upto, 31);
   }
 }
 
@@ -121,9 +144,15 @@ void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint
   NCF_CUDA(cudaMemsetAsync(w.cursor, 0, 4 * per_user, stream_));
   sample_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(d, s, pos0, n, w);
   count_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, w);
-  scan_kernel<<<1, kScanThreads, 0, stream_>>>(d.n_users, w);
+  exclusive_scan(w.count, d.n_users, w.start);
   slot_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, w);
   place_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, w, users, items, labels, positions);
+  NCF_LAUNCHED();
+}
+
+void CudaBackend::exclusive_scan(const uint32_t* count, uint32_t n, uint32_t* start) {
+  if (n == 0) return;
+  scan_kernel<<<1, kScanThreads, 0, stream_>>>(count, n, start);
   NCF_LAUNCHED();
 }
 
