@@ -250,7 +250,9 @@ export interface NativeOpRunner {
   pairRowSums(a: {
     dz: Float32Array; users: Uint32Array; items: Uint32Array; nUsers: number; nItems: number; cols: number; fp16?: boolean;
     halfUserSums?: boolean;
-  }): { userSums: Float32Array; itemSums: Float32Array };
+    /** The layer whose output gradient dz is: the rows summed are taken through its ReLU and dropout. */
+    layer?: DropoutArgs & { y: Float32Array; mask?: Uint8Array };
+  }): { userSums: Float32Array; itemSums: Float32Array; gradB?: Float32Array };
   /** a [rows x cols] times the first outCols columns of w [cols x ldw]. */
   matmulNn(a: { a: Float32Array; rows: number; cols: number; w: Float32Array; ldw: number; outCols: number }): Float32Array;
   splitForward(a: {

@@ -7,6 +7,7 @@
 # batches not grouped by user, NCF_CUDA_GROUPED=0, with the first layer per row instead of by
 # parts, NCF_FIRST_LAYER=rows, with the per-user gradient sums by atomics, NCF_CUDA_SUMS_BY_USER=0,
 # with the per-item sums by atomics instead of over the rows sorted by item, NCF_CUDA_ITEM_SORT=0,
+# TF32 training with the input-gradient GEMMs on the weights as stored, NCF_CUDA_GEMM_NN=1,
 # and with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0; the fused kernels,
 # NCF_CUDA_FUSED=1),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
@@ -14,13 +15,15 @@
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
 # the separate masking pass ran.
 #
-#   bash scripts/gpu-check.sh [quick|dry]
+#   bash scripts/gpu-check.sh [quick|targets|dry]
 #     quick  self-test and the --amp training benchmarks: the op chains (the default), with the
 #            DRELU_BGRAD epilogue (NCF_CUDA_DRELU=1), without grouping batches by user
 #            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), the
 #            per-user sums by atomics (NCF_CUDA_SUMS_BY_USER=0), the per-item sums by atomics
 #            (NCF_CUDA_ITEM_SORT=0), the last layer's dropout as a
 #            pass (NCF_CUDA_HEAD_DROPOUT=0), and the fused kernels (NCF_CUDA_FUSED=1)
+#     targets  the issue's figures only: self-test, --amp and TF32 training, the memory of
+#            --no-neg-trick, evaluation, HR@10 with and without --amp
 #     dry    no build and small data, for checking this script without a GPU: run it with
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
 #
@@ -82,6 +85,24 @@ if [ "$selftest_rc" != 0 ] && [ "$mode" != dry ]; then
     | grep -E -m 40 'Invalid|Address|at 0x|by thread|Saved host|ERROR SUMMARY|========= +#|Program hit' | tee -a "$out/summary.txt"
 fi
 
+# One file with what the accuracy, NCCL and MPI steps printed (those that ran), and their summary lines.
+summarise_results() {
+node -e '
+const fs = require("fs"), [dir, out] = process.argv.slice(1);
+const read = (n) => { try { return JSON.parse(fs.readFileSync(`${dir}/${n}.json`, "utf8")); } catch (e) { return { error: String(e.message) }; } };
+const r = {};
+for (const n of ["amp", "tf32", "nccl", "plain", "mpi", "verified"]) r[n] = read(n);
+fs.writeFileSync(`${out}/results.json`, JSON.stringify(r, null, 2));
+const hr = (s) => s.epochs ? s.epochs.map((e) => e.hr.toFixed(4)).join(" ") : s.error;
+const loss = (s) => s.epochs ? s.epochs.map((e) => e.loss).join(" ") : s.error;
+console.log(`HR@10 by epoch, amp:  ${hr(r.amp)}  (best ${r.amp.bestHr})`);
+console.log(`HR@10 by epoch, tf32: ${hr(r.tf32)}  (best ${r.tf32.bestHr})`);
+console.log(`nccl 1 rank (${r.nccl.info ? r.nccl.info.communicator : "?"}): losses ${loss(r.nccl)}`);
+console.log(`no communicator:      losses ${loss(r.plain)}`);
+console.log(`mpirun -np 2 cpu (${r.mpi.info ? r.mpi.info.communicator : "?"}): losses ${loss(r.mpi)} best hr ${r.mpi.bestHr}`);
+' "$scratch" "$out" | tee -a "$out/summary.txt"
+}
+
 # --amp training with each default switched off in turn: a default that does not pay shows here.
 switch_runs() {
   step "bench train --amp with each default switched off"
@@ -95,6 +116,8 @@ switch_runs() {
     | figures "NCF_CUDA_SUMS_BY_USER=0, --amp: " | tee -a "$out/summary.txt"
   run env NCF_CUDA_ITEM_SORT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-itematomics.json" \
     | figures "NCF_CUDA_ITEM_SORT=0, --amp: " | tee -a "$out/summary.txt"
+  run env NCF_CUDA_GEMM_NN=1 $cli bench train --synthetic $shape "${batch[@]}" -e 2 --out "$scratch/train-gemmnn.json" \
+    | figures "NCF_CUDA_GEMM_NN=1, TF32: " | tee -a "$out/summary.txt"
   run env NCF_CUDA_HEAD_DROPOUT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-headdrop.json" \
     | figures "NCF_CUDA_HEAD_DROPOUT=0, --amp: " | tee -a "$out/summary.txt"
 }
@@ -115,8 +138,10 @@ step "bench eval"
 run $cli bench eval --synthetic $shape "${batch[@]}" --out "$out/bench-eval.json" | figures "TF32: " | tee -a "$out/summary.txt"
 step "bench eval --amp"
 run $cli bench eval --synthetic $shape "${batch[@]}" --amp --out "$scratch/eval-amp.json" | figures "--amp: " | tee -a "$out/summary.txt"
-step "bench infer"
-run $cli bench infer "${infer[@]}" --out "$out/bench-infer.json" | tee -a "$out/summary.txt"
+if [ "$mode" != targets ]; then
+  step "bench infer"
+  run $cli bench infer "${infer[@]}" --out "$out/bench-infer.json" | tee -a "$out/summary.txt"
+fi
 
 step "accuracy: HR@10 with and without --amp (synthetic $shape, $accuracy_epochs epochs)"
 for prec in amp tf32; do
@@ -125,6 +150,11 @@ for prec in amp tf32; do
     --checkpoint-dir "$scratch/ck-$prec" --log-path "$scratch/$prec.log" --json
 done
 
+if [ "$mode" = targets ]; then
+  summarise_results
+  step "done"
+  exit 0
+fi
 switch_runs
 
 step "NCCL with one rank vs one process ($nccl_data)"
@@ -136,21 +166,7 @@ step "mpirun -np 2 on the CPU backend"
 run_json "$scratch/mpi.json" mpirun -np 2 --oversubscribe $cli train --backend cpu --data synthetic:tiny -b 4096 -e 2 --eval-after 0 \
   --seed 3 --checkpoint-dir "$scratch/ck-mpi" --log-path "$scratch/mpi.log" --json
 
-# One file with what the last three steps printed, and the summary lines for them.
-node -e '
-const fs = require("fs"), [dir, out] = process.argv.slice(1);
-const read = (n) => { try { return JSON.parse(fs.readFileSync(`${dir}/${n}.json`, "utf8")); } catch (e) { return { error: String(e.message) }; } };
-const r = {};
-for (const n of ["amp", "tf32", "nccl", "plain", "mpi", "verified"]) r[n] = read(n);
-fs.writeFileSync(`${out}/results.json`, JSON.stringify(r, null, 2));
-const hr = (s) => s.epochs ? s.epochs.map((e) => e.hr.toFixed(4)).join(" ") : s.error;
-const loss = (s) => s.epochs ? s.epochs.map((e) => e.loss).join(" ") : s.error;
-console.log(`HR@10 by epoch, amp:  ${hr(r.amp)}  (best ${r.amp.bestHr})`);
-console.log(`HR@10 by epoch, tf32: ${hr(r.tf32)}  (best ${r.tf32.bestHr})`);
-console.log(`nccl 1 rank (${r.nccl.info ? r.nccl.info.communicator : "?"}): losses ${loss(r.nccl)}`);
-console.log(`no communicator:      losses ${loss(r.plain)}`);
-console.log(`mpirun -np 2 cpu (${r.mpi.info ? r.mpi.info.communicator : "?"}): losses ${loss(r.mpi)} best hr ${r.mpi.bestHr}`);
-' "$scratch" "$out" | tee -a "$out/summary.txt"
+summarise_results
 # The same figures with the fused kernels (NCF_CUDA_FUSED=1), for work on them.
 step "bench train with the fused kernels (NCF_CUDA_FUSED=1), --amp and TF32"
 for flag in --amp ""; do

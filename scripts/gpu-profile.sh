@@ -61,12 +61,14 @@ print(f"{'total':58s} {'':6s} {total / steps:8.3f}")
 EOF
 }
 
+# PROFILES="train-amp eval-amp ...": only those (train-amp, train-tf32, eval-amp, infer-fp16).
+wanted() { [ -z "${PROFILES:-}" ] || [[ " $PROFILES " == *" $1 "* ]]; }
 variants=("$@"); [ $# -gt 0 ] || variants=("default=")
 for v in "${variants[@]}"; do
   label=${v%%=*}; envs=${v#*=}
-  profile "train-amp-$label" 400 300 env $envs $cli bench train --synthetic ml-20m --amp -e 1 --out "$scratch/t.json"
-  profile "train-tf32-$label" 400 300 env $envs $cli bench train --synthetic ml-20m -e 1 --out "$scratch/t.json"
-  profile "eval-amp-$label" 0 400 env $envs $cli bench eval --synthetic ml-20m --amp --repeats 1 --out "$scratch/e.json"
+  wanted train-amp && profile "train-amp-$label" 400 300 env $envs $cli bench train --synthetic ml-20m --amp -e 1 --out "$scratch/t.json"
+  wanted train-tf32 && profile "train-tf32-$label" 400 300 env $envs $cli bench train --synthetic ml-20m -e 1 --out "$scratch/t.json"
+  wanted eval-amp && profile "eval-amp-$label" 0 400 env $envs $cli bench eval --synthetic ml-20m --amp --repeats 1 --out "$scratch/e.json"
 done
 # NCU_DETAIL=REGEX: Nsight Compute's throughput, occupancy, issue and stall sections of the
 # kernels whose names match, a few launches each in an --amp training epoch after warm-up.
@@ -78,5 +80,5 @@ if [ -n "${NCU_DETAIL:-}" ]; then
     grep -E '^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issue Slots Busy|Executed Ipc A|stalled' |
     cut -c1-240 | tee -a "$out/profile.txt"
 fi
-profile "infer-fp16" 0 400 $cli bench infer --batch-sizes 1048576 --precision fp16 --seconds 0.2 --topk-users 0 --out "$scratch/i.json"
+wanted infer-fp16 && profile "infer-fp16" 0 400 $cli bench infer --batch-sizes 1048576 --precision fp16 --seconds 0.2 --topk-users 0 --out "$scratch/i.json"
 echo "== done"

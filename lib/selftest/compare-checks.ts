@@ -58,7 +58,11 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     const lsd = dev.updateLossScale({ scale: 1024, foundInf: false, goodSteps: 1999, dynamic: true, growthInterval: 2000 });
     const uc = dev.overflowCheck({ grads: Float32Array.from([2, Infinity]), scale: 2 });
     const ok = dev.overflowCheck({ grads: Float32Array.from([2, -3]), scale: 2 });
-    checks.push(property('loss scaling ops', lsd.scale === 2048 && uc.foundInf && !ok.foundInf && uc.grads[0] === 2));
+    // Longer gradients (the GPU reads 16 bytes at a time, the last n % 4 one by one): a non-finite
+    // value in the vector part, in the tail, or none.
+    const long = (at: number, v: number) => { const g = rng.f32(1003); if (at >= 0) g[at] = v; return dev.overflowCheck({ grads: g, scale: 8 }).foundInf; };
+    const longOk = long(517, Infinity) && long(1002, NaN) && !long(-1, 0);
+    checks.push(property('loss scaling ops', lsd.scale === 2048 && uc.foundInf && !ok.foundInf && uc.grads[0] === 2 && longOk));
   }
 
   // Embeddings: the model's MLP width, and one that is not a multiple of 8 (value by value).
@@ -157,6 +161,20 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
       const err = Math.max(relError(sd.userSums, sc.userSums), relError(sd.itemSums, sc.itemSums));
       checks.push(check(`pair_row_sums${name}${halfUserSums ? ', fp16 per-user sums' : ''}`, halfUserSums ? 'fp16' : 'fp32', err, halfUserSums ? 1e-3 : 1e-6));
     }
+  }
+  // Through the first layer's ReLU and dropout, with its bias gradient: on CUDA as the sums read
+  // the gradient for users in order (a pass first otherwise, and on the CPU).
+  for (const [name, sorted] of [['', true], [', users unsorted', false]] as const) {
+    const sn = 3001, cols = 256, su = rng.u32s(sn, 400), si = rng.u32s(sn, 250);
+    if (sorted) su.sort();
+    const y = rng.f32(sn * cols, -1, 1).map((v) => Math.max(v, 0)), dz = rng.f32(sn * cols);
+    const yIn = fp16 ? cpu.halfRoundTrip(y) : y;
+    const layer = { y: yIn, dropout: 0.5, seed: 5, layer: 0, mask: liveBits(yIn, sn, cols) };
+    const sargs = { dz: fp16 ? cpu.halfRoundTrip(dz) : dz, users: su, items: si, nUsers: 400, nItems: 250, cols, layer };
+    const sc = cpu.pairRowSums(sargs), sd = dev.pairRowSums({ ...sargs, fp16 });
+    const err = Math.max(relError(sd.userSums, sc.userSums), relError(sd.itemSums, sc.itemSums), relError(sd.gradB!, sc.gradB!));
+    // (fp32: 2e-6, the bias gradient being summed over items' sums on CUDA, over rows on the CPU)
+    checks.push(check(`pair_row_sums through the layer's ReLU and dropout${name}`, fp16 ? 'fp16' : 'fp32', err, fp16 ? 1e-3 : 2e-6));
   }
 
   // The fused forward pass of evaluation and serving (split_forward, from the first layer's parts

@@ -387,6 +387,16 @@ export function partsChecks(r: NativeOpRunner): Check[] {
       wantU[users[q] * cols + j] += dz[q * cols + j];
       wantI[items[q] * cols + j] += dz[q * cols + j];
     }
+  // Through a layer's ReLU and dropout (live where its output y > 0, times 1 / (1 - 0.5)).
+  const ly = rng.f32(n * cols, -1, 1).map((v) => Math.max(v, 0));
+  const through = r.pairRowSums({ dz, users, items, nUsers, nItems, cols, layer: { y: ly, dropout: 0.5, seed: 1, layer: 0 } });
+  const wantLU = new Float64Array(nUsers * cols), wantB = new Float64Array(cols);
+  for (let q = 0; q < n; q++)
+    for (let j = 0; j < cols; j++) {
+      const v = ly[q * cols + j] > 0 ? 2 * dz[q * cols + j] : 0;
+      wantLU[users[q] * cols + j] += v;
+      wantB[j] += v;
+    }
   const rows = 9, k = 5, ldw = 13, oc = 6;
   const a = rng.f32(rows * k), w = rng.f32(k * ldw);
   const mm = r.matmulNn({ a, rows, cols: k, w, ldw, outCols: oc });
@@ -419,6 +429,7 @@ export function partsChecks(r: NativeOpRunner): Check[] {
   }
   return [
     check('pair_row_sums (per user, per item)', 'fp32', Math.max(relError(sums.userSums, wantU), relError(sums.itemSums, wantI)), 1e-6),
+    check('pair_row_sums through a layer\'s ReLU and dropout, its bias gradient', 'fp32', Math.max(relError(through.userSums, wantLU), relError(through.gradB!, wantB)), 1e-6),
     check('matmul_nn (column block of a weight)', 'fp32', relError(mm, wantMm), 1e-6),
     check('gather_add_relu with dropout (linear_forward\'s mask)', 'fp32', relError(got.y, wantG), 1e-6),
     property('gather_add_relu: live-unit mask = (y > 0)', exactlyEqual(got.mask, liveBits(got.y, g, gc))),

@@ -266,8 +266,13 @@ class Backend {
   // [n_users or n_items, dz.cols], fp32 (CUDA: user_sums may be fp16); dz fp32 (CUDA: or fp16).
   // users_ascending says users[] is in ascending order (sample_batch's grouping): the CUDA
   // backend then writes each user's sum once, in the users' row order, with no atomics.
-  virtual void pair_row_sums(Mat dz, const uint32_t* users, bool users_ascending, const uint32_t* items, Mat user_sums,
-                             Mat item_sums) = 0;
+  // With `layer` (the first layer: its output, mask, dropout and bias gradient), dz is the
+  // gradient at that layer's output, and the rows summed are what relu_dropout_backward(dz,
+  // layer) makes of it; layer->grad_b gets their column sums. dz may be left either way: the CPU
+  // masks it in place, the CUDA backend (users ascending, a mask, 16-byte rows) as it reads it,
+  // which saves the pass that writes the masked gradient and its two reads.
+  virtual void pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* users, bool users_ascending,
+                             const uint32_t* items, Mat user_sums, Mat item_sums) = 0;
   // grad_w = dz^T x, [dz.cols x x.cols] with ld_grad floats per row: a layer's weight gradient
   // (linear_backward's GEMM; ld_grad > x.cols for a column block of it), fp32.
   virtual void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) = 0;

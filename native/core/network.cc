@@ -204,21 +204,27 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
                              a.d_act(L - 1).head(n), &top, embed_grads(grads), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
   for (int l = L - 1; l >= (by_parts ? 1 : 0); --l) {
-    // Layer 0's input gradient goes to the embeddings as it is.
+    // Layer 0's input gradient goes to the embeddings as it is. By parts, the first layer's ReLU
+    // and dropout are pair_row_sums' to apply, as it reads the gradient.
     const LayerBelow below = l > 0 ? as_below(l - 1) : LayerBelow{};
     const Mat d_in = l > 0 ? a.d_act(l - 1).head(n) : a.d_mlp_in().head(n);
     be_->linear_backward(a.d_act(l).head(n), input(l), layer(l), d_in, grads + layout_.weight[size_t(l)],
-                         l > 0 ? &below : nullptr);
+                         l > 0 && !(by_parts && l == 1) ? &below : nullptr);
   }
-  if (by_parts) first_layer_backward_by_parts(a, n, grads);
+  if (by_parts) {
+    // (With one hidden layer the output unit has taken the gradient through it already.)
+    const LayerBelow first = as_below(0);
+    first_layer_backward_by_parts(a, n, L > 1 ? &first : nullptr, grads);
+  }
   else be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
   return false;
 }
 
-void Network::first_layer_backward_by_parts(Activations& a, int n, float* grads) const {
+void Network::first_layer_backward_by_parts(Activations& a, int n, const LayerBelow* first_layer, float* grads) const {
   const int h = cfg_.mlp_embed_dim(), in = cfg_.layers[0];
   const Mat user_sums = a.user_sums(), item_sums = a.item_sums();
-  be_->pair_row_sums(a.d_act(0).head(n), a.users.get(), a.users_ascending, a.items.get(), user_sums, item_sums);
+  be_->pair_row_sums(a.d_act(0).head(n), first_layer, a.users.get(), a.users_ascending, a.items.get(), user_sums,
+                     item_sums);
   // grad W1 = dz^T [u ; v] = [D^T mlp_user, E^T mlp_item]: two column blocks of the gradient. The
   // user side's GEMMs take the tables and weights in D's type (fp16 copies under --amp).
   const EmbedTables t = tables();

@@ -159,8 +159,10 @@ class Network {
   std::vector<BackendArray<uint16_t>> w_half_, b_half_;
   BackendArray<uint16_t> tables_half_;  // fp16 mlp_user then mlp_item (with fp16 activations)
 
-  // The first layer's backward by parts from its output gradient a.d_act(0) (Parts above).
-  void first_layer_backward_by_parts(Activations& a, int n, float* grads) const;
+  // The first layer's backward by parts from the gradient at its output a.d_act(0) (Parts above),
+  // taken through its ReLU and dropout (first_layer) by pair_row_sums, unless null (then
+  // d_act(0) is past them already: one hidden layer, whose dropout is the output unit's).
+  void first_layer_backward_by_parts(Activations& a, int n, const LayerBelow* first_layer, float* grads) const;
   TrainPass train_pass_args(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
                             const LossScaler* scaler, float* grads, double* loss_sum, bool allocate) const;
 };

@@ -50,8 +50,8 @@ class CpuBackend final : public Backend {
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
   void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, const Dropout& d, Mat out,
                        UnitMask mask) override;
-  void pair_row_sums(Mat dz, const uint32_t* users, bool users_ascending, const uint32_t* items, Mat user_sums,
-                     Mat item_sums) override;
+  void pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* users, bool users_ascending,
+                     const uint32_t* items, Mat user_sums, Mat item_sums) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
   void philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) override;
   void parallel_tiles(int64_t n, int64_t tile, const std::function<void(int64_t, int64_t)>& fn) override;

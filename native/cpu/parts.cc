@@ -76,8 +76,10 @@ void CpuBackend::gather_add_relu(Mat at, const uint32_t* ia, Mat bt, const uint3
   relu_dropout_rows(pool_, op, out.rows, int(c), nullptr, d, mask);
 }
 
-void CpuBackend::pair_row_sums(Mat dz, const uint32_t* users, bool, const uint32_t* items, Mat user_sums, Mat item_sums) {
+void CpuBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* users, bool, const uint32_t* items,
+                               Mat user_sums, Mat item_sums) {
   require_f32(dz, "dz");
+  if (layer) relu_dropout_backward(dz, layer->y, layer->mask, layer->dropout, layer->grad_b);
   require_f32(user_sums, "user_sums");
   require_f32(item_sums, "item_sums");
   if (user_sums.cols != dz.cols || item_sums.cols != dz.cols)

@@ -70,8 +70,8 @@ class CudaBackend final : public Backend {
   void add_row(Mat x, const float* row, Mat y, bool relu) override;
   void gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, const Dropout& d, Mat out,
                        UnitMask mask) override;
-  void pair_row_sums(Mat dz, const uint32_t* users, bool users_ascending, const uint32_t* items, Mat user_sums,
-                     Mat item_sums) override;
+  void pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* users, bool users_ascending,
+                     const uint32_t* items, Mat user_sums, Mat item_sums) override;
   bool split_forward(const SplitNet& net, const uint32_t* users, const uint32_t* items, int64_t n,
                      float* logits) override;
   void fill_u32(uint32_t* dst, uint32_t value, size_t n) override;
@@ -105,6 +105,7 @@ class CudaBackend final : public Backend {
   BackendArray<unsigned char> sample_scratch_;  // sample_batch's counting sort
   BackendArray<unsigned char> sums_scratch_;    // pair_row_sums: users' row ranges, or fp32 sums
   BackendArray<unsigned char> keep_bits_;       // head_forward_backward: the last layer's dropout
+  BackendArray<uint32_t> scan_sums_;            // exclusive_scan's tile sums
   // y = dropout(relu(y + bias)) in place (bias may be null: then dropout alone), with y's live
   // units into mask when it is not empty: linear_forward's pass after a GEMM without the bias
   // epilogue, and head_forward_backward's dropout for widths its kernel does not draw for.

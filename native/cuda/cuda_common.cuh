@@ -39,6 +39,34 @@ inline unsigned blocks_for(int64_t n, int per_block = kThreads) {
   return unsigned(b < 1 ? 1 : (b > 65535LL * 16 ? 65535LL * 16 : b));
 }
 
+// A grid-stride loop over the (row, group) pairs of a rows x groups index space (index i = row *
+// groups + g), without a 64-bit division per step: the thread's first index is divided once, and
+// each step adds the stride's quotient and remainder (a division costs more instructions than
+// the rest of a dropout kernel's index work).
+struct RowGroupWalk {
+  int64_t row;
+  int g;
+  int groups;
+  int64_t row_step;
+  int g_step;
+  __device__ RowGroupWalk(int groups_per_row)
+      : groups(groups_per_row) {
+    const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
+    row = i / groups;
+    g = int(i - row * groups);
+    row_step = stride / groups;
+    g_step = int(stride - row_step * groups);
+  }
+  __device__ void next() {
+    row += row_step;
+    g += g_step;
+    if (g >= groups) {
+      g -= groups;
+      ++row;
+    }
+  }
+};
+
 // Element i of a matrix stored as fp32 or fp16.
 __device__ __forceinline__ float load(const void* p, DType t, int64_t i) {
   return t == DType::F32 ? static_cast<const float*>(p)[i] : __half2float(static_cast<const __half*>(p)[i]);

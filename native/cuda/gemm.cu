@@ -1,6 +1,7 @@
 #include "gemm.cuh"
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace ncf::cuda {
 
@@ -20,10 +21,13 @@ struct GemmRunner::Plan {
 GemmRunner::GemmRunner() {
   NCF_CUBLAS(cublasLtCreate(&handle_));
   NCF_CUDA(cudaMalloc(&workspace_, workspace_bytes_));
+  const char* nn = std::getenv("NCF_CUDA_GEMM_NN");
+  transpose_b_ = !(nn && std::string(nn) == "1");
 }
 
 GemmRunner::~GemmRunner() {
   plans_.clear();
+  if (b_copy_) cudaFree(b_copy_);
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(handle_);
 }
@@ -36,10 +40,44 @@ uint32_t alignment(const void* p) {
   while (a > 1 && (v % a) != 0) a >>= 1;
   return a;
 }
+// bt [n x k] (row-major, ld k) = b [k x n] (ld ldb) transposed: one thread per element (a
+// weight's few thousand to 65K elements; strided reads are no matter at that size).
+__global__ void transpose_kernel(const float* b, int k, int n, int ldb, float* bt) {
+  const int64_t total = int64_t(k) * n;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = e / k, i = e - j * k;
+    bt[e] = b[i * ldb + j];
+  }
+}
+
+// B's elements at most for the transposed copy (a weight; 4 MiB of fp32).
+constexpr int64_t kTransposeMax = int64_t(1) << 20;
 }  // namespace
 
-bool GemmRunner::run(const GemmCall& g, cudaStream_t stream) {
-  if (g.m <= 0 || g.n <= 0) return true;
+const float* GemmRunner::transposed_b(const GemmCall& g, cudaStream_t stream) {
+  const size_t bytes = sizeof(float) * size_t(g.k) * size_t(g.n);
+  if (b_copy_bytes_ < bytes) {
+    if (b_copy_) NCF_CUDA(cudaFree(b_copy_));
+    b_copy_ = nullptr;
+    b_copy_bytes_ = 0;
+    NCF_CUDA(cudaMalloc(&b_copy_, bytes));
+    b_copy_bytes_ = bytes;
+  }
+  float* bt = static_cast<float*>(b_copy_);
+  transpose_kernel<<<blocks_for(int64_t(g.k) * g.n), kThreads, 0, stream>>>(static_cast<const float*>(g.b), g.k, g.n, g.ldb, bt);
+  NCF_LAUNCHED();
+  return bt;
+}
+
+bool GemmRunner::run(const GemmCall& g_in, cudaStream_t stream) {
+  if (g_in.m <= 0 || g_in.n <= 0) return true;
+  GemmCall g = g_in;
+  if (transpose_b_ && !g.trans_b && g.b_type == DType::F32 && g.a_type == DType::F32 && g.epilogue == Epilogue::None &&
+      int64_t(g.k) * g.n <= kTransposeMax && g.k > 0) {
+    g.b = transposed_b(g, stream);
+    g.ldb = g.k;
+    g.trans_b = true;
+  }
   const bool half_inputs = g.a_type == DType::F16 || g.b_type == DType::F16;
   const cublasComputeType_t compute =
       half_inputs ? CUBLAS_COMPUTE_32F : (tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);

@@ -78,6 +78,14 @@ class GemmRunner {
   size_t workspace_bytes_ = 32u << 20;
   bool tf32_ = true;
   std::map<std::string, std::unique_ptr<Plan>> plans_;
+  // fp32 GEMMs whose B is not transposed and small (a layer's weight) run on a transposed copy
+  // of B: on an H100 (CUDA 13.0) cuBLASLt's TF32 kernels for that layout came with a second
+  // kernel ("Kernel2") that moved 2.6 GB per training step at batch 1M, as the layout with B
+  // transposed (the forward pass's) did not.
+  void* b_copy_ = nullptr;
+  size_t b_copy_bytes_ = 0;
+  bool transpose_b_ = true;  // false with NCF_CUDA_GEMM_NN=1
+  const float* transposed_b(const GemmCall& g, cudaStream_t stream);
 };
 
 }  // namespace ncf::cuda

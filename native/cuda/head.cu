@@ -1,6 +1,8 @@
 // The output unit on the GPU: eight lanes per row, four rows per warp at once. Lane s of a row's
 // group takes MLP features s, s + 8, s + 16, ..., so each load instruction of the group reads
-// whole 32-byte sectors of the row, and three shuffles sum the group's partial dot products. The
+// whole 32-byte sectors of the row (in training, for widths 8..64 in steps of 8 and 16-byte rows,
+// features 8s..8s+7 instead, as one 16-byte load and store: fewer instructions in a kernel that
+// issue limits), and three shuffles sum the group's partial dot products. The
 // GMF product is formed from the two table rows in the same way, or, with kChunks > 0 (factors =
 // 32 kChunks, 16-byte aligned rows), lane s takes the four factors 4s..4s+3 of each 32-factor
 // chunk as one 16-byte load (and one 16-byte vector atomic in the backward pass).
@@ -9,8 +11,8 @@
 // g = (sigmoid(z) - y) * grad_scale (times the loss scale under --amp); writes d_mlp = g w_mlp
 // (taken through the last hidden layer's ReLU and dropout when asked: that layer's output comes
 // before its dropout, which is applied here, to the logit's inputs as to the gradient, from keep
-// bits that keep_bits_kernel draws first: 8 bytes a row in the lanes' order, one byte load per
-// lane and row, against the 264 bytes a dropout pass over the layer's fp16 output moved, and no
+// bits that keep_bits_kernel draws first: an 8-byte word a row (bit j: feature j), against the
+// 264 bytes a dropout pass over the layer's fp16 output moved, and no
 // Philox in this kernel, whose registers are spoken for; live where the dropped value is > 0;
 // that layer's bias gradient summed like the weights'),
 // adds (g w_gmf) * mf_item[v] into the gradient of mf_user[u] and (g w_gmf) * mf_user[u] into
@@ -84,30 +86,38 @@ __device__ __forceinline__ float dropped(float v, bool kept, const Dropout& d, D
   return d.active ? (kept ? as_stored(v * d.scale, t) : 0.0f) : v;
 }
 
-// The lane's share of w_mlp . dropout(mlp[row]), with the lane's keep bits (bit k: feature sub + 8k).
+// The lane's share of w_mlp . dropout(mlp[row]) (features sub + 8k), with the row's keep bits
+// (bit j: feature j).
 __device__ __forceinline__ float dropped_mlp_dot(const void* mlp, DType mt, int64_t row, const HeadParams& p, int sub,
-                                                 uint32_t kept, const Dropout& d) {
+                                                 uint64_t kept, const Dropout& d) {
   float s = 0.0f;
-  for (int k = 0, j = sub; j < p.mlp_width; ++k, j += kRowLanes)
-    s += p.w[p.factors + j] * dropped(load(mlp, mt, row * p.mlp_width + j), (kept >> k) & 1u, d, mt);
+  for (int j = sub; j < p.mlp_width; j += kRowLanes)
+    s += p.w[p.factors + j] * dropped(load(mlp, mt, row * p.mlp_width + j), (kept >> j) & 1u, d, mt);
   return s;
 }
 
-// The last layer's keep bits in the lanes' order: byte s of row r (8 a row) has bit k set where
-// the dropout keeps feature s + 8k, the k-th of lane s of the row's group. One thread per row
-// draws its Philox blocks (core/dropout.h): block g decides features 8g..8g+7, the g-th of each
-// lane. For widths up to kRowLanes x 8 = 64.
+// The last layer's keep bits, 8 bytes a row: bit j of the row's 64-bit word is set where the
+// dropout keeps feature j (byte g from Philox block g, core/dropout.h). One thread per row. For
+// widths up to 64.
 __global__ void keep_bits_kernel(Dropout d, int64_t rows, int width, uint2* keep) {
   for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t lanes[kRowLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t word[2] = {0, 0};
     for (int g = 0; g * 8 < width; ++g) {
       const U32x4 blk = dropout_block(d, uint64_t(r), uint32_t(g));
+      uint32_t byte = 0;
 #pragma unroll
-      for (int s = 0; s < kRowLanes; ++s) lanes[s] |= uint32_t(dropout_keep(d, blk, s)) << g;
+      for (int l = 0; l < 8; ++l) byte |= uint32_t(dropout_keep(d, blk, l)) << l;
+      word[g / 4] |= byte << (8 * (g % 4));
     }
-    keep[r] = make_uint2(lanes[0] | lanes[1] << 8 | lanes[2] << 16 | lanes[3] << 24,
-                         lanes[4] | lanes[5] << 8 | lanes[6] << 16 | lanes[7] << 24);
+    keep[r] = make_uint2(word[0], word[1]);
   }
+}
+
+// The row's keep word (all kept without keep bits).
+__device__ __forceinline__ uint64_t keep_word(const uint8_t* keep, int64_t row) {
+  if (!keep) return ~uint64_t(0);
+  const uint2 k = reinterpret_cast<const uint2*>(keep)[row];
+  return uint64_t(k.x) | (uint64_t(k.y) << 32);
 }
 
 template <int kChunks>
@@ -136,13 +146,25 @@ constexpr int head_loss_min_blocks(int chunks) { return chunks == 1 ? 4 : 3; }
 // The last hidden layer, when the output unit applies its dropout and takes the gradient back
 // through it and the ReLU (grad_b null: it does not).
 struct TopLayer {
-  Dropout drop;          // applied here when active (keep: keep_bits_kernel's bytes, 8 a row)
+  Dropout drop;          // applied here when active (keep: keep_bits_kernel's words, 8 bytes a row)
   const uint8_t* keep;
   float scale;           // the dropout's 1 / (1 - p) for the gradient (also when mlp comes dropped), or 1
   float* grad_b;         // its bias gradient: the column sums of the masked gradient
 };
 
-template <int kChunks>
+// The MLP feature that lane `sub` holds in its k-th register slot: features sub + 8k (M
+// StridedMlp: one 2- or 4-byte load each, any width), or 8 sub + k (M the MLP's element type: the
+// lane's 8 features as one 16-byte fp16 or two fp32 loads, for widths of 8, 16, ..., 64 and
+// 16-byte rows).
+struct StridedMlp {};
+template <typename M>
+constexpr bool strided_mlp = std::is_same<M, StridedMlp>::value;
+template <typename M>
+__device__ __forceinline__ int mlp_feature(int sub, int k) {
+  return strided_mlp<M> ? sub + kRowLanes * k : 8 * sub + k;
+}
+
+template <int kChunks, typename M>
 __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     head_loss_kernel(EmbedTables t, const uint32_t* users, const uint32_t* items, const void* mlp, DType mt,
                      const float* labels, int rows, HeadParams p, float grad_scale, const float* loss_scale, void* d_mlp,
@@ -159,7 +181,7 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
   const int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
   const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
   constexpr int kG = kChunks > 0 ? 4 * kChunks : kRegGmf;
-  // The lane's GMF (gmf_feature) and MLP (sub + 8k) features' sums, and the top layer's.
+  // The lane's GMF (gmf_feature) and MLP (mlp_feature) features' sums, and the top layer's.
   float sum_g[kG], sum_m[kRegMlp], sum_t[kRegMlp];
 #pragma unroll
   for (int k = 0; k < kG; ++k) sum_g[k] = 0.0f;
@@ -172,8 +194,19 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     const uint32_t u = valid ? users[row] : 0, v = valid ? items[row] : 0;
     const float* mu = t.mf_user + int64_t(u) * f;
     const float* mi = t.mf_item + int64_t(v) * f;
-    const uint32_t kept = valid && top.keep ? top.keep[row * kRowLanes + sub] : 0xffu;
-    const float s = valid ? gmf_dot<kChunks>(mu, mi, p, sub) + dropped_mlp_dot(mlp, mt, row, p, sub, kept, top.drop) : 0.0f;
+    const uint64_t kept = valid ? keep_word(top.keep, row) : 0;
+    float s = 0.0f;
+    if (valid) {
+      s = gmf_dot<kChunks>(mu, mi, p, sub);
+      if constexpr (strided_mlp<M>) {
+        s += dropped_mlp_dot(mlp, mt, row, p, sub, kept, top.drop);
+      } else if (8 * sub < m) {
+        float a[8];
+        load8(static_cast<const M*>(mlp) + row * m + 8 * sub, a);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) s += p.w[f + 8 * sub + k] * dropped(a[k], (kept >> (8 * sub + k)) & 1u, top.drop, mt);
+      }
+    }
     const float z = group_sum(s) + p.b[0];
     // Whether the warp's four rows are one user's (a batch grouped by user has ~8 rows per user):
     // then their GMF user-row gradients are summed across the groups first, and one group adds
@@ -234,21 +267,32 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     }
     // d_mlp = g w_mlp, through the top layer's dropout and ReLU (live where its output after
     // dropout is > 0) when asked, rounded as the separate pass would see it.
-#pragma unroll
-    for (int k = 0; k < kRegMlp; ++k) {
-      const int j = sub + kRowLanes * k;
-      if (j < m) {
-        const float act = dropped(load(mlp, mt, row * m + j), (kept >> k) & 1u, top.drop, mt);  // the top layer's output
-        float d = g * p.w[f + j];
-        if (top.grad_b) {
-          d = act > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
-          sum_t[k] += d;
-        }
-        store(d_mlp, mt, row * m + j, d);
-        sum_m[k] += g * act;
+    // The gradient of feature j from the top layer's stored value x: its output after dropout
+    // `act`, and d, into the register sums of slot k.
+    auto mlp_grad = [&](int k, int j, float x) {
+      const float act = dropped(x, (kept >> j) & 1u, top.drop, mt);
+      float d = g * p.w[f + j];
+      if (top.grad_b) {
+        d = act > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
+        sum_t[k] += d;
       }
+      sum_m[k] += g * act;
+      return d;
+    };
+    if constexpr (strided_mlp<M>) {
+#pragma unroll
+      for (int k = 0; k < kRegMlp; ++k) {
+        const int j = sub + kRowLanes * k;
+        if (j < m) store(d_mlp, mt, row * m + j, mlp_grad(k, j, load(mlp, mt, row * m + j)));
+      }
+    } else if (8 * sub < m) {
+      float a[8], d[8];
+      load8(static_cast<const M*>(mlp) + row * m + 8 * sub, a);  // again (L1): no registers held
+#pragma unroll
+      for (int k = 0; k < 8; ++k) d[k] = mlp_grad(k, 8 * sub + k, a[k]);
+      store8(static_cast<M*>(d_mlp) + row * m + 8 * sub, d);
     }
-    for (int j = sub + kRowLanes * kRegMlp; j < m; j += kRowLanes) {  // (no dropout here: widths over 64 get a pass)
+    for (int j = sub + kRowLanes * kRegMlp; strided_mlp<M> && j < m; j += kRowLanes) {  // (no dropout here: widths over 64 get a pass)
       const float act = load(mlp, mt, row * m + j);
       float d = g * p.w[f + j];
       if (top.grad_b) {
@@ -275,11 +319,13 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     for (int k = 0; k < kG; ++k)
       if (gmf_feature<kChunks>(lane, k) < f) atomicAdd(&acc[gmf_feature<kChunks>(lane, k)], sum_g[k]);
 #pragma unroll
-    for (int k = 0; k < kRegMlp; ++k)
-      if (lane + kRowLanes * k < m) {
-        atomicAdd(&acc[f + lane + kRowLanes * k], sum_m[k]);
-        atomicAdd(&acc_top[lane + kRowLanes * k], sum_t[k]);
+    for (int k = 0; k < kRegMlp; ++k) {
+      const int j = mlp_feature<M>(lane, k);
+      if (j < m) {
+        atomicAdd(&acc[f + j], sum_m[k]);
+        atomicAdd(&acc_top[j], sum_t[k]);
       }
+    }
   }
   if (sub == 0) {
     atomicAdd(&acc[width], bias);
@@ -368,11 +414,20 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
   }
   const size_t smem = sizeof(float) * size_t(p.factors + 2 * p.mlp_width + 2);
   const float* ls = scaler ? scaler->scale : nullptr;
+  // The lane's 8 MLP features by 16-byte loads where the width and alignment allow.
+  const bool vec_mlp = p.mlp_width % 8 == 0 && p.mlp_width <= 8 * kRowLanes && aligned_to(mlp.data, 16) &&
+                       aligned_to(d_mlp.data, 16) && d_mlp.dtype == mlp.dtype;
   with_chunks(gmf_chunks(p.factors, {t.mf_user, t.mf_item, g_tables.mf_user, g_tables.mf_item}), [&](auto chunks) {
     constexpr int kChunks = decltype(chunks)::value;
-    head_loss_kernel<kChunks><<<head_blocks(rows), kThreads, smem, stream_>>>(
-        t, users, items, mlp.data, mlp.dtype, labels, rows, p, grad_scale, ls, d_mlp.data, top, g_tables, grad_w, grad_b,
-        loss_sum);
+    auto launch = [&](auto mlp_type) {
+      using M = decltype(mlp_type);
+      head_loss_kernel<kChunks, M><<<head_blocks(rows), kThreads, smem, stream_>>>(
+          t, users, items, mlp.data, mlp.dtype, labels, rows, p, grad_scale, ls, d_mlp.data, top, g_tables, grad_w, grad_b,
+          loss_sum);
+    };
+    if (!vec_mlp) launch(StridedMlp());
+    else if (mlp.dtype == DType::F16) launch(__half());
+    else launch(float());
   });
   NCF_LAUNCHED();
 }

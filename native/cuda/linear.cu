@@ -29,11 +29,9 @@ namespace {
 template <typename T>
 __global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* bias, Dropout d, bool vec8,
                                          UnitMask mask) {
-  const int groups = (cols + 7) / 8;
-  const int64_t total = int64_t(rows) * groups;
-  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = q / groups;
-    const int g = int(q - row * groups);
+  for (RowGroupWalk w((cols + 7) / 8); w.row < rows; w.next()) {
+    const int64_t row = w.row;
+    const int g = w.g;
     const int j0 = g * 8, lanes = min(8, cols - j0);
     T* const at = y + row * cols + j0;
     float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};

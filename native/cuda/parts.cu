@@ -47,11 +47,9 @@ __global__ void add_row_kernel(const T* x, const float* row, T* y, int64_t rows,
 template <typename T, typename O>
 __global__ void gather_add_relu_vec8(const T* a, const uint32_t* ia, const T* b, const uint32_t* ib, int64_t rows, int cols,
                                      O* out, Dropout d, UnitMask mask) {
-  const int q8 = cols / 8;
-  const int64_t total = rows * q8;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / q8;
-    const int g = int(i - r * q8), j = g * 8;
+  for (RowGroupWalk w(cols / 8); w.row < rows; w.next()) {
+    const int64_t r = w.row;
+    const int g = w.g, j = g * 8;
     float x[8], y[8];
     load8(a + int64_t(ia[r]) * cols + j, x);
     load8(b + int64_t(ib[r]) * cols + j, y);
@@ -67,11 +65,9 @@ __global__ void gather_add_relu_vec8(const T* a, const uint32_t* ia, const T* b,
 template <typename O>
 __global__ void gather_add_relu_kernel(const void* a, const uint32_t* ia, const void* b, const uint32_t* ib, DType in,
                                        int64_t rows, int cols, O* out, Dropout d, UnitMask mask) {
-  const int groups = (cols + 7) / 8;
-  const int64_t total = rows * groups;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / groups;
-    const int g = int(i - r * groups), j0 = g * 8, lanes = min(8, cols - j0);
+  for (RowGroupWalk w((cols + 7) / 8); w.row < rows; w.next()) {
+    const int64_t r = w.row;
+    const int g = w.g, j0 = g * 8, lanes = min(8, cols - j0);
     float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int l = 0; l < lanes; ++l)
       x[l] = load(a, in, int64_t(ia[r]) * cols + j0 + l) + load(b, in, int64_t(ib[r]) * cols + j0 + l);
@@ -104,8 +100,53 @@ __global__ void user_ranges_kernel(const uint32_t* users, int64_t n, uint32_t* f
   }
 }
 
+// The first layer's ReLU and dropout applied to gradient rows as the sums read them: 8 values
+// d of row r, columns 8g..8g+7, times scale where the layer's live-unit bit is set, else 0 (what
+// relu_dropout_backward would have written). bits null: no masking.
+struct RowMask {
+  const uint8_t* bits = nullptr;
+  int64_t row_bytes = 0;  // the mask's ld / 8
+  float scale = 1.0f;
+};
+__device__ __forceinline__ void mask8(const RowMask& m, uint32_t live, float* d) {
+  if (!m.bits) return;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) d[j] = (live >> j) & 1u ? d[j] * m.scale : 0.0f;
+}
+
+// A row's 8 columns as loaded, converted when used: fp16 rows keep their 16 bytes in 4 registers,
+// so a warp can hold more rows' loads in flight (kRowsInFlight) without losing occupancy.
+template <typename T>
+struct Raw8 {
+  float v[8];
+  __device__ void load(const T* p) { load8(p, v); }
+  __device__ void get(float* d) const {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) d[j] = v[j];
+  }
+};
+template <>
+struct Raw8<__half> {
+  uint4 raw;
+  __device__ void load(const __half* p) { raw = *reinterpret_cast<const uint4*>(p); }
+  __device__ void get(float* d) const {
+    Half8 h;
+    h.raw = raw;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __half22float2(h.h2[k]);
+      d[2 * k] = f.x;
+      d[2 * k + 1] = f.y;
+    }
+  }
+};
+// Rows whose loads a warp issues before it adds any of them (a user's ~8 rows at ml-20m's shape
+// in one round trip, where a loop of 4 and then 1 at a time waited for several).
+template <typename T>
+constexpr int kRowsInFlight = std::is_same<T, __half>::value ? 8 : 4;
+
 template <typename T, typename S>
-__global__ void pair_row_sums_by_user(const T* __restrict__ dz, const uint32_t* items, const uint32_t* first,
+__global__ void pair_row_sums_by_user(const T* __restrict__ dz, RowMask mask, const uint32_t* items, const uint32_t* first,
                                       const uint32_t* end, int64_t n_users, int cols, S* user_sums, float* item_sums) {
   const int lane = int(threadIdx.x) % 32, groups = cols / 8;
   const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
@@ -115,25 +156,28 @@ __global__ void pair_row_sums_by_user(const T* __restrict__ dz, const uint32_t* 
       const int k = g * 8;
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       // Row r's 8 values d: into its item's sums and the user's, in row order.
-      auto add = [&](int64_t r, const float* d) {
-        if (item_sums) atomic_add8(item_sums + int64_t(items[r]) * cols + k, d);
+      // kRowsInFlight rows' loads (and mask bytes) at a time, then their sums in row order
+      // (into their items' sums too, by atomics, with NCF_CUDA_ITEM_SORT=0).
+      constexpr int kR = kRowsInFlight<T>;
+      for (int64_t r = r0; r < r1; r += kR) {
+        Raw8<T> raw[kR];
+        uint32_t live[kR];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[j] += d[j];
-      };
-      // Four rows' loads in flight at a time: a heavy user's warp (ml-20m's largest has ~470 rows
-      // in a 1M batch) is then not four times as long as its loads' latency allows.
-      int64_t r = r0;
-      for (; r + 4 <= r1; r += 4) {
-        float d[4][8];
+        for (int i = 0; i < kR; ++i)
+          if (r + i < r1) {
+            raw[i].load(dz + (r + i) * cols + k);
+            live[i] = mask.bits ? mask.bits[(r + i) * mask.row_bytes + g] : 0xffu;
+          }
 #pragma unroll
-        for (int i = 0; i < 4; ++i) load8(dz + (r + i) * cols + k, d[i]);
+        for (int i = 0; i < kR; ++i)
+          if (r + i < r1) {
+            float d[8];
+            raw[i].get(d);
+            mask8(mask, live[i], d);
+            if (item_sums) atomic_add8(item_sums + int64_t(items[r + i]) * cols + k, d);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) add(r + i, d[i]);
-      }
-      for (; r < r1; ++r) {
-        float d[8];
-        load8(dz + r * cols + k, d);
-        add(r, d);
+            for (int j = 0; j < 8; ++j) acc[j] += d[j];
+          }
       }
       store8(user_sums + u * cols + k, acc);
     }
@@ -163,22 +207,32 @@ __global__ void item_slot_kernel(const uint32_t* items, int64_t n, const uint32_
 constexpr int kItemChunk = 32;
 
 // The per-item sums from the rows sorted by item: a warp takes kItemChunk consecutive sorted
-// rows, 8 columns per lane (one gathered row's 256 columns per step, four rows' loads in flight),
+// rows (their batch rows and items staged in shared memory first), 8 columns per lane (one
+// gathered row's 256 columns per step, kRowsInFlight rows' loads in flight),
 // sums each item's run in registers, and at the run's end stores it where the run is the item's
 // whole range, else adds it with 16-byte vector atomics (item_sums zeroed first): one atomic per
 // chunk boundary inside an item instead of one per row.
 template <typename T>
-__global__ void pair_row_sums_by_item(const T* __restrict__ dz, const uint32_t* order, const uint32_t* sorted_items,
+__global__ void pair_row_sums_by_item(const T* __restrict__ dz, RowMask mask, const uint32_t* order, const uint32_t* sorted_items,
                                       const uint32_t* start, const uint32_t* count, int64_t n, int cols,
                                       float* item_sums) {
-  const int lane = int(threadIdx.x) % 32, groups = cols / 8;
+  static_assert(kItemChunk == 32, "a chunk's rows and items are staged one per lane");
+  // The warp's chunk: its batch rows and items, staged by one coalesced load per lane.
+  __shared__ uint32_t chunk_rows[kThreads / 32][kItemChunk], chunk_items[kThreads / 32][kItemChunk];
+  const int lane = int(threadIdx.x) % 32, groups = cols / 8, w = int(threadIdx.x) / 32;
   const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
   for (int64_t c = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32; c * kItemChunk < n; c += warps) {
     const int64_t p0 = c * kItemChunk, p1 = min(n, p0 + kItemChunk);
+    __syncwarp();  // the last chunk's reads are done
+    if (p0 + lane < p1) {
+      chunk_rows[w][lane] = order[p0 + lane];
+      chunk_items[w][lane] = sorted_items[p0 + lane];
+    }
+    __syncwarp();
     for (int g = lane; g < groups; g += 32) {
       const int k = g * 8;
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      uint32_t item = sorted_items[p0];
+      uint32_t item = chunk_items[w][0];
       int64_t run0 = p0;
       auto flush = [&](int64_t run1) {
         float* dst = item_sums + int64_t(item) * cols + k;
@@ -186,8 +240,9 @@ __global__ void pair_row_sums_by_item(const T* __restrict__ dz, const uint32_t* 
         if (run0 == b && run1 == b + count[item]) store8(dst, acc);
         else atomic_add8(dst, acc);
       };
+      // Sorted row p's values d (masked) into its item's run.
       auto add = [&](int64_t p, const float* d) {
-        const uint32_t v = sorted_items[p];
+        const uint32_t v = chunk_items[w][p - p0];
         if (v != item) {
           flush(p);
           item = v;
@@ -198,21 +253,39 @@ __global__ void pair_row_sums_by_item(const T* __restrict__ dz, const uint32_t* 
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[j] += d[j];
       };
-      int64_t p = p0;
-      for (; p + 4 <= p1; p += 4) {
-        float d[4][8];
+      constexpr int kR = kRowsInFlight<T>;
+      for (int64_t p = p0; p < p1; p += kR) {
+        Raw8<T> raw[kR];
+        uint32_t live[kR];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) load8(dz + int64_t(order[p + i]) * cols + k, d[i]);
+        for (int i = 0; i < kR; ++i)
+          if (p + i < p1) {
+            const int64_t r = chunk_rows[w][p + i - p0];
+            raw[i].load(dz + r * cols + k);
+            live[i] = mask.bits ? mask.bits[r * mask.row_bytes + g] : 0xffu;
+          }
 #pragma unroll
-        for (int i = 0; i < 4; ++i) add(p + i, d[i]);
-      }
-      for (; p < p1; ++p) {
-        float d[8];
-        load8(dz + int64_t(order[p]) * cols + k, d);
-        add(p, d);
+        for (int i = 0; i < kR; ++i)
+          if (p + i < p1) {
+            float d[8];
+            raw[i].get(d);
+            mask8(mask, live[i], d);
+            add(p + i, d);
+          }
       }
       flush(p1);
     }
+  }
+}
+
+// sums[j] += the sum of column j of x [rows x cols] (fp32): a thread per column, blocks striding
+// the rows (coalesced rows), one atomic per column and block.
+__global__ void column_sums_kernel(const float* x, int64_t rows, int cols, float* sums) {
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+    float s = 0.0f;
+#pragma unroll 4
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) s += x[r * cols + j];
+    atomicAdd(&sums[j], s);
   }
 }
 
@@ -263,8 +336,8 @@ void CudaBackend::gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32
   NCF_LAUNCHED();
 }
 
-void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, bool users_ascending, const uint32_t* items, Mat user_sums,
-                                Mat item_sums) {
+void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* users, bool users_ascending,
+                                const uint32_t* items, Mat user_sums, Mat item_sums) {
   if (item_sums.dtype != DType::F32 || user_sums.cols != dz.cols || item_sums.cols != dz.cols)
     fail(ErrorCode::InvalidArgument, "pair_row_sums: sums of dz's width, fp32 per item");
   const int64_t n = dz.rows;
@@ -274,7 +347,7 @@ void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, bool users_ascend
   const bool half_sums = user_sums.dtype == DType::F16;
   const bool vec8 = cols % 8 == 0 && aligned_to(dz.data, 16) && aligned_to(user_sums.data, 16) && aligned_to(item_sums.data, 16);
   // NCF_CUDA_GROUPED=0 leaves sample_batch's rows in position order, whatever the caller says.
-  if (users_ascending && group_batches_ && sums_by_user_ && vec8) {
+  if (users_ascending && group_batches_ && sums_by_user_ && vec8 && (!layer || !layer->mask.empty())) {
     // Scratch: each user's first and end row; with the item sort, each item's count, first row and
     // cursor, and the sorted rows and their items.
     const size_t n_users = size_t(user_sums.rows), n_items = size_t(item_sums.rows), rows = size_t(n);
@@ -286,23 +359,36 @@ void CudaBackend::pair_row_sums(Mat dz, const uint32_t* users, bool users_ascend
     uint32_t *order = start + n_items, *sorted_items = order + rows;
     NCF_CUDA(cudaMemsetAsync(first, 0, sizeof(uint32_t) * (item_sort_ ? 2 * n_users + 2 * n_items : 2 * n_users), stream_));
     if (n > 0) user_ranges_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(users, n, first, end);
+    // The layer's masking as the kernels read dz; its bias gradient = the column sums of the item
+    // sums (each row is in exactly one item's).
+    RowMask mask;
+    if (layer) {
+      mask = RowMask{layer->mask.bits, layer->mask.ld / 8, layer->dropout.active ? layer->dropout.scale : 1.0f};
+      NCF_CUDA(cudaMemsetAsync(layer->grad_b, 0, sizeof(float) * size_t(cols), stream_));
+    }
     const unsigned blocks = blocks_for(user_sums.rows * 32);
     with_element_types(dz.dtype == DType::F16, half_sums, [&](auto dz_type, auto sum_type) {
       using T = decltype(dz_type);
       using S = decltype(sum_type);
-      pair_row_sums_by_user<T, S><<<blocks, kThreads, 0, stream_>>>(static_cast<const T*>(dz.data), items, first, end,
-                                                                    user_sums.rows, cols, static_cast<S*>(user_sums.data),
-                                                                    item_sort_ ? nullptr : item_sums.f32());
+      pair_row_sums_by_user<T, S><<<blocks, kThreads, 0, stream_>>>(
+          static_cast<const T*>(dz.data), mask, items, first, end, user_sums.rows, cols, static_cast<S*>(user_sums.data),
+          item_sort_ ? nullptr : item_sums.f32());
       if (!item_sort_ || n <= 0) return;
       item_count_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(items, n, count);
       exclusive_scan(count, uint32_t(n_items), start);
       item_slot_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(items, n, start, cursor, order, sorted_items);
       pair_row_sums_by_item<T><<<blocks_for((n + kItemChunk - 1) / kItemChunk * 32), kThreads, 0, stream_>>>(
-          static_cast<const T*>(dz.data), order, sorted_items, start, count, n, cols, item_sums.f32());
+          static_cast<const T*>(dz.data), mask, order, sorted_items, start, count, n, cols, item_sums.f32());
     });
+    if (layer && n > 0 && item_sums.rows > 0) {
+      const int64_t col_blocks = std::min<int64_t>(1024, std::max<int64_t>(1, item_sums.rows / 16));
+      column_sums_kernel<<<unsigned(col_blocks), kThreads, 0, stream_>>>(item_sums.f32(), item_sums.rows, cols, layer->grad_b);
+    }
     NCF_LAUNCHED();
     return;
   }
+  // Other paths take the masking as a pass first.
+  if (layer) relu_dropout_backward(dz, layer->y, layer->mask, layer->dropout, layer->grad_b);
   // Any order: the per-user sums by atomics, in fp32 (a scratch array when they are fp16).
   float* sums = user_sums.f32();
   if (half_sums) {

@@ -2,8 +2,8 @@
 // 1. sample_kernel: one thread per sample evaluates sample_at() (the epoch's Feistel shuffle and,
 //    for negatives, cuRAND Philox draws; core/sample_stream.h) in position order, into scratch.
 // 2. count_kernel: each user's rows (atomic adds into a zeroed counter per user).
-// 3. scan_kernel: the users' first rows, an exclusive scan of the counts by one block of 32
-//    warps, each over a contiguous chunk read 32 counts at a time.
+// 3. exclusive_scan: the users' first rows, an exclusive scan of the counts (a block per 4096
+//    users, two launches).
 // 4. slot_kernel: each sample takes a slot in its user's range (an atomic cursor: any order).
 // 5. place_kernel: each slot's sample moves to its user's range at its rank by position among
 //    the range (a scan of the range, which is short: a user's share of one batch), so the result
@@ -48,7 +48,7 @@ __global__ void count_kernel(int n, SampleScratch w) {
 }
 
 constexpr int kScanThreads = 1024;
-constexpr int kScanWarps = kScanThreads / 32;
+constexpr int kScanTile = 4 * kScanThreads;  // entries per block: 4 consecutive ones per thread
 
 // The inclusive prefix sum of v over the warp's lanes 0..lane.
 __device__ __forceinline__ uint32_t warp_inclusive_scan(uint32_t v, int lane) {
@@ -60,39 +60,73 @@ __device__ __forceinline__ uint32_t warp_inclusive_scan(uint32_t v, int lane) {
   return v;
 }
 
-// start = exclusive scan of count over n entries, by one block of 32 warps. Warp w owns a
-// contiguous chunk (a multiple of 32 entries) and reads it 32 consecutive counts at a time
-// (coalesced, the loads independent of each other): it sums the chunk, the first warp scans the
-// 32 sums, then each warp scans its chunk 32 counts at a time by shuffles, carrying the running
-// prefix.
-__global__ void __launch_bounds__(kScanThreads) scan_kernel(const uint32_t* count, uint32_t n, uint32_t* start) {
-  __shared__ uint32_t warp_start[kScanWarps];
-  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-  const uint32_t chunk = (n + 32 * kScanWarps - 1) / (32 * kScanWarps) * 32;
-  const uint32_t b = min(n, uint32_t(warp) * chunk), e = min(n, b + chunk);
-  uint32_t total = 0;
-#pragma unroll 8
-  for (uint32_t u = b + lane; u < e; u += 32) total += count[u];
+__device__ __forceinline__ uint32_t warp_sum(uint32_t v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
-  if (lane == 0) warp_start[warp] = total;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// The exclusive scan of count [n] in two launches of one block per kScanTile entries:
+// tile_sums_kernel sums each tile (coalesced reads); tile_scan_kernel adds up the tiles before
+// its own (one warp over at most n / 4096 sums), stages its tile in shared memory (coalesced),
+// scans it (4 consecutive entries per thread, then the warps' totals by shuffles) and writes it
+// back coalesced.
+__global__ void __launch_bounds__(kScanThreads) tile_sums_kernel(const uint32_t* count, uint32_t n, uint32_t* sums) {
+  __shared__ uint32_t warp_total[kScanThreads / 32];
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const uint32_t base = blockIdx.x * uint32_t(kScanTile);
+  uint32_t s = 0;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const uint32_t i = base + uint32_t(q * kScanThreads) + threadIdx.x;
+    if (i < n) s += count[i];
+  }
+  s = warp_sum(s);
+  if (lane == 0) warp_total[warp] = s;
   __syncthreads();
   if (warp == 0) {
-    const uint32_t own = warp_start[lane];
-    const uint32_t upto = warp_inclusive_scan(own, lane);
-    __syncwarp();
-    warp_start[lane] = upto - own;
+    const uint32_t t = warp_sum(warp_total[lane]);
+    if (lane == 0) sums[blockIdx.x] = t;
+  }
+}
+
+__global__ void __launch_bounds__(kScanThreads) tile_scan_kernel(const uint32_t* count, uint32_t n, const uint32_t* sums,
+                                                                 uint32_t* start) {
+  __shared__ uint32_t tile[kScanTile];
+  __shared__ uint32_t warp_start[kScanThreads / 32];
+  __shared__ uint32_t tile_start;
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const uint32_t base = blockIdx.x * uint32_t(kScanTile);
+  for (int i = threadIdx.x; i < kScanTile; i += kScanThreads) tile[i] = base + i < n ? count[base + i] : 0u;
+  if (warp == 0) {
+    uint32_t before = 0;
+    for (uint32_t b = lane; b < blockIdx.x; b += 32) before += sums[b];
+    before = warp_sum(before);
+    if (lane == 0) tile_start = before;
   }
   __syncthreads();
-  uint32_t run = warp_start[warp];
-#pragma unroll 4
-  for (uint32_t u0 = b; u0 < e; u0 += 32) {
-    const uint32_t u = u0 + uint32_t(lane);
-    const uint32_t c = u < e ? count[u] : 0u;
-    const uint32_t upto = warp_inclusive_scan(c, lane);
-    if (u < e) start[u] = run + upto - c;
-    run += __shfl_sync(0xffffffffu, upto, 31);
+  uint32_t v[4], own = 0;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    v[q] = own;  // the exclusive prefix within the thread's four
+    own += tile[4 * threadIdx.x + q];
   }
+  const uint32_t upto = warp_inclusive_scan(own, lane);
+  if (lane == 31) warp_start[warp] = upto;
+  __syncthreads();
+  if (warp == 0) {
+    const uint32_t total = warp_start[lane];
+    const uint32_t incl = warp_inclusive_scan(total, lane);
+    __syncwarp();
+    warp_start[lane] = incl - total;
+  }
+  __syncthreads();
+  const uint32_t first = tile_start + warp_start[warp] + upto - own;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) tile[4 * threadIdx.x + q] = first + v[q];
+  __syncthreads();
+  for (int i = threadIdx.x; i < kScanTile; i += kScanThreads)
+    if (base + i < n) start[base + i] = tile[i];
 }
 
 __global__ void slot_kernel(int n, SampleScratch w) {
@@ -152,7 +186,10 @@ void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint
 
 void CudaBackend::exclusive_scan(const uint32_t* count, uint32_t n, uint32_t* start) {
   if (n == 0) return;
-  scan_kernel<<<1, kScanThreads, 0, stream_>>>(count, n, start);
+  const uint32_t tiles = (n + kScanTile - 1) / kScanTile;
+  if (scan_sums_.size() < tiles) scan_sums_ = BackendArray<uint32_t>(*this, tiles);
+  tile_sums_kernel<<<tiles, kScanThreads, 0, stream_>>>(count, n, scan_sums_.get());
+  tile_scan_kernel<<<tiles, kScanThreads, 0, stream_>>>(count, n, scan_sums_.get(), start);
   NCF_LAUNCHED();
 }
 

@@ -29,6 +29,10 @@ class Io {
     u32_.emplace_back(be_, v.data(), v.size());
     return u32_.back().get();
   }
+  uint8_t* u8(const std::vector<uint8_t>& v) {
+    u8_.emplace_back(be_, v.data(), v.size());
+    return u8_.back().get();
+  }
   // A matrix of rows x cols from host floats, as fp16 when half.
   Mat mat(const std::vector<float>& v, int64_t rows, int64_t cols, bool half) {
     if (v.size() != size_t(rows * cols))
@@ -337,6 +341,23 @@ Napi::Value OpRunner::LiveUnits(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+// A LayerBelow from { y, dropout, seed, layer, epoch, pos0, mask } (a layer's output [n x cols],
+// its dropout, and optionally its live units as a UnitMask's bytes), with a zeroed bias gradient.
+LayerBelow layer_below_from(Io& io, const Napi::Object& o, const std::string& name, int64_t n, int64_t cols, bool fp16) {
+  LayerBelow l;
+  l.y = io.mat(get_f32(o.Get("y"), (name + ".y").c_str()), n, cols, fp16);
+  l.dropout = dropout_from(o);
+  l.grad_b = io.f32_zeros(size_t(cols));
+  if (has(o, "mask")) {
+    const std::vector<uint8_t> host = get_array<uint8_t>(o.Get("mask"), (name + ".mask").c_str(), napi_uint8_array);
+    if (host.size() != UnitMask::bytes_for(n, cols)) bad_option(name + ".mask", "rows x (columns rounded up to 128) bits");
+    l.mask = UnitMask{io.u8(host), UnitMask::ld_for(cols)};
+  }
+  return l;
+}
+}  // namespace
+
 // linearBackward({ dy, y, x, w, b, in, out, dropout..., wantDx, fp16, below })
 //   -> { dz, dx, gradW, gradB, gradBBelow }: relu_dropout_backward of dy, then linear_backward. With
 //   below: { y, dropout, seed, layer, epoch, pos0, mask } (the layer below's output, its dropout,
@@ -359,20 +380,9 @@ Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
     be_->relu_dropout_backward(dy, y, UnitMask{}, dropout_from(o), gb);
     const bool has_below = has(o, "below");
     LayerBelow below;
-    BackendArray<uint8_t> bits;
     if (has_below) {
       if (!want_dx) bad_option("below", "given only with wantDx");
-      const Napi::Object bo = get_object(o, "below");
-      const std::vector<float> yb = get_f32(bo.Get("y"), "below.y");
-      below.y = io.mat(yb, n, p.in, fp16);
-      below.dropout = dropout_from(bo);
-      below.grad_b = io.f32_zeros(size_t(p.in));
-      if (has(bo, "mask")) {
-        const std::vector<uint8_t> host = get_array<uint8_t>(bo.Get("mask"), "below.mask", napi_uint8_array);
-        if (host.size() != UnitMask::bytes_for(n, p.in)) bad_option("below.mask", "rows x (in rounded up to 128) bits");
-        bits = BackendArray<uint8_t>(*be_, host.data(), host.size());
-        below.mask = UnitMask{bits.get(), UnitMask::ld_for(p.in)};
-      }
+      below = layer_below_from(io, get_object(o, "below"), "below", n, p.in, fp16);
     }
     be_->linear_backward(dy, l.x, p, dx, gw, has_below ? &below : nullptr);
     Napi::Object r = Napi::Object::New(info.Env());
@@ -657,9 +667,11 @@ Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
   });
 }
 
-// pairRowSums({ dz, users, items, nUsers, nItems, cols, fp16, halfUserSums }) -> { userSums, itemSums }:
-// the rows of dz summed per user and per item (pair_row_sums; users in ascending order take the
-// backend's path for sorted batches; halfUserSums: fp16 per-user sums).
+// pairRowSums({ dz, users, items, nUsers, nItems, cols, fp16, halfUserSums, layer })
+//   -> { userSums, itemSums, gradB }: the rows of dz summed per user and per item (pair_row_sums;
+// users in ascending order take the backend's path for sorted batches; halfUserSums: fp16
+// per-user sums). With layer ({ y, dropout, seed, layer, epoch, pos0, mask }, as linearBackward's
+// below), dz is taken through that layer's ReLU and dropout first and gradB is its bias gradient.
 Napi::Value OpRunner::PairRowSums(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -670,14 +682,24 @@ Napi::Value OpRunner::PairRowSums(const Napi::CallbackInfo& info) {
     for (size_t r = 0; r < users.size(); ++r)
       if (users[r] >= uint32_t(nu) || items[r] >= uint32_t(ni)) bad_option("users/items", "within nUsers and nItems");
     Io io(*be_);
-    Mat dz = io.mat(get_f32(o.Get("dz"), "dz"), int64_t(users.size()), cols, get_bool(o, "fp16", false));
+    const int64_t n = int64_t(users.size());
+    const bool fp16 = get_bool(o, "fp16", false);
+    Mat dz = io.mat(get_f32(o.Get("dz"), "dz"), n, cols, fp16);
     // Garbage in the sums first: the op must overwrite them.
     Mat su = io.mat(std::vector<float>(size_t(nu) * size_t(cols), 7.0f), nu, cols, get_bool(o, "halfUserSums", false));
     Mat si = io.mat(std::vector<float>(size_t(ni) * size_t(cols), 7.0f), ni, cols, false);
-    be_->pair_row_sums(dz, io.u32(users), std::is_sorted(users.begin(), users.end()), io.u32(items), su, si);
+    const bool has_layer = has(o, "layer");
+    LayerBelow layer;
+    if (has_layer) {
+      layer = layer_below_from(io, get_object(o, "layer"), "layer", n, cols, fp16);
+      be_->upload(layer.grad_b, std::vector<float>(size_t(cols), 7.0f).data(), sizeof(float) * size_t(cols));
+    }
+    be_->pair_row_sums(dz, has_layer ? &layer : nullptr, io.u32(users), std::is_sorted(users.begin(), users.end()),
+                       io.u32(items), su, si);
     Napi::Object r = Napi::Object::New(info.Env());
     r.Set("userSums", out(info.Env(), io.read(su)));
     r.Set("itemSums", out(info.Env(), io.read(si)));
+    if (has_layer) r.Set("gradB", out(info.Env(), io.read(layer.grad_b, size_t(cols))));
     return r;
   });
 }
