@@ -145,6 +145,31 @@ struct Raw8<__half> {
 template <typename T>
 constexpr int kRowsInFlight = std::is_same<T, __half>::value ? 8 : 4;
 
+// Rows row_of(0) .. row_of(count - 1) of dz (count <= kRowsInFlight<T>), columns k..k+7 (group
+// g): every load and mask byte issued first, then visit(i, d) in order with the values masked.
+template <typename T, typename RowOf, typename Visit>
+__device__ __forceinline__ void rows_in_flight(const T* __restrict__ dz, int cols, int g, const RowMask& mask, int count,
+                                               RowOf row_of, Visit visit) {
+  constexpr int kR = kRowsInFlight<T>;
+  Raw8<T> raw[kR];
+  uint32_t live[kR];
+#pragma unroll
+  for (int i = 0; i < kR; ++i)
+    if (i < count) {
+      const int64_t r = row_of(i);
+      raw[i].load(dz + r * cols + g * 8);
+      live[i] = mask.bits ? mask.bits[r * mask.row_bytes + g] : 0xffu;
+    }
+#pragma unroll
+  for (int i = 0; i < kR; ++i)
+    if (i < count) {
+      float d[8];
+      raw[i].get(d);
+      mask8(mask, live[i], d);
+      visit(i, d);
+    }
+}
+
 template <typename T, typename S>
 __global__ void pair_row_sums_by_user(const T* __restrict__ dz, RowMask mask, const uint32_t* items, const uint32_t* first,
                                       const uint32_t* end, int64_t n_users, int cols, S* user_sums, float* item_sums) {
@@ -155,30 +180,17 @@ __global__ void pair_row_sums_by_user(const T* __restrict__ dz, RowMask mask, co
     for (int g = lane; g < groups; g += 32) {
       const int k = g * 8;
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      // Row r's 8 values d: into its item's sums and the user's, in row order.
-      // kRowsInFlight rows' loads (and mask bytes) at a time, then their sums in row order
-      // (into their items' sums too, by atomics, with NCF_CUDA_ITEM_SORT=0).
+      // kRowsInFlight rows at a time, summed in row order (and into their items' sums by
+      // atomics, with NCF_CUDA_ITEM_SORT=0).
       constexpr int kR = kRowsInFlight<T>;
-      for (int64_t r = r0; r < r1; r += kR) {
-        Raw8<T> raw[kR];
-        uint32_t live[kR];
+      for (int64_t r = r0; r < r1; r += kR)
+        rows_in_flight(
+            dz, cols, g, mask, int(min(int64_t(kR), r1 - r)), [&](int i) { return r + i; },
+            [&](int i, const float* d) {
+              if (item_sums) atomic_add8(item_sums + int64_t(items[r + i]) * cols + k, d);
 #pragma unroll
-        for (int i = 0; i < kR; ++i)
-          if (r + i < r1) {
-            raw[i].load(dz + (r + i) * cols + k);
-            live[i] = mask.bits ? mask.bits[(r + i) * mask.row_bytes + g] : 0xffu;
-          }
-#pragma unroll
-        for (int i = 0; i < kR; ++i)
-          if (r + i < r1) {
-            float d[8];
-            raw[i].get(d);
-            mask8(mask, live[i], d);
-            if (item_sums) atomic_add8(item_sums + int64_t(items[r + i]) * cols + k, d);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) acc[j] += d[j];
-          }
-      }
+              for (int j = 0; j < 8; ++j) acc[j] += d[j];
+            });
       store8(user_sums + u * cols + k, acc);
     }
   }
@@ -254,25 +266,10 @@ __global__ void pair_row_sums_by_item(const T* __restrict__ dz, RowMask mask, co
         for (int j = 0; j < 8; ++j) acc[j] += d[j];
       };
       constexpr int kR = kRowsInFlight<T>;
-      for (int64_t p = p0; p < p1; p += kR) {
-        Raw8<T> raw[kR];
-        uint32_t live[kR];
-#pragma unroll
-        for (int i = 0; i < kR; ++i)
-          if (p + i < p1) {
-            const int64_t r = chunk_rows[w][p + i - p0];
-            raw[i].load(dz + r * cols + k);
-            live[i] = mask.bits ? mask.bits[r * mask.row_bytes + g] : 0xffu;
-          }
-#pragma unroll
-        for (int i = 0; i < kR; ++i)
-          if (p + i < p1) {
-            float d[8];
-            raw[i].get(d);
-            mask8(mask, live[i], d);
-            add(p + i, d);
-          }
-      }
+      for (int64_t p = p0; p < p1; p += kR)
+        rows_in_flight(
+            dz, cols, g, mask, int(min(int64_t(kR), p1 - p)), [&](int i) { return int64_t(chunk_rows[w][p + i - p0]); },
+            [&](int i, const float* d) { add(p + i, d); });
       flush(p1);
     }
   }

@@ -48,6 +48,12 @@ void vote_kernel(int* out) {
                      2000 * __all_sync(0xffffffffu, lane < 31);
 }
 
+// Lane i gets lane i - 3's value (lanes 0..2 keep their own).
+void shuffle_up_kernel(int* out) {
+  const int lane = int(threadIdx.x % 32);
+  out[threadIdx.x] = __shfl_up_sync(0xffffffffu, lane * 10, 3);
+}
+
 void syncwarp_kernel(int* out) {
   __shared__ int slots[32];
   slots[threadIdx.x] = int(threadIdx.x) + 100;
@@ -140,6 +146,11 @@ void warp_and_block_checks() {
   ok = true;
   for (int i = 0; i < 64; ++i) ok = ok && v[size_t(i)] == 35 + 1000;
   expect(ok, "__shfl_sync broadcasts lane 5's value; __all_sync is true only where every lane agrees");
+  emu::launch(shuffle_up_kernel, dim3(1), dim3(64))(d);
+  const std::vector<int> up = host_array(d, 64);
+  ok = true;
+  for (int i = 0; i < 64; ++i) ok = ok && up[size_t(i)] == (i % 32 < 3 ? i % 32 : i % 32 - 3) * 10;
+  expect(ok, "__shfl_up_sync: lane i gets lane i - 3's value, lanes 0..2 their own");
   cudaFree(d);
 }
 
