@@ -204,19 +204,22 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
                              a.d_act(L - 1).head(n), &top, embed_grads(grads), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
   for (int l = L - 1; l >= (by_parts ? 1 : 0); --l) {
-    // Layer 0's input gradient goes to the embeddings as it is. By parts, the first layer's ReLU
-    // and dropout are pair_row_sums' to apply, as it reads the gradient.
-    const LayerBelow below = l > 0 ? as_below(l - 1) : LayerBelow{};
+    // Layer l's input gradient is taken through layer l - 1's ReLU and dropout, except layer 0's
+    // (it goes to the embeddings as it is) and, by parts, layer 1's: the first layer's ReLU and
+    // dropout are pair_row_sums' to apply, as it reads the gradient.
+    const bool through_below = l > 1 || (l == 1 && !by_parts);
+    const LayerBelow below = through_below ? as_below(l - 1) : LayerBelow{};
     const Mat d_in = l > 0 ? a.d_act(l - 1).head(n) : a.d_mlp_in().head(n);
     be_->linear_backward(a.d_act(l).head(n), input(l), layer(l), d_in, grads + layout_.weight[size_t(l)],
-                         l > 0 && !(by_parts && l == 1) ? &below : nullptr);
+                         through_below ? &below : nullptr);
   }
   if (by_parts) {
     // (With one hidden layer the output unit has taken the gradient through it already.)
     const LayerBelow first = as_below(0);
     first_layer_backward_by_parts(a, n, L > 1 ? &first : nullptr, grads);
+  } else {
+    be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
   }
-  else be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
   return false;
 }
 

@@ -112,14 +112,13 @@ class Network {
   // else the chain of ops. Returns whether the fused form ran.
   bool train_pass(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
                   const LossScaler* scaler, float* grads, double* loss_sum, bool fused = true) const;
-  // Allocates in `a` what train_pass will use (the fused kernel's matrices, or the chain's as
-  // well), so that the memory is taken, and counted, before the first step. Returns whether the
-  // fused kernel will run.
   // The parameters [first, second) whose gradients train_pass adds up by atomics (n > 0): the
   // caller zeroes only them; the rest it writes. The GMF tables' (the output unit's), and per row
   // the MLP tables' too; the fused op's, all.
   std::pair<size_t, size_t> accumulated_grads(const Activations& a, bool fused) const;
-  // Also sets a.first_layer (first_layer_for).
+  // Allocates in `a` what train_pass will use (the fused kernel's matrices, or the chain's as
+  // well), so that the memory is taken, and counted, before the first step. Returns whether the
+  // fused kernel will run. Also sets a.first_layer (first_layer_for).
   bool prepare_training(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const;
   // Whether the backend's fused train_pass would run for `a` (allocates nothing).
   bool fused_training_runs(Activations& a, const LossScaler* scaler, float* grads, double* loss_sum) const;

@@ -4,8 +4,9 @@
 // tables' gradients from the summed output gradients), add_row adds one row to every row of a
 // matrix, gather_add_relu adds a row of each of two tables per output row then applies ReLU and
 // dropout as linear_forward does (relu_dropout_rows), pair_row_sums sums gradient rows per user
-// and per item: each thread owns a block of columns and adds the rows in order, so the sums are
-// the same whatever the thread count.
+// and per item (taken through the first layer's ReLU and dropout in place first when asked:
+// relu_dropout_backward): each thread owns a block of columns and adds the rows in order, so the
+// sums are the same whatever the thread count.
 #include <algorithm>
 
 #include "../core/errors.h"

@@ -60,22 +60,16 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   // The op chains by default: on an H100 they ran 2.4x (--amp) to 4.9x (TF32) faster than the
   // fused train_pass kernel and 1.8x faster than split_forward (docs/figures.md); the fused
   // kernels stay available for work on them.
-  const char* fused = std::getenv("NCF_CUDA_FUSED");
-  fused_ = fused && std::string(fused) == "1";
+  fused_ = env_is("NCF_CUDA_FUSED", "1");
   // cuBLASLt's DRELU_BGRAD epilogue only with NCF_CUDA_DRELU=1: on an H100 (CUDA 13.0) its GEMMs
   // came with a 2.5 ms reduction kernel per step at batch 1M, and the --amp step ran 1.28x faster
   // with the masking pass instead (docs/figures.md, 2026-11-28 fourth session).
-  const char* drelu = std::getenv("NCF_CUDA_DRELU");
-  drelu_allowed_ = drelu && std::string(drelu) == "1";
-  const char* grouped = std::getenv("NCF_CUDA_GROUPED");
-  group_batches_ = !(grouped && std::string(grouped) == "0");
+  drelu_allowed_ = env_is("NCF_CUDA_DRELU", "1");
+  group_batches_ = !env_is("NCF_CUDA_GROUPED", "0");
   // Switches of single kernels' forms, for measuring what each gains (scripts/gpu-check.sh).
-  const char* by_user = std::getenv("NCF_CUDA_SUMS_BY_USER");
-  sums_by_user_ = !(by_user && std::string(by_user) == "0");
-  const char* item_sort = std::getenv("NCF_CUDA_ITEM_SORT");
-  item_sort_ = !(item_sort && std::string(item_sort) == "0");
-  const char* head_dropout = std::getenv("NCF_CUDA_HEAD_DROPOUT");
-  head_dropout_ = !(head_dropout && std::string(head_dropout) == "0");
+  sums_by_user_ = !env_is("NCF_CUDA_SUMS_BY_USER", "0");
+  item_sort_ = !env_is("NCF_CUDA_ITEM_SORT", "0");
+  head_dropout_ = !env_is("NCF_CUDA_HEAD_DROPOUT", "0");
 }
 
 CudaBackend::~CudaBackend() {

@@ -103,14 +103,14 @@ class CudaBackend final : public Backend {
                                    // bits; NCF_CUDA_HEAD_DROPOUT=0: a dropout pass over that layer first
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient
   BackendArray<unsigned char> sample_scratch_;  // sample_batch's counting sort
-  BackendArray<unsigned char> sums_scratch_;    // pair_row_sums: users' row ranges, or fp32 sums
+  BackendArray<unsigned char> sums_scratch_;    // pair_row_sums: users' row ranges and the item sort, or fp32 sums
   BackendArray<unsigned char> keep_bits_;       // head_forward_backward: the last layer's dropout
   BackendArray<uint32_t> scan_sums_;            // exclusive_scan's tile sums
   // y = dropout(relu(y + bias)) in place (bias may be null: then dropout alone), with y's live
   // units into mask when it is not empty: linear_forward's pass after a GEMM without the bias
   // epilogue, and head_forward_backward's dropout for widths its kernel does not draw for.
   void bias_relu_dropout(Mat y, const float* bias, const Dropout& d, UnitMask mask);
-  // start = the exclusive prefix sums of count[0..n) (one block; sample.cu).
+  // start = the exclusive prefix sums of count[0..n) (a block per 4096 entries; sample.cu).
   void exclusive_scan(const uint32_t* count, uint32_t n, uint32_t* start);
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
   // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue, its bias gradient into

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -97,17 +98,21 @@ __device__ __forceinline__ void store8(T* dst, const float* v) {
     reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
   }
 }
+// Eight fp16 values as loaded in 16 bytes, to floats.
+__device__ __forceinline__ void unpack8(uint4 raw, float* v) {
+  Half8 p;
+  p.raw = raw;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 f = __half22float2(p.h2[k]);
+    v[2 * k] = f.x;
+    v[2 * k + 1] = f.y;
+  }
+}
 template <typename T>
 __device__ __forceinline__ void load8(const T* src, float* v) {
   if constexpr (std::is_same<T, __half>::value) {
-    Half8 p;
-    p.raw = *reinterpret_cast<const uint4*>(src);
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float2 f = __half22float2(p.h2[k]);
-      v[2 * k] = f.x;
-      v[2 * k + 1] = f.y;
-    }
+    unpack8(*reinterpret_cast<const uint4*>(src), v);
   } else {
     const float4 a = reinterpret_cast<const float4*>(src)[0], b = reinterpret_cast<const float4*>(src)[1];
     v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
@@ -115,7 +120,8 @@ __device__ __forceinline__ void load8(const T* src, float* v) {
 }
 
 // The sum of v over the warp's 32 lanes, in every lane (butterfly of shuffles).
-__device__ __forceinline__ float warp_sum(float v) {
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
@@ -162,6 +168,12 @@ struct RunSum8 {
   }
   __device__ void flush(float* table, int64_t ld) const { atomic_add8(table + int64_t(key) * ld, acc); }
 };
+
+// Whether the environment variable `name` is set to `value` (the backend's NCF_CUDA_* switches).
+inline bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == value;
+}
 
 inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 

@@ -27,8 +27,7 @@ __global__ void eval_rank_kernel(const float* logits, const uint8_t* masked, int
     const float pos = s[0];
     int ahead = 0;
     for (int i = 1 + lane; i < len; i += 32) ahead += ranks_ahead(s[i], pos, m[i]) ? 1 : 0;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ahead += __shfl_xor_sync(0xffffffffu, ahead, o);
+    ahead = warp_sum(ahead);
     if (lane == 0 && ahead < k) {
       atomicAdd(&hits_block, 1ull);
       atomicAdd(&dcg_block, rank_dcg(ahead, k));

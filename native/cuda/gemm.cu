@@ -1,7 +1,6 @@
 #include "gemm.cuh"
 
 #include <cstdio>
-#include <cstdlib>
 
 namespace ncf::cuda {
 
@@ -21,8 +20,7 @@ struct GemmRunner::Plan {
 GemmRunner::GemmRunner() {
   NCF_CUBLAS(cublasLtCreate(&handle_));
   NCF_CUDA(cudaMalloc(&workspace_, workspace_bytes_));
-  const char* nn = std::getenv("NCF_CUDA_GEMM_NN");
-  transpose_b_ = !(nn && std::string(nn) == "1");
+  transpose_b_ = !env_is("NCF_CUDA_GEMM_NN", "1");
 }
 
 GemmRunner::~GemmRunner() {

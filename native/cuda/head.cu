@@ -68,13 +68,6 @@ __device__ __forceinline__ float gmf_dot(const float* mu, const float* mi, const
   return s;
 }
 
-// The lane's share of w_mlp . mlp[row].
-__device__ __forceinline__ float mlp_dot(const void* mlp, DType mt, int64_t row, const HeadParams& p, int sub) {
-  float s = 0.0f;
-  for (int j = sub; j < p.mlp_width; j += kRowLanes) s += p.w[p.factors + j] * load(mlp, mt, row * p.mlp_width + j);
-  return s;
-}
-
 // v as it reads back after a store in t.
 __device__ __forceinline__ float as_stored(float v, DType t) {
   return t == DType::F16 ? __half2float(__float2half_rn(v)) : v;
@@ -86,13 +79,17 @@ __device__ __forceinline__ float dropped(float v, bool kept, const Dropout& d, D
   return d.active ? (kept ? as_stored(v * d.scale, t) : 0.0f) : v;
 }
 
-// The lane's share of w_mlp . dropout(mlp[row]) (features sub + 8k), with the row's keep bits
-// (bit j: feature j).
-__device__ __forceinline__ float dropped_mlp_dot(const void* mlp, DType mt, int64_t row, const HeadParams& p, int sub,
-                                                 uint64_t kept, const Dropout& d) {
+// Whether feature j is kept by the row's keep word (bit j; features past 64 have no bits: their
+// dropout, if any, was a pass before the unit).
+__device__ __forceinline__ bool kept_bit(uint64_t kept, int j) { return j >= 64 || ((kept >> j) & 1u); }
+
+// The lane's share of w_mlp . dropout(mlp[row]) (features sub + 8k), with the row's keep word;
+// without dropout (d inactive) the plain w_mlp . mlp[row].
+__device__ __forceinline__ float mlp_dot(const void* mlp, DType mt, int64_t row, const HeadParams& p, int sub,
+                                         uint64_t kept, const Dropout& d) {
   float s = 0.0f;
   for (int j = sub; j < p.mlp_width; j += kRowLanes)
-    s += p.w[p.factors + j] * dropped(load(mlp, mt, row * p.mlp_width + j), (kept >> j) & 1u, d, mt);
+    s += p.w[p.factors + j] * dropped(load(mlp, mt, row * p.mlp_width + j), kept_bit(kept, j), d, mt);
   return s;
 }
 
@@ -133,7 +130,7 @@ __global__ void head_forward_kernel(EmbedTables t, const uint32_t* users, const 
     if (valid)
       s = gmf_dot<kChunks>(t.mf_user + int64_t(users[row]) * p.factors, t.mf_item + int64_t(items[row]) * p.factors, p,
                            sub) +
-          mlp_dot(mlp, mt, row, p, sub);
+          mlp_dot(mlp, mt, row, p, sub, ~uint64_t(0), Dropout{});
     const float z = group_sum(s) + p.b[0];  // rows past the end take part with zeros
     if (valid && sub == 0) logits[row] = z;
   }
@@ -199,12 +196,12 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     if (valid) {
       s = gmf_dot<kChunks>(mu, mi, p, sub);
       if constexpr (strided_mlp<M>) {
-        s += dropped_mlp_dot(mlp, mt, row, p, sub, kept, top.drop);
+        s += mlp_dot(mlp, mt, row, p, sub, kept, top.drop);
       } else if (8 * sub < m) {
         float a[8];
         load8(static_cast<const M*>(mlp) + row * m + 8 * sub, a);
 #pragma unroll
-        for (int k = 0; k < 8; ++k) s += p.w[f + 8 * sub + k] * dropped(a[k], (kept >> (8 * sub + k)) & 1u, top.drop, mt);
+        for (int k = 0; k < 8; ++k) s += p.w[f + 8 * sub + k] * dropped(a[k], kept_bit(kept, 8 * sub + k), top.drop, mt);
       }
     }
     const float z = group_sum(s) + p.b[0];
@@ -270,7 +267,7 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
     // The gradient of feature j from the top layer's stored value x: its output after dropout
     // `act`, and d, into the register sums of slot k.
     auto mlp_grad = [&](int k, int j, float x) {
-      const float act = dropped(x, (kept >> j) & 1u, top.drop, mt);
+      const float act = dropped(x, kept_bit(kept, j), top.drop, mt);
       float d = g * p.w[f + j];
       if (top.grad_b) {
         d = act > 0.0f ? as_stored(d, mt) * top.scale : 0.0f;
@@ -398,7 +395,7 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
   if (top.grad_b) NCF_CUDA(cudaMemsetAsync(top.grad_b, 0, sizeof(float) * size_t(p.mlp_width), stream_));
   if (rows <= 0) return;
   if (top.drop.active && p.mlp_width <= kRowLanes * 8 && head_dropout_) {
-    // The keep bits first, in the lanes' order.
+    // The keep bits first, a 64-bit word per row.
     const size_t bytes = size_t(rows) * sizeof(uint2);
     if (keep_bits_.size() < bytes) keep_bits_ = BackendArray<unsigned char>(*this, bytes);
     keep_bits_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(top.drop, rows, p.mlp_width,

@@ -129,16 +129,7 @@ template <>
 struct Raw8<__half> {
   uint4 raw;
   __device__ void load(const __half* p) { raw = *reinterpret_cast<const uint4*>(p); }
-  __device__ void get(float* d) const {
-    Half8 h;
-    h.raw = raw;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float2 f = __half22float2(h.h2[k]);
-      d[2 * k] = f.x;
-      d[2 * k + 1] = f.y;
-    }
-  }
+  __device__ void get(float* d) const { unpack8(raw, d); }
 };
 // Rows whose loads a warp issues before it adds any of them (a user's ~8 rows at ml-20m's shape
 // in one round trip, where a loop of 4 and then 1 at a time waited for several).
@@ -363,6 +354,12 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
       mask = RowMask{layer->mask.bits, layer->mask.ld / 8, layer->dropout.active ? layer->dropout.scale : 1.0f};
       NCF_CUDA(cudaMemsetAsync(layer->grad_b, 0, sizeof(float) * size_t(cols), stream_));
     }
+    const bool sorted_by_item = item_sort_ && n > 0;
+    if (sorted_by_item) {  // the batch's rows sorted by item (they do not depend on dz)
+      item_count_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(items, n, count);
+      exclusive_scan(count, uint32_t(n_items), start);
+      item_slot_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(items, n, start, cursor, order, sorted_items);
+    }
     const unsigned blocks = blocks_for(user_sums.rows * 32);
     with_element_types(dz.dtype == DType::F16, half_sums, [&](auto dz_type, auto sum_type) {
       using T = decltype(dz_type);
@@ -370,12 +367,9 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
       pair_row_sums_by_user<T, S><<<blocks, kThreads, 0, stream_>>>(
           static_cast<const T*>(dz.data), mask, items, first, end, user_sums.rows, cols, static_cast<S*>(user_sums.data),
           item_sort_ ? nullptr : item_sums.f32());
-      if (!item_sort_ || n <= 0) return;
-      item_count_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(items, n, count);
-      exclusive_scan(count, uint32_t(n_items), start);
-      item_slot_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(items, n, start, cursor, order, sorted_items);
-      pair_row_sums_by_item<T><<<blocks_for((n + kItemChunk - 1) / kItemChunk * 32), kThreads, 0, stream_>>>(
-          static_cast<const T*>(dz.data), mask, order, sorted_items, start, count, n, cols, item_sums.f32());
+      if (sorted_by_item)
+        pair_row_sums_by_item<T><<<blocks_for((n + kItemChunk - 1) / kItemChunk * 32), kThreads, 0, stream_>>>(
+            static_cast<const T*>(dz.data), mask, order, sorted_items, start, count, n, cols, item_sums.f32());
     });
     if (layer && n > 0 && item_sums.rows > 0) {
       const int64_t col_blocks = std::min<int64_t>(1024, std::max<int64_t>(1, item_sums.rows / 16));

@@ -60,12 +60,6 @@ __device__ __forceinline__ uint32_t warp_inclusive_scan(uint32_t v, int lane) {
   return v;
 }
 
-__device__ __forceinline__ uint32_t warp_sum(uint32_t v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 // The exclusive scan of count [n] in two launches of one block per kScanTile entries:
 // tile_sums_kernel sums each tile (coalesced reads); tile_scan_kernel adds up the tiles before
 // its own (one warp over at most n / 4096 sums), stages its tile in shared memory (coalesced),

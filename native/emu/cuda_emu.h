@@ -161,8 +161,7 @@ T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
 template <typename T>
 T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   const int lane = int(threadIdx.x % 32), src = lane - int(delta);
-  const T got = ::emu::shuffle_from(mask, v, src < 0 ? lane : src, width);
-  return got;
+  return ::emu::shuffle_from(mask, v, src < 0 ? lane : src, width);
 }
 
 // Whether pred holds in every lane (a butterfly of exchanges, so every lane takes part).
