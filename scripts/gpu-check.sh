@@ -8,8 +8,9 @@
 # parts, NCF_FIRST_LAYER=rows, with the per-user gradient sums by atomics, NCF_CUDA_SUMS_BY_USER=0,
 # with the per-item sums by atomics instead of over the rows sorted by item, NCF_CUDA_ITEM_SORT=0,
 # TF32 training with the input-gradient GEMMs on the weights as stored, NCF_CUDA_GEMM_NN=1,
-# and with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0; the fused kernels,
-# NCF_CUDA_FUSED=1),
+# with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0, and with each GEMM on the
+# heuristic's first algorithm instead of the fastest of its candidates, NCF_CUDA_GEMM_TUNE=0, --amp
+# and TF32; the fused kernels, NCF_CUDA_FUSED=1),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
@@ -21,11 +22,15 @@
 #            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), the
 #            per-user sums by atomics (NCF_CUDA_SUMS_BY_USER=0), the per-item sums by atomics
 #            (NCF_CUDA_ITEM_SORT=0), the last layer's dropout as a
-#            pass (NCF_CUDA_HEAD_DROPOUT=0), and the fused kernels (NCF_CUDA_FUSED=1)
+#            pass (NCF_CUDA_HEAD_DROPOUT=0), untuned GEMMs (NCF_CUDA_GEMM_TUNE=0), and the
+#            fused kernels (NCF_CUDA_FUSED=1)
 #     targets  the issue's figures only: self-test, --amp and TF32 training, the memory of
 #            --no-neg-trick, evaluation, HR@10 with and without --amp
 #     dry    no build and small data, for checking this script without a GPU: run it with
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
+#
+# The main training benchmarks run with NCF_CUDA_GEMM_LOG=1: the summary gets each tuned GEMM's
+# pick, log.txt every candidate's configuration and time.
 #
 # At most 8 files go to ${OUT:-gpu-check}/ (what the device tool brings back): summary.txt,
 # log.txt and six JSON files. Checkpoints and logs go to a scratch folder.
@@ -53,6 +58,8 @@ run() {
 }
 # The figure lines of a benchmark's output, prefixed with a label.
 figures() { grep -E 'throughput|epoch time|peak memory|peak device' | sed "s/^/$1/"; }
+# A benchmark's output without the GEMM tuning log's per-candidate lines (log.txt keeps them).
+picks() { grep -v '^ncf gemm tune   '; }
 # A command whose stdout is JSON: stdout to the file, its messages to the log only.
 run_json() {
   local file=$1; shift
@@ -123,10 +130,14 @@ switch_runs() {
     | figures "NCF_CUDA_GEMM_NN=1, TF32: " | tee -a "$out/summary.txt"
   run env NCF_CUDA_HEAD_DROPOUT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-headdrop.json" \
     | figures "NCF_CUDA_HEAD_DROPOUT=0, --amp: " | tee -a "$out/summary.txt"
+  for flag in --amp ""; do
+    run env NCF_CUDA_GEMM_TUNE=0 $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-untuned.json" \
+      | figures "NCF_CUDA_GEMM_TUNE=0, ${flag:-TF32}: " | tee -a "$out/summary.txt"
+  done
 }
 
 step "bench train --amp"
-run $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | tee -a "$out/summary.txt"
+run env NCF_CUDA_GEMM_LOG=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | picks | tee -a "$out/summary.txt"
 if [ "$mode" = quick ]; then
   switch_runs
   run env NCF_CUDA_FUSED=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-fused.json" | figures "fused, --amp: " | tee -a "$out/summary.txt"
@@ -134,7 +145,7 @@ if [ "$mode" = quick ]; then
 fi
 
 step "bench train (TF32)"
-run $cli bench train --synthetic $shape "${batch[@]}" -e $train_epochs --out "$out/bench-train-tf32.json" | tee -a "$out/summary.txt"
+run env NCF_CUDA_GEMM_LOG=1 $cli bench train --synthetic $shape "${batch[@]}" -e $train_epochs --out "$out/bench-train-tf32.json" | picks | tee -a "$out/summary.txt"
 step "bench train --amp --no-neg-trick (memory)"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | figures "--no-neg-trick: " | tee -a "$out/summary.txt"
 step "bench eval"

@@ -64,7 +64,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     const r = cli(['train', '--data', data, '-b', '2048', '-e', '2', '--eval-after', '0', '--seed', '3', '--factors', '16',
       '--layers', '64', '32', '16', '--backend', backend, '--checkpoint-dir', ck, '--log-path', path.join(ck, 'log.json'), '--json', ...extra], home, env);
     t.equal(r.status, 0, r.stderr);
-    return { summary: JSON.parse(r.stdout), checkpoint: path.join(ck, 'model.safetensors') };
+    return { summary: JSON.parse(r.stdout), checkpoint: path.join(ck, 'model.safetensors'), stderr: r.stderr };
   };
   const cpu = run('cpu', 'cpu');
   const gpu = run('cuda', 'cuda', ['--no-tf32']); // the op chains (no fused form without TF32)
@@ -74,6 +74,9 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const ampChain = run('cuda', 'amp-chain', ['--amp']); // the op chains (the default), fp16
   // The op chains with the layers' masking in the DRELU_BGRAD epilogue instead of a separate pass.
   const ampEpilogue = run('cuda', 'amp-epilogue', ['--amp'], { NCF_CUDA_DRELU: '1' });
+  // The same with every GEMM's algorithm tuned among the (emulated) heuristic's candidates: the
+  // tuning reruns each GEMM in place (its C, the DRELU_BGRAD bias gradient), which must change nothing.
+  const ampTuned = run('cuda', 'amp-tuned', ['--amp'], { NCF_CUDA_DRELU: '1', NCF_CUDA_GEMM_TUNE: 'all', NCF_CUDA_GEMM_LOG: '1' });
   // And with the batch left in position order (the GPU's switch for measuring the grouping).
   const ampUngrouped = run('cuda', 'amp-ungrouped', ['--amp'], { NCF_CUDA_GROUPED: '0' });
   // And with the first layer per row (2,048 rows against 500 users and items run it by parts).
@@ -84,6 +87,11 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   t.match(ampChain.summary.info.kernels, /^op chain training \(first layer by parts\), op chain evaluation$/);
   t.match(ampRows.summary.info.kernels, /^op chain training \(first layer per row\), op chain evaluation$/);
   t.match(gpu.summary.info.backend, /cuda/);
+  t.match(ampTuned.stderr, /ncf gemm tune \[.*\] m=2048 n=16 k=32: picked \d of 3/, 'the tuning log names each tuned GEMM');
+  t.match(ampTuned.stderr, /ncf gemm tune {3}2: [\d.]+ ms, workspace 0, waves 1\.00, algo 2 /, 'and each candidate');
+  t.notMatch(ampEpilogue.stderr, /ncf gemm tune/, 'no log without NCF_CUDA_GEMM_LOG');
+  const curve = (s: { epochs: { loss: number; hr: number; ndcg: number }[] }) => s.epochs.map((e) => [e.loss, e.hr, e.ndcg]);
+  t.same(curve(ampTuned.summary), curve(ampEpilogue.summary), 'tuned GEMMs train exactly like the untuned (one host GEMM)');
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
     const p = ampEpilogue.summary.epochs[i], u = ampUngrouped.summary.epochs[i], w = ampRows.summary.epochs[i];

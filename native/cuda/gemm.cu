@@ -1,6 +1,8 @@
 #include "gemm.cuh"
 
+#include <cmath>
 #include <cstdio>
+#include <vector>
 
 namespace ncf::cuda {
 
@@ -9,6 +11,8 @@ struct GemmRunner::Plan {
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulAlgo_t algo{};
   bool ok = false;
+  // The heuristic's candidates, best guess first, until the plan is tuned (then emptied).
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
   ~Plan() {
     if (la) cublasLtMatrixLayoutDestroy(la);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
@@ -21,6 +25,8 @@ GemmRunner::GemmRunner() {
   NCF_CUBLAS(cublasLtCreate(&handle_));
   NCF_CUDA(cudaMalloc(&workspace_, workspace_bytes_));
   transpose_b_ = !env_is("NCF_CUDA_GEMM_NN", "1");
+  tune_ = env_is("NCF_CUDA_GEMM_TUNE", "0") ? Tune::None : env_is("NCF_CUDA_GEMM_TUNE", "all") ? Tune::All : Tune::Large;
+  log_ = env_is("NCF_CUDA_GEMM_LOG", "1");
 }
 
 GemmRunner::~GemmRunner() {
@@ -50,6 +56,51 @@ __global__ void transpose_kernel(const float* b, int k, int n, int ldb, float* b
 
 // B's elements at most for the transposed copy (a weight; 4 MiB of fp32).
 constexpr int64_t kTransposeMax = int64_t(1) << 20;
+
+// Tuning: GEMMs of at least this many flops (2mnk; a training layer at batch 1M has 17-67
+// GFLOP), the heuristic's first candidates timed, and the runs timed per candidate after one
+// untimed run. A candidate must beat the heuristic's first by this fraction to replace it, so
+// that timing noise does not swap equals.
+constexpr double kTuneFlops = double(1u << 30);
+constexpr int kTuneCandidates = 8;
+constexpr int kTuneRuns = 2;
+constexpr float kTuneMargin = 0.03f;
+
+// An algorithm's configuration, for the tuning log.
+void describe(const cublasLtMatmulAlgo_t& algo, char* out, size_t size) {
+  auto get = [&](cublasLtMatmulAlgoConfigAttributes_t attr) -> long long {
+    int32_t v = 0;  // the attributes printed are all 32-bit
+    size_t written = 0;
+    return cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written) == CUBLAS_STATUS_SUCCESS ? v : -1;
+  };
+  std::snprintf(out, size, "algo %lld tile %lld stages %lld splitK %lld reduction %lld swizzle %lld custom %lld",
+                get(CUBLASLT_ALGO_CONFIG_ID), get(CUBLASLT_ALGO_CONFIG_TILE_ID), get(CUBLASLT_ALGO_CONFIG_STAGES_ID),
+                get(CUBLASLT_ALGO_CONFIG_SPLITK_NUM), get(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME),
+                get(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING), get(CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION));
+}
+
+// Elapsed milliseconds between two events recorded on a stream, waiting for the second.
+struct EventTimer {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  EventTimer() {
+    NCF_CUDA(cudaEventCreate(&start));
+    NCF_CUDA(cudaEventCreate(&stop));
+  }
+  ~EventTimer() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+  void begin(cudaStream_t s) { NCF_CUDA(cudaEventRecord(start, s)); }
+  float end_ms(cudaStream_t s) {
+    NCF_CUDA(cudaEventRecord(stop, s));
+    NCF_CUDA(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    NCF_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    return ms;
+  }
+};
 }  // namespace
 
 const float* GemmRunner::transposed_b(const GemmCall& g, cudaStream_t stream) {
@@ -126,14 +177,20 @@ bool GemmRunner::run(const GemmCall& g_in, cudaStream_t stream) {
     NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
     NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
     NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
-    cublasLtMatmulHeuristicResult_t result{};
+    const bool tuned = g.beta == 0.0f && (tune_ == Tune::All || (tune_ == Tune::Large &&
+                                                                  2.0 * g.m * double(g.n) * g.k >= kTuneFlops));
+    cublasLtMatmulHeuristicResult_t results[kTuneCandidates]{};
     int found = 0;
-    const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->la, plan->lb, plan->lc, plan->lc, pref, 1, &result, &found);
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->la, plan->lb, plan->lc, plan->lc,
+                                                             pref, tuned ? kTuneCandidates : 1, results, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     plan->ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (plan->ok) plan->algo = result.algo;
-    else if (g.epilogue == Epilogue::None)
+    if (plan->ok) {
+      plan->algo = results[0].algo;
+      for (int i = 1; i < found; ++i)
+        if (results[i].state == CUBLAS_STATUS_SUCCESS) plan->candidates.push_back(results[i]);
+      if (!plan->candidates.empty()) plan->candidates.insert(plan->candidates.begin(), results[0]);
+    } else if (g.epilogue == Epilogue::None)
       throw_cublas(st == CUBLAS_STATUS_SUCCESS ? CUBLAS_STATUS_NOT_SUPPORTED : st, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
     slot = std::move(plan);
   }
@@ -143,9 +200,43 @@ bool GemmRunner::run(const GemmCall& g_in, cudaStream_t stream) {
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
   if (g.epilogue == Epilogue::DReluBgrad)
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof g.aux));
-  NCF_CUBLAS(cublasLtMatmul(handle_, p.desc, &g.alpha, g.b, p.la, g.a, p.lb, &g.beta, g.c, p.lc, g.c, p.lc, &p.algo,
-                            workspace_, workspace_bytes_, stream));
+  if (!p.candidates.empty()) tune(g, p, key, stream);
+  NCF_CUBLAS(matmul(g, p, p.algo, stream));
   return true;
+}
+
+cublasStatus_t GemmRunner::matmul(const GemmCall& g, Plan& p, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream) {
+  return cublasLtMatmul(handle_, p.desc, &g.alpha, g.b, p.la, g.a, p.lb, &g.beta, g.c, p.lc, g.c, p.lc, &algo, workspace_,
+                        workspace_bytes_, stream);
+}
+
+// Times each candidate on this call's operands and keeps the fastest in p.algo. Only plans with
+// beta 0 have candidates: a run reads A, B (and the bias or bit-mask) and overwrites C (and the
+// bias gradient), all of which the call that follows rewrites, so the reruns change nothing.
+void GemmRunner::tune(const GemmCall& g, Plan& p, const char* key, cudaStream_t stream) {
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+  candidates.swap(p.candidates);
+  EventTimer timer;
+  std::vector<float> ms(candidates.size(), INFINITY);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (matmul(g, p, candidates[i].algo, stream) != CUBLAS_STATUS_SUCCESS) continue;  // not for this call: skipped
+    timer.begin(stream);
+    for (int r = 0; r < kTuneRuns; ++r) NCF_CUBLAS(matmul(g, p, candidates[i].algo, stream));
+    ms[i] = timer.end_ms(stream) / kTuneRuns;
+  }
+  size_t best = 0;
+  for (size_t i = 1; i < ms.size(); ++i)
+    if (ms[i] < ms[best] * (best == 0 ? 1.0f - kTuneMargin : 1.0f)) best = i;
+  if (std::isfinite(ms[best])) p.algo = candidates[best].algo;
+  if (!log_) return;
+  std::fprintf(stderr, "ncf gemm tune [%s] m=%d n=%d k=%d: picked %zu of %zu (%.4f ms; the heuristic's first %.4f ms)\n", key, g.m,
+               g.n, g.k, best, candidates.size(), ms[best], ms[0]);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    char what[200];
+    describe(candidates[i].algo, what, sizeof what);
+    std::fprintf(stderr, "ncf gemm tune   %zu: %.4f ms, workspace %zu, waves %.2f, %s\n", i, ms[i], candidates[i].workspaceSize,
+                 candidates[i].wavesCount, what);
+  }
 }
 
 }  // namespace ncf::cuda

@@ -2,8 +2,10 @@
 //
 // cuBLAS is column-major; a row-major matrix M [r x c] is the column-major M^T [c x r] with the
 // same leading dimension, so a row-major C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T.
-// Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, types,
-// epilogue and pointer alignment, so a step reuses them without asking cuBLASLt again.
+// Plans (descriptors, layouts and the algorithm) are cached per shape, types, epilogue and pointer
+// alignment, so a step reuses them without asking cuBLASLt again. A large GEMM's algorithm is
+// tuned on its first call: each of the heuristic's first candidates is timed on the call's own
+// operands (with beta 0 a rerun only rewrites C and the epilogue's outputs) and the fastest kept.
 #pragma once
 #include <cublasLt.h>
 
@@ -73,15 +75,22 @@ class GemmRunner {
 
  private:
   struct Plan;
+  // Which plans are tuned: NCF_CUDA_GEMM_TUNE=0 none (the heuristic's first algorithm), =all
+  // every plan (for tests), else those of at least kTuneFlops. NCF_CUDA_GEMM_LOG=1 prints each
+  // tuning's candidates, configurations and times to stderr.
+  enum class Tune { None, Large, All };
+  Tune tune_ = Tune::Large;
+  bool log_ = false;
+  void tune(const GemmCall& g, Plan& p, const char* key, cudaStream_t stream);
+  cublasStatus_t matmul(const GemmCall& g, Plan& p, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream);
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32u << 20;
   bool tf32_ = true;
   std::map<std::string, std::unique_ptr<Plan>> plans_;
   // fp32 GEMMs whose B is not transposed and small (a layer's weight) run on a transposed copy
-  // of B: on an H100 (CUDA 13.0) cuBLASLt's TF32 kernels for that layout came with a second
-  // kernel ("Kernel2") that moved 2.6 GB per training step at batch 1M, as the layout with B
-  // transposed (the forward pass's) did not.
+  // of B, the layout of the forward pass's GEMMs: on an H100 (CUDA 13.0) that took TF32 training
+  // from 157.8M to 163.0M samples/s. (The cuBLASLt "Kernel2" seen beside TF32 GEMMs stayed.)
   void* b_copy_ = nullptr;
   size_t b_copy_bytes_ = 0;
   bool transpose_b_ = true;  // false with NCF_CUDA_GEMM_NN=1

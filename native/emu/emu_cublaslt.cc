@@ -48,6 +48,8 @@ uint32_t alignment_of(const void* p) {
   return a;
 }
 
+constexpr uint64_t kEmuAlgo = 0x454D55;  // marks an algorithm this emulator made
+
 size_t type_bytes(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
 
 float load(const void* p, cudaDataType_t t, size_t i) {
@@ -168,18 +170,40 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
                                      *reinterpret_cast<const Layout*>(c), *reinterpret_cast<const Layout*>(d));
   if (st == CUBLAS_STATUS_INVALID_VALUE) return st;
   if (st != CUBLAS_STATUS_SUCCESS) return CUBLAS_STATUS_SUCCESS;  // no algorithm: zero results
-  std::memset(&results[0], 0, sizeof results[0]);
-  // The "algorithm" remembers the alignments it was chosen for; cublasLtMatmul checks them.
+  // Up to kAlgos "algorithms", all the same host GEMM, so that a caller's choice among several
+  // is exercised; each remembers the alignments it was chosen for (cublasLtMatmul checks them)
+  // and its index (its CUBLASLT_ALGO_CONFIG_ID).
   const Preference& p = *reinterpret_cast<const Preference*>(pref);
-  results[0].algo.data[0] = p.align_a;
-  results[0].algo.data[1] = p.align_b;
-  results[0].algo.data[2] = p.align_c;
-  results[0].algo.data[3] = p.align_d;
-  results[0].algo.data[4] = 0x454D55;  // marks an algorithm this emulator made
-  results[0].workspaceSize = 0;
-  results[0].state = CUBLAS_STATUS_SUCCESS;
-  results[0].wavesCount = 1.0f;
-  *returned = 1;
+  constexpr int kAlgos = 3;
+  const int count = requested < kAlgos ? requested : kAlgos;
+  for (int i = 0; i < count; ++i) {
+    std::memset(&results[i], 0, sizeof results[i]);
+    results[i].algo.data[0] = p.align_a;
+    results[i].algo.data[1] = p.align_b;
+    results[i].algo.data[2] = p.align_c;
+    results[i].algo.data[3] = p.align_d;
+    results[i].algo.data[4] = kEmuAlgo;
+    results[i].algo.data[5] = uint64_t(i);
+    results[i].workspaceSize = 0;
+    results[i].state = CUBLAS_STATUS_SUCCESS;
+    results[i].wavesCount = 1.0f;
+  }
+  *returned = count;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t* algo, cublasLtMatmulAlgoConfigAttributes_t attr,
+                                                    void* buf, size_t size, size_t* written) {
+  if (!algo || algo->data[4] != kEmuAlgo) return CUBLAS_STATUS_INVALID_VALUE;
+  if (attr != CUBLASLT_ALGO_CONFIG_ID) return CUBLAS_STATUS_NOT_SUPPORTED;  // the only one emulated
+  if (size == 0 && written) {
+    *written = sizeof(int32_t);
+    return CUBLAS_STATUS_SUCCESS;
+  }
+  if (!buf || size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+  const int32_t id = int32_t(algo->data[5]);
+  std::memcpy(buf, &id, sizeof id);
+  if (written) *written = sizeof id;
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -191,7 +215,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   const Layout &la = *reinterpret_cast<const Layout*>(adesc), &lb = *reinterpret_cast<const Layout*>(bdesc),
                &lc = *reinterpret_cast<const Layout*>(cdesc), &ld = *reinterpret_cast<const Layout*>(ddesc);
   if (const cublasStatus_t st = validate(d, la, lb, lc, ld); st != CUBLAS_STATUS_SUCCESS) return st;
-  if (!algo || algo->data[4] != 0x454D55) return CUBLAS_STATUS_INVALID_VALUE;
+  if (!algo || algo->data[4] != kEmuAlgo) return CUBLAS_STATUS_INVALID_VALUE;
   if (alignment_of(A) < algo->data[0] || alignment_of(B) < algo->data[1] || alignment_of(C) < algo->data[2] ||
       alignment_of(D) < algo->data[3])
     return CUBLAS_STATUS_INVALID_VALUE;  // the algorithm was chosen for stricter alignment

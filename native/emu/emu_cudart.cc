@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -180,6 +181,35 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu::take_last_error(); }
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 
+// Events: work runs when it is launched, so an event records the host's clock when recorded.
+struct EmuEvent {
+  std::chrono::steady_clock::time_point at;
+  bool recorded = false;
+};
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = reinterpret_cast<cudaEvent_t>(new EmuEvent);
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete reinterpret_cast<EmuEvent*>(e);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  if (!e) return cudaErrorInvalidValue;
+  auto* ev = reinterpret_cast<EmuEvent*>(e);
+  ev->at = std::chrono::steady_clock::now();
+  ev->recorded = true;
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? emu::take_last_error() : cudaErrorInvalidValue; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop) {
+  const auto *a = reinterpret_cast<const EmuEvent*>(start), *b = reinterpret_cast<const EmuEvent*>(stop);
+  if (!a || !b || !ms) return cudaErrorInvalidValue;
+  if (!a->recorded || !b->recorded) return cudaErrorInvalidResourceHandle;
+  *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
+  return cudaSuccess;
+}
+
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (device < 0 || device >= emu::kDevices) return cudaErrorInvalidDevice;
   std::memset(prop, 0, sizeof *prop);
@@ -223,6 +253,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     default: return "cudaErrorUnknown";
   }
 }
@@ -233,6 +264,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle (emulator: an event not recorded)";
     default: return "unknown error";
   }
 }
