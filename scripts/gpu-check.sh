@@ -8,9 +8,10 @@
 # parts, NCF_FIRST_LAYER=rows, with the per-user gradient sums by atomics, NCF_CUDA_SUMS_BY_USER=0,
 # with the per-item sums by atomics instead of over the rows sorted by item, NCF_CUDA_ITEM_SORT=0,
 # TF32 training with the input-gradient GEMMs on the weights as stored, NCF_CUDA_GEMM_NN=1,
-# with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0, and with each GEMM on the
-# heuristic's first algorithm instead of the fastest of its candidates, NCF_CUDA_GEMM_TUNE=0, --amp
-# and TF32; the fused kernels, NCF_CUDA_FUSED=1),
+# with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0, and, --amp and TF32, with the
+# masking in the DRELU epilogue and a column-sum pass for the bias gradient, NCF_CUDA_DRELU=mask,
+# and with each GEMM on the heuristic's first algorithm instead of the fastest of its candidates,
+# NCF_CUDA_GEMM_TUNE=0; the fused kernels, NCF_CUDA_FUSED=1),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
@@ -22,8 +23,8 @@
 #            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), the
 #            per-user sums by atomics (NCF_CUDA_SUMS_BY_USER=0), the per-item sums by atomics
 #            (NCF_CUDA_ITEM_SORT=0), the last layer's dropout as a
-#            pass (NCF_CUDA_HEAD_DROPOUT=0), untuned GEMMs (NCF_CUDA_GEMM_TUNE=0), and the
-#            fused kernels (NCF_CUDA_FUSED=1)
+#            pass (NCF_CUDA_HEAD_DROPOUT=0), the DRELU epilogue (NCF_CUDA_DRELU=mask),
+#            untuned GEMMs (NCF_CUDA_GEMM_TUNE=0), and the fused kernels (NCF_CUDA_FUSED=1)
 #     targets  the issue's figures only: self-test, --amp and TF32 training, the memory of
 #            --no-neg-trick, evaluation, HR@10 with and without --amp
 #     dry    no build and small data, for checking this script without a GPU: run it with
@@ -131,6 +132,8 @@ switch_runs() {
   run env NCF_CUDA_HEAD_DROPOUT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-headdrop.json" \
     | figures "NCF_CUDA_HEAD_DROPOUT=0, --amp: " | tee -a "$out/summary.txt"
   for flag in --amp ""; do
+    run env NCF_CUDA_DRELU=mask $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-drelumask.json" \
+      | figures "NCF_CUDA_DRELU=mask, ${flag:-TF32}: " | tee -a "$out/summary.txt"
     run env NCF_CUDA_GEMM_TUNE=0 $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-untuned.json" \
       | figures "NCF_CUDA_GEMM_TUNE=0, ${flag:-TF32}: " | tee -a "$out/summary.txt"
   done

@@ -77,6 +77,10 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   // The same with every GEMM's algorithm tuned among the (emulated) heuristic's candidates: the
   // tuning reruns each GEMM in place (its C, the DRELU_BGRAD bias gradient), which must change nothing.
   const ampTuned = run('cuda', 'amp-tuned', ['--amp'], { NCF_CUDA_DRELU: '1', NCF_CUDA_GEMM_TUNE: 'all', NCF_CUDA_GEMM_LOG: '1' });
+  // The DRELU epilogue alone, the bias gradient from a column-sum pass.
+  const ampMask = run('cuda', 'amp-drelu-mask', ['--amp'], { NCF_CUDA_DRELU: 'mask' });
+  const tf32Mask = run('cuda', 'tf32-drelu-mask', [], { NCF_CUDA_DRELU: 'mask' });
+  const tf32Chain = run('cuda', 'tf32-chain', []);
   // And with the batch left in position order (the GPU's switch for measuring the grouping).
   const ampUngrouped = run('cuda', 'amp-ungrouped', ['--amp'], { NCF_CUDA_GROUPED: '0' });
   // And with the first layer per row (2,048 rows against 500 users and items run it by parts).
@@ -90,12 +94,14 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   t.match(ampTuned.stderr, /ncf gemm tune \[.*\] m=2048 n=16 k=32: picked \d of 3/, 'the tuning log names each tuned GEMM');
   t.match(ampTuned.stderr, /ncf gemm tune {3}2: [\d.]+ ms, workspace 0, waves 1\.00, algo 2 /, 'and each candidate');
   t.notMatch(ampEpilogue.stderr, /ncf gemm tune/, 'no log without NCF_CUDA_GEMM_LOG');
+  for (const r of [ampEpilogue, ampMask, tf32Mask]) t.notMatch(r.stderr, /epilogue is unavailable/, 'the epilogue passed its check and ran');
   const curve = (s: { epochs: { loss: number; hr: number; ndcg: number }[] }) => s.epochs.map((e) => [e.loss, e.hr, e.ndcg]);
   t.same(curve(ampTuned.summary), curve(ampEpilogue.summary), 'tuned GEMMs train exactly like the untuned (one host GEMM)');
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
     const p = ampEpilogue.summary.epochs[i], u = ampUngrouped.summary.epochs[i], w = ampRows.summary.epochs[i];
-    const sw = ampSwitched.summary.epochs[i];
+    const sw = ampSwitched.summary.epochs[i], am = ampMask.summary.epochs[i], tm = tf32Mask.summary.epochs[i];
+    const tc = tf32Chain.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
@@ -103,6 +109,8 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(Math.abs(a.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp ${a.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(c.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp, op chains ${c.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(p.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, DRELU_BGRAD epilogue ${p.loss} vs masking pass ${c.loss}`);
+    t.ok(Math.abs(am.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, DRELU epilogue ${am.loss} vs masking pass ${c.loss}`);
+    t.ok(Math.abs(tm.loss - tc.loss) < 1e-3 * tc.loss, `epoch ${i + 1} loss tf32, DRELU epilogue ${tm.loss} vs masking pass ${tc.loss}`);
     t.ok(Math.abs(u.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, position order ${u.loss} vs grouped ${c.loss}`);
     t.ok(Math.abs(w.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, first layer per row ${w.loss} vs by parts ${c.loss}`);
     t.ok(Math.abs(sw.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, sums by atomics and a dropout pass ${sw.loss} vs ${c.loss}`);

@@ -63,8 +63,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   fused_ = env_is("NCF_CUDA_FUSED", "1");
   // cuBLASLt's DRELU_BGRAD epilogue only with NCF_CUDA_DRELU=1: on an H100 (CUDA 13.0) its GEMMs
   // came with a 2.5 ms reduction kernel per step at batch 1M, and the --amp step ran 1.28x faster
-  // with the masking pass instead (docs/figures.md, 2026-11-28 fourth session).
-  drelu_allowed_ = env_is("NCF_CUDA_DRELU", "1");
+  // with the masking pass instead (docs/figures.md, 2026-11-28 fourth session). NCF_CUDA_DRELU=mask:
+  // the DRELU epilogue without BGRAD's reduction, then a column-sum pass (not yet measured).
+  drelu_mode_ = env_is("NCF_CUDA_DRELU", "1") ? DreluMode::Bgrad : env_is("NCF_CUDA_DRELU", "mask") ? DreluMode::Mask : DreluMode::Off;
   group_batches_ = !env_is("NCF_CUDA_GROUPED", "0");
   // Switches of single kernels' forms, for measuring what each gains (scripts/gpu-check.sh).
   sums_by_user_ = !env_is("NCF_CUDA_SUMS_BY_USER", "0");

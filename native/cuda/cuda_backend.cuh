@@ -2,7 +2,7 @@
 // one GPU. The op families live in files named like their CPU twins (embed.cu, linear.cu,
 // head.cu, adam.cu, sample.cu, eval.cu, parts.cu), and fused kernels with no CPU file: their
 // CPU reference is the chain of ops they replace (split_forward.cu, train_pass.cu).
-// drelu_check.cu decides whether linear_backward may use cuBLASLt's DRELU_BGRAD epilogue.
+// drelu_check.cu decides whether linear_backward may use cuBLASLt's DRELU(_BGRAD) epilogue.
 #pragma once
 #include <atomic>
 #include <memory>
@@ -46,8 +46,8 @@ class CudaBackend final : public Backend {
   void linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) override;
   void relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) override;
   void linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) override;
-  // Whether linear_backward takes the layer below's mask in the GEMM's DRELU_BGRAD epilogue for
-  // activations of type t (checked once, see drelu_check.cu).
+  // Whether linear_backward takes the layer below's mask in the GEMM's epilogue (DRELU_BGRAD, or
+  // DRELU with NCF_CUDA_DRELU=mask) for activations of type t (checked once, see drelu_check.cu).
   bool drelu_epilogue_ok(DType t);
   void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) override;
   bool train_pass(const TrainPass& p, int n) override;
@@ -93,8 +93,12 @@ class CudaBackend final : public Backend {
   size_t shared_per_sm_ = 0;     // shared memory per multiprocessor
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
-  int drelu_state_[2] = {-1, -1};  // the DRELU_BGRAD epilogue (fp32, fp16): unchecked, off, on
-  bool drelu_allowed_ = false;     // true with NCF_CUDA_DRELU=1
+  // The layer below's masking in linear_backward's input-gradient GEMM: off (a masking pass, the
+  // default), the DRELU_BGRAD epilogue (NCF_CUDA_DRELU=1), or the DRELU epilogue and a column-sum
+  // pass for the bias gradient (NCF_CUDA_DRELU=mask).
+  enum class DreluMode { Off, Bgrad, Mask };
+  DreluMode drelu_mode_ = DreluMode::Off;
+  int drelu_state_[2] = {-1, -1};  // the mode's epilogue (fp32, fp16): unchecked, off, on
   bool group_batches_ = true;      // sample_batch groups rows by user; false with NCF_CUDA_GROUPED=0
   bool sums_by_user_ = true;       // pair_row_sums' warp per user for sorted rows; NCF_CUDA_SUMS_BY_USER=0: atomics
   bool item_sort_ = true;          // with it, the per-item sums over the rows sorted by item;
@@ -113,9 +117,12 @@ class CudaBackend final : public Backend {
   // start = the exclusive prefix sums of count[0..n) (a block per 4096 entries; sample.cu).
   void exclusive_scan(const uint32_t* count, uint32_t n, uint32_t* start);
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
-  // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue, its bias gradient into
-  // below.grad_b; false (nothing done) where cuBLASLt has no algorithm for it.
+  // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue (or the DRELU epilogue,
+  // then dx's column sums), its bias gradient into below.grad_b; false (nothing done) where
+  // cuBLASLt has no algorithm for it.
   bool input_grad_drelu(Mat dz, const LinearParams& p, Mat dx, const LayerBelow& below);
+  // sums[j] += the sum of x's column j (fp32 sums of fp32 or fp16 rows).
+  void add_column_sums(Mat x, float* sums);
   bool check_drelu_epilogue(DType t);
   std::mutex mem_mu_;
   std::unordered_map<void*, size_t> sizes_;  // live allocations, for the peak figure

@@ -1,11 +1,12 @@
-// The check that lets linear_backward use cuBLASLt's DRELU_BGRAD epilogue with our live-unit
-// masks. The masks are written by our dropout kernel in the layout cuBLASLt documents for its
+// The check that lets linear_backward use cuBLASLt's DRELU_BGRAD (or DRELU) epilogue with our
+// live-unit masks. The masks are written by our dropout kernel in the layout cuBLASLt documents for its
 // ReLU bit-mask (a column-major matrix of bits with a leading dimension in bits), but the order
 // of bits within memory words is not documented. So, once per activation type, the epilogue runs
 // on random data (a 192-unit layer below, ld 256 bits, so rows have padding bits; dropout's scale
 // as alpha) beside the GEMM + relu_dropout_backward pair it replaces, and is used only where
 // both agree: the same zero pattern and values and bias gradients within the type's rounding.
-// The epilogue is off unless NCF_CUDA_DRELU=1 (it measured slower than the pass on an H100).
+// The epilogue is off unless NCF_CUDA_DRELU=1 (it measured slower than the pass on an H100) or
+// NCF_CUDA_DRELU=mask (DRELU, then a column-sum pass: input_grad_drelu).
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -40,15 +41,15 @@ bool agree(const std::vector<float>& a, const std::vector<float>& b, float tol) 
 }  // namespace
 
 bool CudaBackend::drelu_epilogue_ok(DType t) {
-  if (!drelu_allowed_) return false;
+  if (drelu_mode_ == DreluMode::Off) return false;
   int& state = drelu_state_[t == DType::F16 ? 1 : 0];
   if (state < 0) {
     state = check_drelu_epilogue(t) ? 1 : 0;
     if (!state)
       std::fprintf(stderr,
-                   "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is unavailable or disagrees with the reference for %s "
+                   "ncf-native: cuBLASLt's %s epilogue is unavailable or disagrees with the reference for %s "
                    "activations on this GPU; linear_backward runs a separate masking pass instead\n",
-                   dtype_name(t));
+                   drelu_mode_ == DreluMode::Bgrad ? "DRELU_BGRAD" : "DRELU", dtype_name(t));
   }
   return state == 1;
 }

@@ -54,6 +54,10 @@ __global__ void transpose_kernel(const float* b, int k, int n, int ldb, float* b
   }
 }
 
+// Which epilogues take a bias vector (in or out) and which the bit-mask.
+bool has_bias(Epilogue e) { return e == Epilogue::ReluBias || e == Epilogue::DReluBgrad; }
+bool has_aux(Epilogue e) { return e == Epilogue::DRelu || e == Epilogue::DReluBgrad; }
+
 // B's elements at most for the transposed copy (a weight; 4 MiB of fp32).
 constexpr int64_t kTransposeMax = int64_t(1) << 20;
 
@@ -151,12 +155,14 @@ bool GemmRunner::run(const GemmCall& g_in, cudaStream_t stream) {
     if (g.epilogue != Epilogue::None) {
       // The bias runs along the rows of the column-major C^T, i.e. along row-major C's columns;
       // so does the bit-mask's leading dimension.
-      const cublasLtEpilogue_t epi =
-          g.epilogue == Epilogue::ReluBias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_DRELU_BGRAD;
+      const cublasLtEpilogue_t epi = g.epilogue == Epilogue::ReluBias ? CUBLASLT_EPILOGUE_RELU_BIAS
+                                     : g.epilogue == Epilogue::DRelu  ? CUBLASLT_EPILOGUE_DRELU
+                                                                      : CUBLASLT_EPILOGUE_DRELU_BGRAD;
       NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-      NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
     }
-    if (g.epilogue == Epilogue::DReluBgrad) {
+    if (has_bias(g.epilogue))
+      NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+    if (has_aux(g.epilogue)) {
       NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof g.aux));
       NCF_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g.aux_ld, sizeof g.aux_ld));
     }
@@ -196,9 +202,9 @@ bool GemmRunner::run(const GemmCall& g_in, cudaStream_t stream) {
   }
   Plan& p = *slot;
   if (!p.ok) return false;
-  if (g.epilogue != Epilogue::None)
+  if (has_bias(g.epilogue))
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
-  if (g.epilogue == Epilogue::DReluBgrad)
+  if (has_aux(g.epilogue))
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof g.aux));
   if (!p.candidates.empty()) tune(g, p, key, stream);
   NCF_CUBLAS(matmul(g, p, p.algo, stream));

@@ -18,9 +18,10 @@
 
 namespace ncf::cuda {
 
-// ReluBias: C = relu(op(A) op(B) + bias). DReluBgrad: C = alpha op(A) op(B) with the elements
-// whose bit in `aux` is clear set to 0 (cuBLASLt's DRELU), and bias = C's column sums (BGRAD).
-enum class Epilogue { None, ReluBias, DReluBgrad };
+// ReluBias: C = relu(op(A) op(B) + bias). DRelu: C = alpha op(A) op(B) with the elements whose
+// bit in `aux` is clear set to 0 (cuBLASLt's DRELU). DReluBgrad: the same, and bias = C's column
+// sums (BGRAD).
+enum class Epilogue { None, ReluBias, DRelu, DReluBgrad };
 
 // Row-major C[m x n] = alpha * op(A) op(B) + beta * C, with op(A) [m x k] and op(B) [k x n].
 struct GemmCall {
@@ -38,7 +39,7 @@ struct GemmCall {
   float alpha = 1.0f, beta = 0.0f;
   Epilogue epilogue = Epilogue::None;
   const void* bias = nullptr;  // [n] of c_type: added to every row of C (ReluBias), or C's column sums (DReluBgrad)
-  const void* aux = nullptr;   // DReluBgrad: C's bit-mask, element (r, j) at bit r * aux_ld + j (UnitMask)
+  const void* aux = nullptr;   // DRelu, DReluBgrad: C's bit-mask, element (r, j) at bit r * aux_ld + j (UnitMask)
   int64_t aux_ld = 0;
 };
 
@@ -90,7 +91,8 @@ class GemmRunner {
   std::map<std::string, std::unique_ptr<Plan>> plans_;
   // fp32 GEMMs whose B is not transposed and small (a layer's weight) run on a transposed copy
   // of B, the layout of the forward pass's GEMMs: on an H100 (CUDA 13.0) that took TF32 training
-  // from 157.8M to 163.0M samples/s. (The cuBLASLt "Kernel2" seen beside TF32 GEMMs stayed.)
+  // from 157.8M to 163.0M samples/s. (The "Kernel2" that stayed in the TF32 profile is CUTLASS's
+  // generic kernel entry, cutlass::Kernel2: by its 2.4 GB a step, the weight-gradient GEMMs.)
   void* b_copy_ = nullptr;
   size_t b_copy_bytes_ = 0;
   bool transpose_b_ = true;  // false with NCF_CUDA_GEMM_NN=1

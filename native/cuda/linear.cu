@@ -9,10 +9,12 @@
 // relu_dropout_backward: one kernel turns dy into dz = dy * live * scale in place (live from the
 // mask, or y > 0, exactly where ReLU passed and dropout kept) and sums its columns into grad_b
 // (per-thread column sums, one atomic add per column per block).
-// linear_backward: grad_w = dz^T x (fp32 output), then dx = dz W. For the layer below, the mask
-// goes into the dx GEMM's DRELU_BGRAD epilogue (dropout's scale as alpha, the bias gradient from
-// the epilogue): the gradient at the layer below's pre-activation comes out of the GEMM, with no
-// pass over it. cuBLASLt documents the bit-mask as a column-major matrix of bits (UnitMask's
+// linear_backward: grad_w = dz^T x (fp32 output), then dx = dz W and, for the layer below,
+// relu_dropout_backward of dx (the default), or, with NCF_CUDA_DRELU=1, the mask in the dx GEMM's
+// DRELU_BGRAD epilogue (dropout's scale as alpha, the bias gradient from the epilogue): the
+// gradient at the layer below's pre-activation comes out of the GEMM, with no pass over it; with
+// NCF_CUDA_DRELU=mask the DRELU epilogue, then a pass that only reads dx for the bias gradient.
+// cuBLASLt documents the bit-mask as a column-major matrix of bits (UnitMask's
 // layout) but not the bit order in memory, so before its first use per precision the epilogue is
 // checked against the GEMM + relu_dropout_backward pair on random data (check_drelu_epilogue);
 // where it differs, or cuBLASLt has no algorithm for it, that pair runs instead.
@@ -172,10 +174,16 @@ GemmCall CudaBackend::input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) con
 
 bool CudaBackend::input_grad_drelu(Mat dz, const LinearParams& p, Mat dx, const LayerBelow& below) {
   GemmCall g = input_grad_gemm(dz, p, dx);
-  g.epilogue = Epilogue::DReluBgrad;
+  g.epilogue = drelu_mode_ == DreluMode::Mask ? Epilogue::DRelu : Epilogue::DReluBgrad;
   g.alpha = below.dropout.active ? below.dropout.scale : 1.0f;
   g.aux = below.mask.bits;
   g.aux_ld = below.mask.ld;
+  if (g.epilogue == Epilogue::DRelu) {
+    if (!gemm_->run(g, stream_)) return false;
+    NCF_CUDA(cudaMemsetAsync(below.grad_b, 0, sizeof(float) * size_t(p.in), stream_));
+    add_column_sums(dx.head(dz.rows), below.grad_b);
+    return true;
+  }
   if (dx.dtype == DType::F32) {
     g.bias = below.grad_b;  // the bias gradient has the output's type
     return gemm_->run(g, stream_);

@@ -266,13 +266,14 @@ __global__ void pair_row_sums_by_item(const T* __restrict__ dz, RowMask mask, co
   }
 }
 
-// sums[j] += the sum of column j of x [rows x cols] (fp32): a thread per column, blocks striding
-// the rows (coalesced rows), one atomic per column and block.
-__global__ void column_sums_kernel(const float* x, int64_t rows, int cols, float* sums) {
+// sums[j] += the sum of column j of x [rows x cols] (fp32 or fp16): a thread per column, blocks
+// striding the rows (coalesced rows), one atomic per column and block.
+template <typename T>
+__global__ void column_sums_kernel(const T* x, int64_t rows, int cols, float* sums) {
   for (int j = threadIdx.x; j < cols; j += blockDim.x) {
     float s = 0.0f;
 #pragma unroll 4
-    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) s += x[r * cols + j];
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) s += load(x, dtype_of<T>(), r * cols + j);
     atomicAdd(&sums[j], s);
   }
 }
@@ -371,11 +372,8 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
         pair_row_sums_by_item<T><<<blocks_for((n + kItemChunk - 1) / kItemChunk * 32), kThreads, 0, stream_>>>(
             static_cast<const T*>(dz.data), mask, order, sorted_items, start, count, n, cols, item_sums.f32());
     });
-    if (layer && n > 0 && item_sums.rows > 0) {
-      const int64_t col_blocks = std::min<int64_t>(1024, std::max<int64_t>(1, item_sums.rows / 16));
-      column_sums_kernel<<<unsigned(col_blocks), kThreads, 0, stream_>>>(item_sums.f32(), item_sums.rows, cols, layer->grad_b);
-    }
     NCF_LAUNCHED();
+    if (layer && n > 0) add_column_sums(item_sums, layer->grad_b);
     return;
   }
   // Other paths take the masking as a pass first.
@@ -403,6 +401,18 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
     NCF_LAUNCHED();
   }
   if (half_sums) to_half(sums, user_sums.data, size_t(user_sums.rows) * size_t(cols));
+}
+
+void CudaBackend::add_column_sums(Mat x, float* sums) {
+  if (x.rows <= 0) return;
+  const int64_t blocks = std::min<int64_t>(1024, std::max<int64_t>(1, x.rows / 16));
+  const int threads = int(std::min<int64_t>(kThreads, x.cols));
+  if (x.dtype == DType::F16)
+    column_sums_kernel<__half><<<unsigned(blocks), threads, 0, stream_>>>(static_cast<const __half*>(x.data), x.rows,
+                                                                           int(x.cols), sums);
+  else
+    column_sums_kernel<float><<<unsigned(blocks), threads, 0, stream_>>>(x.f32(), x.rows, int(x.cols), sums);
+  NCF_LAUNCHED();
 }
 
 namespace {

@@ -1,6 +1,7 @@
 // The emulator's cuBLASLt: the descriptor calls and cublasLtMatmul as a host GEMM in cuBLAS's
-// column-major terms, D = alpha op(A) op(B) + beta C (+ bias, ReLU; or DRELU_BGRAD: D's elements
-// whose bit in the aux bit-mask is clear set to 0, and D's row sums written to the bias pointer),
+// column-major terms, D = alpha op(A) op(B) + beta C (+ bias, ReLU; or DRELU: D's elements whose
+// bit in the aux bit-mask is clear set to 0; DRELU_BGRAD: that, and D's row sums written to the
+// bias pointer),
 // with the checks cuBLASLt
 // makes: attribute sizes, layouts whose shapes agree with the operation (op(A) is m x k, op(B)
 // k x n, C and D m x n, each ld >= its stored rows), supported type combinations, a bias vector
@@ -88,9 +89,10 @@ cublasStatus_t validate(const Desc& d, const Layout& a, const Layout& b, const L
   if (dl.type != CUDA_R_32F && dl.type != CUDA_R_16F) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (d.compute != CUBLAS_COMPUTE_32F && d.compute != CUBLAS_COMPUTE_32F_FAST_TF32) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT && d.epilogue != CUBLASLT_EPILOGUE_RELU_BIAS && d.epilogue != CUBLASLT_EPILOGUE_BIAS &&
-      d.epilogue != CUBLASLT_EPILOGUE_RELU && d.epilogue != CUBLASLT_EPILOGUE_DRELU_BGRAD)
+      d.epilogue != CUBLASLT_EPILOGUE_RELU && d.epilogue != CUBLASLT_EPILOGUE_DRELU_BGRAD && d.epilogue != CUBLASLT_EPILOGUE_DRELU)
     return CUBLAS_STATUS_NOT_SUPPORTED;
-  if (d.epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD && (d.aux_ld % 128 != 0 || d.aux_ld < int64_t(dl.rows)))
+  if ((d.epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD || d.epilogue == CUBLASLT_EPILOGUE_DRELU) &&
+      (d.aux_ld % 128 != 0 || d.aux_ld < int64_t(dl.rows)))
     return CUBLAS_STATUS_INVALID_VALUE;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -221,7 +223,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
     return CUBLAS_STATUS_INVALID_VALUE;  // the algorithm was chosen for stricter alignment
   const bool has_bias = d.epilogue == CUBLASLT_EPILOGUE_RELU_BIAS || d.epilogue == CUBLASLT_EPILOGUE_BIAS;
   const bool relu = d.epilogue == CUBLASLT_EPILOGUE_RELU_BIAS || d.epilogue == CUBLASLT_EPILOGUE_RELU;
-  const bool drelu = d.epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD;
+  const bool bgrad = d.epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD;
+  const bool drelu = bgrad || d.epilogue == CUBLASLT_EPILOGUE_DRELU;
   uint64_t m, k, n, k2;
   op_shape(la, d.trans_a, &m, &k);
   op_shape(lb, d.trans_b, &k2, &n);
@@ -230,7 +233,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
            emu::is_device_pointer(static_cast<const char*>(p) + (uint64_t(l.ld) * (l.cols - 1) + l.rows) * type_bytes(l.type));
   };
   if (!inside(A, la) || !inside(B, lb) || !inside(D, ld) || (C != D && !inside(C, lc))) return CUBLAS_STATUS_INVALID_VALUE;
-  if ((has_bias || drelu) && (!d.bias || !emu::is_device_pointer(d.bias) ||
+  if ((has_bias || bgrad) && (!d.bias || !emu::is_device_pointer(d.bias) ||
                              !emu::is_device_pointer(static_cast<const char*>(d.bias) + m * type_bytes(ld.type) - 1)))
     return CUBLAS_STATUS_INVALID_VALUE;
   if (drelu && (!d.aux || !emu::is_device_pointer(d.aux) ||
@@ -253,7 +256,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
       const float v = load(B, lb.type, idx);
       b_cols[j * k + kk] = tf32 ? to_tf32(v) : v;
     }
-  std::vector<float> bgrad(drelu ? m : 0, 0.0f);
+  std::vector<float> bias_grad(bgrad ? m : 0, 0.0f);
   for (uint64_t j = 0; j < n; ++j)
     for (uint64_t i = 0; i < m; ++i) {
       const float* ar = &a_rows[i * k];
@@ -268,15 +271,15 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
       if (drelu) {
         const uint64_t bit = i + j * uint64_t(d.aux_ld);
         if (!((static_cast<const uint8_t*>(d.aux)[bit / 8] >> (bit % 8)) & 1)) v = 0.0f;
-        bgrad[i] += v;
+        if (bgrad) bias_grad[i] += v;
       }
       const size_t o = j * ld.ld + i;
       if (ld.type == CUDA_R_32F) static_cast<float*>(D)[o] = v;
       else static_cast<__half*>(D)[o] = __float2half_rn(v);
     }
-  for (uint64_t i = 0; i < bgrad.size(); ++i) {
-    if (ld.type == CUDA_R_32F) static_cast<float*>(const_cast<void*>(d.bias))[i] = bgrad[i];
-    else static_cast<__half*>(const_cast<void*>(d.bias))[i] = __float2half_rn(bgrad[i]);
+  for (uint64_t i = 0; i < bias_grad.size(); ++i) {
+    if (ld.type == CUDA_R_32F) static_cast<float*>(const_cast<void*>(d.bias))[i] = bias_grad[i];
+    else static_cast<__half*>(const_cast<void*>(d.bias))[i] = __float2half_rn(bias_grad[i]);
   }
   return CUBLAS_STATUS_SUCCESS;
 }
