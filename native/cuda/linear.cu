@@ -49,12 +49,13 @@ __global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* 
 }
 
 // dz = dy * live * scale in place (live: the mask's bit, or y > 0 when mask.bits is null), and
-// grad_b[j] += the column sums of dz. A block takes
+// grad_b[j] += the column sums of dz; with kMasked false, only grad_b[j] += the column sums of dy
+// (dy read, not written). A block takes
 // rows_per_block rows; with vec8 (cols % 8 == 0, 16-byte aligned rows, cols / 8 <= blockDim.x)
 // thread t owns the 8 columns of group t % (cols / 8) in every (blockDim.x / (cols / 8))-th row,
 // moving 16 or 32 bytes per load and store, else column j in every row, value by value. Column
 // sums collect in registers, then in shared memory, then one global atomic per column and block.
-template <typename T>
+template <typename T, bool kMasked>
 __global__ void relu_dropout_backward_kernel(T* dy, const T* y, UnitMask mask, int rows, int cols, float scale,
                                              int rows_per_block, bool vec8, float* grad_b) {
   extern __shared__ float col_sums[];  // [cols]
@@ -70,22 +71,25 @@ __global__ void relu_dropout_backward_kernel(T* dy, const T* y, UnitMask mask, i
       for (int64_t r = r0 + int(threadIdx.x) / groups; r < r1; r += stride) {
         const int64_t i = r * cols + g * 8;
         float vd[8];
-        uint32_t live = 0;
-        if (mask.bits) {
-          live = mask.bits[r * (mask.ld / 8) + g];
-        } else {
-          float vy[8];
-          load8(y + i, vy);
+        uint32_t live = 0xffu;
+        if constexpr (kMasked) {
+          if (mask.bits) {
+            live = mask.bits[r * (mask.ld / 8) + g];
+          } else {
+            float vy[8];
+            load8(y + i, vy);
+            live = 0;
 #pragma unroll
-          for (int k = 0; k < 8; ++k) live |= uint32_t(vy[k] > 0.0f) << k;
+            for (int k = 0; k < 8; ++k) live |= uint32_t(vy[k] > 0.0f) << k;
+          }
         }
         load8(dy + i, vd);
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
-          vd[k] = (live >> k) & 1 ? vd[k] * scale : 0.0f;
+          if constexpr (kMasked) vd[k] = (live >> k) & 1 ? vd[k] * scale : 0.0f;
           sum[k] += vd[k];
         }
-        store8(dy + i, vd);
+        if constexpr (kMasked) store8(dy + i, vd);
       }
       for (int k = 0; k < 8; ++k) atomicAdd(&col_sums[g * 8 + k], sum[k]);
     }
@@ -94,9 +98,12 @@ __global__ void relu_dropout_backward_kernel(T* dy, const T* y, UnitMask mask, i
       float sum = 0.0f;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t i = r * cols + j;
-        const bool live = mask.bits ? unit_live(mask.bits, mask.ld, r, j) : load(y, dtype_of<T>(), i) > 0.0f;
-        const float g = live ? load(dy, dtype_of<T>(), i) * scale : 0.0f;
-        store(dy, dtype_of<T>(), i, g);
+        float g = load(dy, dtype_of<T>(), i);
+        if constexpr (kMasked) {
+          const bool live = mask.bits ? unit_live(mask.bits, mask.ld, r, j) : load(y, dtype_of<T>(), i) > 0.0f;
+          g = live ? g * scale : 0.0f;
+          store(dy, dtype_of<T>(), i, g);
+        }
         sum += g;
       }
       col_sums[j] += sum;
@@ -144,25 +151,35 @@ void CudaBackend::bias_relu_dropout(Mat y, const float* bias, const Dropout& d, 
   NCF_LAUNCHED();
 }
 
-void CudaBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) {
+namespace {
+// relu_dropout_backward_kernel over dy's rows: masked (kMasked) or its column sums alone.
+template <bool kMasked>
+void launch_row_pass(Mat dy, const void* y, UnitMask mask, float scale, float* grad_b, cudaStream_t stream) {
   const int n = int(dy.rows), cols = int(dy.cols);
-  use_device(device_);
-  NCF_CUDA(cudaMemsetAsync(grad_b, 0, sizeof(float) * size_t(cols), stream_));
-  if (n <= 0) return;
-  const bool half = dy.dtype == DType::F16;
   const int rows_per_block = 256;
-  const bool vec8 = vec8_ok(dy.data, cols) && (mask.bits || vec8_ok(y.data, cols)) && cols / 8 <= kThreads;
+  const bool vec8 = vec8_ok(dy.data, cols) && (!kMasked || mask.bits || vec8_ok(y, cols)) && cols / 8 <= kThreads;
   const unsigned blocks = unsigned((n + rows_per_block - 1) / rows_per_block);
   const int threads = vec8 ? kThreads / (cols / 8) * (cols / 8) : min(cols, kThreads);
   const size_t smem = sizeof(float) * size_t(cols);
-  const float scale = d.active ? d.scale : 1.0f;
-  if (half)
-    relu_dropout_backward_kernel<__half><<<blocks, threads, smem, stream_>>>(
-        static_cast<__half*>(dy.data), static_cast<const __half*>(y.data), mask, n, cols, scale, rows_per_block, vec8, grad_b);
+  if (dy.dtype == DType::F16)
+    relu_dropout_backward_kernel<__half, kMasked><<<blocks, threads, smem, stream>>>(
+        static_cast<__half*>(dy.data), static_cast<const __half*>(y), mask, n, cols, scale, rows_per_block, vec8, grad_b);
   else
-    relu_dropout_backward_kernel<float><<<blocks, threads, smem, stream_>>>(
-        dy.f32(), static_cast<const float*>(y.data), mask, n, cols, scale, rows_per_block, vec8, grad_b);
+    relu_dropout_backward_kernel<float, kMasked><<<blocks, threads, smem, stream>>>(
+        dy.f32(), static_cast<const float*>(y), mask, n, cols, scale, rows_per_block, vec8, grad_b);
   NCF_LAUNCHED();
+}
+}  // namespace
+
+void CudaBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) {
+  use_device(device_);
+  NCF_CUDA(cudaMemsetAsync(grad_b, 0, sizeof(float) * size_t(dy.cols), stream_));
+  if (dy.rows <= 0) return;
+  launch_row_pass<true>(dy, y.data, mask, d.active ? d.scale : 1.0f, grad_b, stream_);
+}
+
+void CudaBackend::add_column_sums(Mat x, float* sums) {
+  if (x.rows > 0) launch_row_pass<false>(x, nullptr, UnitMask{}, 1.0f, sums, stream_);
 }
 
 GemmCall CudaBackend::input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const {

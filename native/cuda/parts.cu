@@ -266,18 +266,6 @@ __global__ void pair_row_sums_by_item(const T* __restrict__ dz, RowMask mask, co
   }
 }
 
-// sums[j] += the sum of column j of x [rows x cols] (fp32 or fp16): a thread per column, blocks
-// striding the rows (coalesced rows), one atomic per column and block.
-template <typename T>
-__global__ void column_sums_kernel(const T* x, int64_t rows, int cols, float* sums) {
-  for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-    float s = 0.0f;
-#pragma unroll 4
-    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) s += load(x, dtype_of<T>(), r * cols + j);
-    atomicAdd(&sums[j], s);
-  }
-}
-
 // Both sums by atomics into zeroed fp32 arrays, for rows in any order.
 template <typename T>
 __global__ void pair_row_sums_vec8(const T* __restrict__ dz, const uint32_t* users, const uint32_t* items, int64_t n,
@@ -401,18 +389,6 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
     NCF_LAUNCHED();
   }
   if (half_sums) to_half(sums, user_sums.data, size_t(user_sums.rows) * size_t(cols));
-}
-
-void CudaBackend::add_column_sums(Mat x, float* sums) {
-  if (x.rows <= 0) return;
-  const int64_t blocks = std::min<int64_t>(1024, std::max<int64_t>(1, x.rows / 16));
-  const int threads = int(std::min<int64_t>(kThreads, x.cols));
-  if (x.dtype == DType::F16)
-    column_sums_kernel<__half><<<unsigned(blocks), threads, 0, stream_>>>(static_cast<const __half*>(x.data), x.rows,
-                                                                           int(x.cols), sums);
-  else
-    column_sums_kernel<float><<<unsigned(blocks), threads, 0, stream_>>>(x.f32(), x.rows, int(x.cols), sums);
-  NCF_LAUNCHED();
 }
 
 namespace {
