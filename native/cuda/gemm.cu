@@ -183,12 +183,12 @@ bool GemmRunner::run(const GemmCall& g_in, cudaStream_t stream) {
     NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
     NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
     NCF_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
-    const bool tuned = g.beta == 0.0f && (tune_ == Tune::All || (tune_ == Tune::Large &&
-                                                                  2.0 * g.m * double(g.n) * g.k >= kTuneFlops));
+    const bool to_tune =
+        g.beta == 0.0f && (tune_ == Tune::All || (tune_ == Tune::Large && 2.0 * g.m * double(g.n) * g.k >= kTuneFlops));
     cublasLtMatmulHeuristicResult_t results[kTuneCandidates]{};
     int found = 0;
     const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->la, plan->lb, plan->lc, plan->lc,
-                                                             pref, tuned ? kTuneCandidates : 1, results, &found);
+                                                             pref, to_tune ? kTuneCandidates : 1, results, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     plan->ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
     if (plan->ok) {
