@@ -63,7 +63,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     const ck = path.join(dir, name);
     const r = cli(['train', '--data', data, '-b', '2048', '-e', '2', '--eval-after', '0', '--seed', '3', '--factors', '16',
       '--layers', '64', '32', '16', '--backend', backend, '--checkpoint-dir', ck, '--log-path', path.join(ck, 'log.json'), '--json', ...extra], home, env);
-    t.equal(r.status, 0, r.stderr);
+    t.equal(r.status, 0, r.status === 0 ? `${name} trains` : r.stderr);
     return { summary: JSON.parse(r.stdout), checkpoint: path.join(ck, 'model.safetensors'), stderr: r.stderr };
   };
   const cpu = run('cpu', 'cpu');
@@ -72,45 +72,57 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const tf32 = run('cuda', 'tf32', [], fused); // the fused kernels, TF32
   const amp = run('cuda', 'amp', ['--amp'], fused); // the fused kernels, fp16
   const ampChain = run('cuda', 'amp-chain', ['--amp']); // the op chains (the default), fp16
-  // The op chains with the layers' masking in the DRELU_BGRAD epilogue instead of a separate pass.
-  const ampEpilogue = run('cuda', 'amp-epilogue', ['--amp'], { NCF_CUDA_DRELU: '1' });
+  // The op chains with the layers' masking in the DRELU_BGRAD epilogue instead of a separate pass
+  // (the first layer per row: by parts, with two hidden layers, no layer's input gradient goes
+  // through a layer below).
+  const rows = { NCF_FIRST_LAYER: 'rows' };
+  const ampEpilogue = run('cuda', 'amp-epilogue', ['--amp'], { ...rows, NCF_CUDA_DRELU: '1' });
   // The same with every GEMM's algorithm tuned among the (emulated) heuristic's candidates: the
   // tuning reruns each GEMM in place (its C, the DRELU_BGRAD bias gradient), which must change nothing.
-  const ampTuned = run('cuda', 'amp-tuned', ['--amp'], { NCF_CUDA_DRELU: '1', NCF_CUDA_GEMM_TUNE: 'all', NCF_CUDA_GEMM_LOG: '1' });
-  // The DRELU epilogue alone, the bias gradient from a column-sum pass.
-  const ampMask = run('cuda', 'amp-drelu-mask', ['--amp'], { NCF_CUDA_DRELU: 'mask' });
-  const tf32Mask = run('cuda', 'tf32-drelu-mask', [], { NCF_CUDA_DRELU: 'mask' });
-  const tf32Chain = run('cuda', 'tf32-chain', []);
+  const tuneLog = { NCF_CUDA_GEMM_TUNE: 'all', NCF_CUDA_GEMM_LOG: '1' };
+  const ampTuned = run('cuda', 'amp-tuned', ['--amp'], { ...rows, NCF_CUDA_DRELU: '1', ...tuneLog });
+  // The DRELU epilogue alone, the bias gradient from a column-sum pass (logged, to see it ran).
+  const ampMask = run('cuda', 'amp-drelu-mask', ['--amp'], { ...rows, NCF_CUDA_DRELU: 'mask', ...tuneLog });
+  const tf32Mask = run('cuda', 'tf32-drelu-mask', [], { ...rows, NCF_CUDA_DRELU: 'mask', ...tuneLog });
+  const tf32Rows = run('cuda', 'tf32-rows', [], rows);
   // And with the batch left in position order (the GPU's switch for measuring the grouping).
   const ampUngrouped = run('cuda', 'amp-ungrouped', ['--amp'], { NCF_CUDA_GROUPED: '0' });
   // And with the first layer per row (2,048 rows against 500 users and items run it by parts).
-  const ampRows = run('cuda', 'amp-rows', ['--amp'], { NCF_FIRST_LAYER: 'rows' });
+  const ampRows = run('cuda', 'amp-rows', ['--amp'], rows);
   // And with the per-user gradient sums by atomics, and the last layer's dropout as a pass.
   const ampSwitched = run('cuda', 'amp-switched', ['--amp'], { NCF_CUDA_SUMS_BY_USER: '0', NCF_CUDA_HEAD_DROPOUT: '0' });
   t.match(amp.summary.info.kernels, /^fused training, fused evaluation$/);
   t.match(ampChain.summary.info.kernels, /^op chain training \(first layer by parts\), op chain evaluation$/);
   t.match(ampRows.summary.info.kernels, /^op chain training \(first layer per row\), op chain evaluation$/);
   t.match(gpu.summary.info.backend, /cuda/);
-  t.match(ampTuned.stderr, /ncf gemm tune \[.*\] m=2048 n=16 k=32: picked \d of 3/, 'the tuning log names each tuned GEMM');
+  t.match(ampTuned.stderr, /ncf gemm tune \[.*\] m=2048 n=16 k=32 epilogue RELU_BIAS: picked \d of 3/, 'the tuning log names each tuned GEMM');
   t.match(ampTuned.stderr, /ncf gemm tune {3}2: [\d.]+ ms, workspace 0, waves 1\.00, algo 2 /, 'and each candidate');
   t.notMatch(ampEpilogue.stderr, /ncf gemm tune/, 'no log without NCF_CUDA_GEMM_LOG');
-  for (const r of [ampEpilogue, ampMask, tf32Mask]) t.notMatch(r.stderr, /epilogue is unavailable/, 'the epilogue passed its check and ran');
-  const curve = (s: { epochs: { loss: number; hr: number; ndcg: number }[] }) => s.epochs.map((e) => [e.loss, e.hr, e.ndcg]);
-  t.same(curve(ampTuned.summary), curve(ampEpilogue.summary), 'tuned GEMMs train exactly like the untuned (one host GEMM)');
+  for (const r of [ampEpilogue, ampMask, tf32Mask]) t.notMatch(r.stderr, /epilogue is unavailable/, 'the epilogue passed its check');
+  t.match(ampTuned.stderr, / epilogue DRELU_BGRAD: picked /, 'the DRELU_BGRAD epilogue ran');
+  for (const r of [ampMask, tf32Mask]) t.match(r.stderr, / epilogue DRELU: picked /, 'the DRELU epilogue ran');
+  // The same up to last bits: emulated runs of one configuration can differ there (seen under a
+  // loaded CPU, tuned or not), while a rerun that disturbed C or the epilogue's outputs would
+  // move the loss far more.
+  ampEpilogue.summary.epochs.forEach((e: { loss: number; hr: number; ndcg: number }, i: number) => {
+    const u = ampTuned.summary.epochs[i];
+    t.ok(Math.abs(u.loss - e.loss) < 1e-6 * e.loss && Math.abs(u.hr - e.hr) <= 0.01 && Math.abs(u.ndcg - e.ndcg) <= 0.01,
+      `epoch ${i + 1}: tuned GEMMs train like the untuned (one host GEMM): loss ${u.loss} vs ${e.loss}, HR@10 ${u.hr} vs ${e.hr}`);
+  });
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
     const p = ampEpilogue.summary.epochs[i], u = ampUngrouped.summary.epochs[i], w = ampRows.summary.epochs[i];
     const sw = ampSwitched.summary.epochs[i], am = ampMask.summary.epochs[i], tm = tf32Mask.summary.epochs[i];
-    const tc = tf32Chain.summary.epochs[i];
+    const tr = tf32Rows.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(f.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 tf32 ${f.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(a.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp ${a.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(c.loss - e.loss) < 3e-2 * e.loss, `epoch ${i + 1} loss amp, op chains ${c.loss} vs cpu ${e.loss}`);
-    t.ok(Math.abs(p.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, DRELU_BGRAD epilogue ${p.loss} vs masking pass ${c.loss}`);
-    t.ok(Math.abs(am.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, DRELU epilogue ${am.loss} vs masking pass ${c.loss}`);
-    t.ok(Math.abs(tm.loss - tc.loss) < 1e-3 * tc.loss, `epoch ${i + 1} loss tf32, DRELU epilogue ${tm.loss} vs masking pass ${tc.loss}`);
+    t.ok(Math.abs(p.loss - w.loss) < 1e-2 * w.loss, `epoch ${i + 1} loss amp, DRELU_BGRAD epilogue ${p.loss} vs masking pass ${w.loss}`);
+    t.ok(Math.abs(am.loss - w.loss) < 1e-2 * w.loss, `epoch ${i + 1} loss amp, DRELU epilogue ${am.loss} vs masking pass ${w.loss}`);
+    t.ok(Math.abs(tm.loss - tr.loss) < 1e-3 * tr.loss, `epoch ${i + 1} loss tf32, DRELU epilogue ${tm.loss} vs masking pass ${tr.loss}`);
     t.ok(Math.abs(u.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, position order ${u.loss} vs grouped ${c.loss}`);
     t.ok(Math.abs(w.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, first layer per row ${w.loss} vs by parts ${c.loss}`);
     t.ok(Math.abs(sw.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, sums by atomics and a dropout pass ${sw.loss} vs ${c.loss}`);

@@ -54,6 +54,15 @@ __global__ void transpose_kernel(const float* b, int k, int n, int ldb, float* b
   }
 }
 
+const char* epilogue_name(Epilogue e) {
+  switch (e) {
+    case Epilogue::ReluBias: return "RELU_BIAS";
+    case Epilogue::DRelu: return "DRELU";
+    case Epilogue::DReluBgrad: return "DRELU_BGRAD";
+    default: return "none";
+  }
+}
+
 // Which epilogues take a bias vector (in or out) and which the bit-mask.
 bool has_bias(Epilogue e) { return e == Epilogue::ReluBias || e == Epilogue::DReluBgrad; }
 bool has_aux(Epilogue e) { return e == Epilogue::DRelu || e == Epilogue::DReluBgrad; }
@@ -235,8 +244,8 @@ void GemmRunner::tune(const GemmCall& g, Plan& p, const char* key, cudaStream_t 
     if (ms[i] < ms[best] * (best == 0 ? 1.0f - kTuneMargin : 1.0f)) best = i;
   if (std::isfinite(ms[best])) p.algo = candidates[best].algo;
   if (!log_) return;
-  std::fprintf(stderr, "ncf gemm tune [%s] m=%d n=%d k=%d: picked %zu of %zu (%.4f ms; the heuristic's first %.4f ms)\n", key, g.m,
-               g.n, g.k, best, candidates.size(), ms[best], ms[0]);
+  std::fprintf(stderr, "ncf gemm tune [%s] m=%d n=%d k=%d epilogue %s: picked %zu of %zu (%.4f ms; the heuristic's first %.4f ms)\n",
+               key, g.m, g.n, g.k, epilogue_name(g.epilogue), best, candidates.size(), ms[best], ms[0]);
   for (size_t i = 0; i < candidates.size(); ++i) {
     char what[200];
     describe(candidates[i].algo, what, sizeof what);
