@@ -101,14 +101,11 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   for (const r of [ampEpilogue, ampMask, tf32Mask]) t.notMatch(r.stderr, /epilogue is unavailable/, 'the epilogue passed its check');
   t.match(ampTuned.stderr, / epilogue DRELU_BGRAD: picked /, 'the DRELU_BGRAD epilogue ran');
   for (const r of [ampMask, tf32Mask]) t.match(r.stderr, / epilogue DRELU: picked /, 'the DRELU epilogue ran');
-  // The same up to last bits: emulated runs of one configuration can differ there (seen under a
-  // loaded CPU, tuned or not), while a rerun that disturbed C or the epilogue's outputs would
-  // move the loss far more.
-  ampEpilogue.summary.epochs.forEach((e: { loss: number; hr: number; ndcg: number }, i: number) => {
-    const u = ampTuned.summary.epochs[i];
-    t.ok(Math.abs(u.loss - e.loss) < 1e-6 * e.loss && Math.abs(u.hr - e.hr) <= 0.01 && Math.abs(u.ndcg - e.ndcg) <= 0.01,
-      `epoch ${i + 1}: tuned GEMMs train like the untuned (one host GEMM): loss ${u.loss} vs ${e.loss}, HR@10 ${u.hr} vs ${e.hr}`);
-  });
+  // Exactly the same: the emulator's runs are deterministic (its warp order alternates with the
+  // process's launch count) and tuning reruns the emulated host GEMM, launching no kernel, so a
+  // rerun that disturbed C or the epilogue's outputs would show here.
+  const curve = (s: { epochs: { loss: number; hr: number; ndcg: number }[] }) => s.epochs.map((e) => [e.loss, e.hr, e.ndcg]);
+  t.same(curve(ampTuned.summary), curve(ampEpilogue.summary), 'tuned GEMMs train exactly like the untuned (one host GEMM)');
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
     const p = ampEpilogue.summary.epochs[i], u = ampUngrouped.summary.epochs[i], w = ampRows.summary.epochs[i];

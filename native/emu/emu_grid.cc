@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -117,7 +118,10 @@ struct Scheduler {
 
 thread_local Scheduler t_sched;
 thread_local cudaError_t t_last_error = cudaSuccess;
-thread_local uint64_t t_launches = 0;
+// Launches so far in the process (not per host thread: the addon runs ops on whichever worker
+// thread is free, and a per-thread count made the warp order below, and with it the order of
+// float atomics, depend on which thread ran an op).
+std::atomic<uint64_t> g_launches{0};
 
 void fiber_main() {
   Scheduler& s = t_sched;
@@ -145,7 +149,7 @@ void run_block(Scheduler& s, unsigned n) {
   const unsigned warps = (n + 31) / 32;
   // Odd launches take the warps in reverse order, so a dependency between warps that lacks a
   // __syncthreads breaks one way or the other.
-  const bool reverse = (t_launches++ & 1) != 0;
+  const bool reverse = (g_launches.fetch_add(1) & 1) != 0;
   for (;;) {
     // Each warp runs as far as it can (to __syncthreads or its end) before the next starts:
     // on a GPU warps drift apart just as freely, and this makes missing barriers visible.
