@@ -116,6 +116,12 @@ class CudaBackend final : public Backend {
   void bias_relu_dropout(Mat y, const float* bias, const Dropout& d, UnitMask mask);
   // start = the exclusive prefix sums of count[0..n) (a block per 4096 entries; sample.cu).
   void exclusive_scan(const uint32_t* count, uint32_t n, uint32_t* start);
+  // A counting sort's placement of keys[0..n) in [0, n_keys): count[k] = key k's entries, start
+  // = their exclusive scan, and order[start[k] + c] = i for the entries i of key k, c from an
+  // atomic cursor (any order within a key); sorted_keys[slot] = the slot's key unless null.
+  // count, cursor and start are [n_keys] scratch (zeroed here); order and sorted_keys [n].
+  void counting_sort(const uint32_t* keys, int64_t n, uint32_t n_keys, uint32_t* count, uint32_t* cursor, uint32_t* start,
+                     uint32_t* order, uint32_t* sorted_keys);
   GemmCall input_grad_gemm(Mat dz, const LinearParams& p, Mat dx) const;
   // dx = dz W through the layer below's mask in the DRELU_BGRAD epilogue (or the DRELU epilogue,
   // then dx's column sums), its bias gradient into below.grad_b; false (nothing done) where

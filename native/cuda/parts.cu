@@ -15,8 +15,9 @@
 //   the batch's items, then a warp per 32 sorted rows, one store or 16-byte vector atomic per
 //   item run): a second read of the gradient, 0.5 KB a row in fp16, where adding each row into
 //   its item's sums from the per-user kernel took 1 KB a row of vector atomics and measured
-//   1.3 ms a 1M batch on an H100 (NCF_CUDA_ITEM_SORT=0 does that). For rows in another order: the per-user sums by atomics too, in fp32
-//   (a thread sums a 16-row tile's runs of one user first), converted after if they are fp16.
+//   1.3 ms a 1M batch on an H100 (NCF_CUDA_ITEM_SORT=0 does that). For rows in another order:
+//   the per-user sums by atomics too, in fp32 (a thread sums a 16-row tile's runs of one user
+//   first), converted after if they are fp16.
 #include "cuda_backend.cuh"
 #include "relu_dropout8.cuh"
 
@@ -187,24 +188,6 @@ __global__ void pair_row_sums_by_user(const T* __restrict__ dz, RowMask mask, co
   }
 }
 
-// The batch's rows sorted by item (NCF_CUDA_ITEM_SORT): count[v] = item v's rows (atomics into
-// zeroed counters); after the scan, each row takes a slot in its item's range (an atomic cursor:
-// any order within an item), order[slot] = the row, sorted_items[slot] = its item.
-__global__ void item_count_kernel(const uint32_t* items, int64_t n, uint32_t* count) {
-  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < n; r += int64_t(gridDim.x) * blockDim.x)
-    atomicAdd(&count[items[r]], 1u);
-}
-
-__global__ void item_slot_kernel(const uint32_t* items, int64_t n, const uint32_t* start, uint32_t* cursor,
-                                 uint32_t* order, uint32_t* sorted_items) {
-  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < n; r += int64_t(gridDim.x) * blockDim.x) {
-    const uint32_t v = items[r];
-    const uint32_t slot = start[v] + atomicAdd(&cursor[v], 1u);
-    order[slot] = uint32_t(r);
-    sorted_items[slot] = v;
-  }
-}
-
 // Sorted rows per warp in pair_row_sums_by_item (an item has ~40 rows in a 1M batch at ml-20m's
 // shape, a popular one thousands: fixed chunks keep the warps' work even).
 constexpr int kItemChunk = 32;
@@ -334,7 +317,7 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
     uint32_t* end = first + n_users;
     uint32_t *count = end + n_users, *cursor = count + n_items, *start = cursor + n_items;
     uint32_t *order = start + n_items, *sorted_items = order + rows;
-    NCF_CUDA(cudaMemsetAsync(first, 0, sizeof(uint32_t) * (item_sort_ ? 2 * n_users + 2 * n_items : 2 * n_users), stream_));
+    NCF_CUDA(cudaMemsetAsync(first, 0, sizeof(uint32_t) * 2 * n_users, stream_));
     if (n > 0) user_ranges_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(users, n, first, end);
     // The layer's masking as the kernels read dz; its bias gradient = the column sums of the item
     // sums (each row is in exactly one item's).
@@ -344,11 +327,8 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
       NCF_CUDA(cudaMemsetAsync(layer->grad_b, 0, sizeof(float) * size_t(cols), stream_));
     }
     const bool sorted_by_item = item_sort_ && n > 0;
-    if (sorted_by_item) {  // the batch's rows sorted by item (they do not depend on dz)
-      item_count_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(items, n, count);
-      exclusive_scan(count, uint32_t(n_items), start);
-      item_slot_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(items, n, start, cursor, order, sorted_items);
-    }
+    // The batch's rows sorted by item (they do not depend on dz).
+    if (sorted_by_item) counting_sort(items, n, uint32_t(n_items), count, cursor, start, order, sorted_items);
     const unsigned blocks = blocks_for(user_sums.rows * 32);
     with_element_types(dz.dtype == DType::F16, half_sums, [&](auto dz_type, auto sum_type) {
       using T = decltype(dz_type);

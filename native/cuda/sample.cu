@@ -1,10 +1,10 @@
 // sample_batch on the GPU, as a counting sort of the batch by user:
 // 1. sample_kernel: one thread per sample evaluates sample_at() (the epoch's Feistel shuffle and,
 //    for negatives, cuRAND Philox draws; core/sample_stream.h) in position order, into scratch.
-// 2. count_kernel: each user's rows (atomic adds into a zeroed counter per user).
-// 3. exclusive_scan: the users' first rows, an exclusive scan of the counts (a block per 4096
-//    users, two launches).
-// 4. slot_kernel: each sample takes a slot in its user's range (an atomic cursor: any order).
+// 2-4. counting_sort by user: each user's rows (key_count_kernel: atomic adds into a zeroed
+//    counter per user), the users' first rows (exclusive_scan of the counts: a block per 4096
+//    users, two launches), and a slot for each sample in its user's range (key_slot_kernel: an
+//    atomic cursor, any order). pair_row_sums sorts a batch's rows by item with the same op.
 // 5. place_kernel: each slot's sample moves to its user's range at its rank by position among
 //    the range (a scan of the range, which is short: a user's share of one batch), so the result
 //    is the CPU's stable order, bit for bit, whatever order the atomics ran in. A user with more
@@ -42,9 +42,22 @@ __global__ void iota_kernel(int n, uint32_t* positions) {
     positions[i] = uint32_t(i);
 }
 
-__global__ void count_kernel(int n, SampleScratch w) {
+// count[keys[i]] += 1 for i < n (count zeroed first).
+__global__ void key_count_kernel(const uint32_t* keys, int64_t n, uint32_t* count) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    atomicAdd(&w.count[w.users[i]], 1u);
+    atomicAdd(&count[keys[i]], 1u);
+}
+
+// Entry i takes the next slot of its key's range: order[slot] = i (and sorted_keys[slot] = its
+// key when not null); cursor zeroed first.
+__global__ void key_slot_kernel(const uint32_t* keys, int64_t n, const uint32_t* start, uint32_t* cursor, uint32_t* order,
+                                uint32_t* sorted_keys) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint32_t k = keys[i];
+    const uint32_t slot = start[k] + atomicAdd(&cursor[k], 1u);
+    order[slot] = uint32_t(i);
+    if (sorted_keys) sorted_keys[slot] = k;
+  }
 }
 
 constexpr int kScanThreads = 1024;
@@ -123,13 +136,6 @@ __global__ void __launch_bounds__(kScanThreads) tile_scan_kernel(const uint32_t*
     if (base + i < n) start[base + i] = tile[i];
 }
 
-__global__ void slot_kernel(int n, SampleScratch w) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint32_t u = w.users[i];
-    w.slot_pos[w.start[u] + atomicAdd(&w.cursor[u], 1u)] = uint32_t(i);
-  }
-}
-
 constexpr uint32_t kRankedRows = 4096;
 
 __global__ void place_kernel(int n, SampleScratch w, uint32_t* users, uint32_t* items, float* labels,
@@ -168,13 +174,20 @@ void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint
   uint32_t* base = reinterpret_cast<uint32_t*>(sample_scratch_.get());
   SampleScratch w{base, base + rows, reinterpret_cast<float*>(base + 2 * rows), base + 3 * rows, base + 4 * rows,
                   base + 4 * rows + per_user, base + 4 * rows + 2 * per_user};
-  NCF_CUDA(cudaMemsetAsync(w.count, 0, 4 * per_user, stream_));
-  NCF_CUDA(cudaMemsetAsync(w.cursor, 0, 4 * per_user, stream_));
   sample_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(d, s, pos0, n, w);
-  count_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, w);
-  exclusive_scan(w.count, d.n_users, w.start);
-  slot_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, w);
+  counting_sort(w.users, n, d.n_users, w.count, w.cursor, w.start, w.slot_pos, nullptr);
   place_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, w, users, items, labels, positions);
+  NCF_LAUNCHED();
+}
+
+void CudaBackend::counting_sort(const uint32_t* keys, int64_t n, uint32_t n_keys, uint32_t* count, uint32_t* cursor,
+                                uint32_t* start, uint32_t* order, uint32_t* sorted_keys) {
+  NCF_CUDA(cudaMemsetAsync(count, 0, sizeof(uint32_t) * n_keys, stream_));
+  NCF_CUDA(cudaMemsetAsync(cursor, 0, sizeof(uint32_t) * n_keys, stream_));
+  if (n <= 0) return;
+  key_count_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(keys, n, count);
+  exclusive_scan(count, n_keys, start);
+  key_slot_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(keys, n, start, cursor, order, sorted_keys);
   NCF_LAUNCHED();
 }
 
