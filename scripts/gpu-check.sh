@@ -115,27 +115,22 @@ if (ran(r.mpi)) console.log(`mpirun -np 2 cpu (${r.mpi.info ? r.mpi.info.communi
 }
 
 # --amp training with each default switched off in turn: a default that does not pay shows here.
+# switched ENV [FLAG]: bench train for 2 epochs with one switch in the environment (FLAG --amp,
+# or none for TF32), its figures into the summary labelled "ENV, --amp: " or "ENV, TF32: ".
+switched() {
+  run env "$1" $cli bench train --synthetic $shape "${batch[@]}" ${2:-} -e 2 --out "$scratch/switched.json" \
+    | figures "$1, ${2:-TF32}: " | tee -a "$out/summary.txt"
+}
 switch_runs() {
   step "bench train --amp with each default switched off"
-  run env NCF_CUDA_DRELU=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-drelu.json" \
-    | figures "NCF_CUDA_DRELU=1, --amp: " | tee -a "$out/summary.txt"
-  run env NCF_CUDA_GROUPED=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-ungrouped.json" \
-    | figures "NCF_CUDA_GROUPED=0, --amp: " | tee -a "$out/summary.txt"
-  run env NCF_FIRST_LAYER=rows $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-rows.json" \
-    | figures "NCF_FIRST_LAYER=rows, --amp: " | tee -a "$out/summary.txt"
-  run env NCF_CUDA_SUMS_BY_USER=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-sums.json" \
-    | figures "NCF_CUDA_SUMS_BY_USER=0, --amp: " | tee -a "$out/summary.txt"
-  run env NCF_CUDA_ITEM_SORT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-itematomics.json" \
-    | figures "NCF_CUDA_ITEM_SORT=0, --amp: " | tee -a "$out/summary.txt"
-  run env NCF_CUDA_GEMM_NN=1 $cli bench train --synthetic $shape "${batch[@]}" -e 2 --out "$scratch/train-gemmnn.json" \
-    | figures "NCF_CUDA_GEMM_NN=1, TF32: " | tee -a "$out/summary.txt"
-  run env NCF_CUDA_HEAD_DROPOUT=0 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-headdrop.json" \
-    | figures "NCF_CUDA_HEAD_DROPOUT=0, --amp: " | tee -a "$out/summary.txt"
+  for s in NCF_CUDA_DRELU=1 NCF_CUDA_GROUPED=0 NCF_FIRST_LAYER=rows NCF_CUDA_SUMS_BY_USER=0 NCF_CUDA_ITEM_SORT=0; do
+    switched $s --amp
+  done
+  switched NCF_CUDA_GEMM_NN=1
+  switched NCF_CUDA_HEAD_DROPOUT=0 --amp
   for flag in --amp ""; do
-    run env NCF_CUDA_DRELU=mask $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-drelumask.json" \
-      | figures "NCF_CUDA_DRELU=mask, ${flag:-TF32}: " | tee -a "$out/summary.txt"
-    run env NCF_CUDA_GEMM_TUNE=0 $cli bench train --synthetic $shape "${batch[@]}" $flag -e 2 --out "$scratch/train-untuned.json" \
-      | figures "NCF_CUDA_GEMM_TUNE=0, ${flag:-TF32}: " | tee -a "$out/summary.txt"
+    switched NCF_CUDA_DRELU=mask $flag
+    switched NCF_CUDA_GEMM_TUNE=0 $flag
   done
 }
 
