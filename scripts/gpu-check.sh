@@ -8,7 +8,8 @@
 # parts, NCF_FIRST_LAYER=rows, with the per-user gradient sums by atomics, NCF_CUDA_SUMS_BY_USER=0,
 # with the per-item sums by atomics instead of over the rows sorted by item, NCF_CUDA_ITEM_SORT=0,
 # TF32 training with the input-gradient GEMMs on the weights as stored, NCF_CUDA_GEMM_NN=1,
-# with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0, and, --amp and TF32, with the
+# with the last layer's dropout as a pass, NCF_CUDA_HEAD_DROPOUT=0, with the fp16 gather and
+# dropout pass in fp32 arithmetic instead of half2, NCF_CUDA_HALF_MATH=0, and, --amp and TF32, with the
 # masking in the DRELU epilogue and a column-sum pass for the bias gradient, NCF_CUDA_DRELU=mask,
 # and with each GEMM on the heuristic's first algorithm instead of the fastest of its candidates,
 # NCF_CUDA_GEMM_TUNE=0; the fused kernels, NCF_CUDA_FUSED=1),
@@ -23,7 +24,8 @@
 #            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), the
 #            per-user sums by atomics (NCF_CUDA_SUMS_BY_USER=0), the per-item sums by atomics
 #            (NCF_CUDA_ITEM_SORT=0), the last layer's dropout as a
-#            pass (NCF_CUDA_HEAD_DROPOUT=0), the DRELU epilogue (NCF_CUDA_DRELU=mask),
+#            pass (NCF_CUDA_HEAD_DROPOUT=0), fp32 arithmetic in the fp16 gather and dropout
+#            pass (NCF_CUDA_HALF_MATH=0), the DRELU epilogue (NCF_CUDA_DRELU=mask),
 #            untuned GEMMs (NCF_CUDA_GEMM_TUNE=0), and the fused kernels (NCF_CUDA_FUSED=1)
 #     targets  the figures only: self-test, --amp and TF32 training, the memory of
 #            --no-neg-trick, evaluation, HR@10 with and without --amp
@@ -31,7 +33,9 @@
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
 #
 # The main training benchmarks run with NCF_CUDA_GEMM_LOG=1: the summary gets each tuned GEMM's
-# pick, log.txt every candidate's configuration and time.
+# pick, log.txt every candidate's configuration and time. After each (every mode), a 2-epoch run
+# with NCF_CUDA_OP_TIMES=1 puts the second epoch's GPU time per op (CUDA events in the run
+# itself: no serialisation, no cache flush) into the summary.
 #
 # At most 8 files go to ${OUT:-gpu-check}/ (what the device tool brings back): summary.txt,
 # log.txt and six JSON files. Checkpoints and logs go to a scratch folder.
@@ -121,6 +125,15 @@ switched() {
   run env "$1" $cli bench train --synthetic $shape "${batch[@]}" ${2:-} -e 2 --out "$scratch/switched.json" \
     | figures "$1, ${2:-TF32}: " | tee -a "$out/summary.txt"
 }
+# op_times [FLAG]: bench train for 2 epochs with each op's GPU time (NCF_CUDA_OP_TIMES=1, FLAG
+# --amp or none for TF32); the second epoch's table and the run's figures into the summary.
+op_times() {
+  local label="op times, ${1:-TF32}"
+  step "$label"
+  run env NCF_CUDA_OP_TIMES=1 $cli bench train --synthetic $shape "${batch[@]}" ${1:-} -e 2 --out "$scratch/op-times.json" \
+    | awk -v label="$label" '/^ncf op times, /{keep = /training epoch 2:/} keep && /^ncf op times/{sub(/^ncf op times(, |   )/, ""); print label ": " $0} /throughput|epoch time/{print label ": " $0}' \
+    | tee -a "$out/summary.txt"
+}
 switch_runs() {
   step "bench train --amp with each default switched off"
   for s in NCF_CUDA_DRELU=1 NCF_CUDA_GROUPED=0 NCF_FIRST_LAYER=rows NCF_CUDA_SUMS_BY_USER=0 NCF_CUDA_ITEM_SORT=0; do
@@ -128,6 +141,7 @@ switch_runs() {
   done
   switched NCF_CUDA_GEMM_NN=1
   switched NCF_CUDA_HEAD_DROPOUT=0 --amp
+  switched NCF_CUDA_HALF_MATH=0 --amp
   for flag in --amp ""; do
     switched NCF_CUDA_DRELU=mask $flag
     switched NCF_CUDA_GEMM_TUNE=0 $flag
@@ -136,6 +150,7 @@ switch_runs() {
 
 step "bench train --amp"
 run env NCF_CUDA_GEMM_LOG=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | picks | tee -a "$out/summary.txt"
+op_times --amp
 if [ "$mode" = quick ]; then
   switch_runs
   run env NCF_CUDA_FUSED=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e 2 --out "$scratch/train-fused.json" | figures "fused, --amp: " | tee -a "$out/summary.txt"
@@ -144,6 +159,7 @@ fi
 
 step "bench train (TF32)"
 run env NCF_CUDA_GEMM_LOG=1 $cli bench train --synthetic $shape "${batch[@]}" -e $train_epochs --out "$out/bench-train-tf32.json" | picks | tee -a "$out/summary.txt"
+op_times
 step "bench train --amp --no-neg-trick (memory)"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | figures "--no-neg-trick: " | tee -a "$out/summary.txt"
 step "bench eval"

@@ -72,6 +72,8 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const tf32 = run('cuda', 'tf32', [], fused); // the fused kernels, TF32
   const amp = run('cuda', 'amp', ['--amp'], fused); // the fused kernels, fp16
   const ampChain = run('cuda', 'amp-chain', ['--amp']); // the op chains (the default), fp16
+  // The same with each op's GPU time from CUDA events (tables on stderr), which must change nothing.
+  const ampTimed = run('cuda', 'amp-timed', ['--amp'], { NCF_CUDA_OP_TIMES: '1' });
   // The op chains with the layers' masking in the DRELU_BGRAD epilogue instead of a separate pass
   // (the first layer per row: by parts, with two hidden layers, no layer's input gradient goes
   // through a layer below).
@@ -90,7 +92,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   // And with the first layer per row (2,048 rows against 500 users and items run it by parts).
   const ampRows = run('cuda', 'amp-rows', ['--amp'], rows);
   // And with the per-user gradient sums by atomics, and the last layer's dropout as a pass.
-  const ampSwitched = run('cuda', 'amp-switched', ['--amp'], { NCF_CUDA_SUMS_BY_USER: '0', NCF_CUDA_HEAD_DROPOUT: '0' });
+  const ampSwitched = run('cuda', 'amp-switched', ['--amp'], { NCF_CUDA_SUMS_BY_USER: '0', NCF_CUDA_HEAD_DROPOUT: '0', NCF_CUDA_HALF_MATH: '0' });
   t.match(amp.summary.info.kernels, /^fused training, fused evaluation$/);
   t.match(ampChain.summary.info.kernels, /^op chain training \(first layer by parts\), op chain evaluation$/);
   t.match(ampRows.summary.info.kernels, /^op chain training \(first layer per row\), op chain evaluation$/);
@@ -106,6 +108,9 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   // rerun that disturbed C or the epilogue's outputs would show here.
   const curve = (s: { epochs: { loss: number; hr: number; ndcg: number }[] }) => s.epochs.map((e) => [e.loss, e.hr, e.ndcg]);
   t.same(curve(ampTuned.summary), curve(ampEpilogue.summary), 'tuned GEMMs train exactly like the untuned (one host GEMM)');
+  t.same(curve(ampTimed.summary), curve(ampChain.summary), 'timing the ops changes nothing');
+  t.notMatch(ampChain.stderr, /ncf op times/, 'no op times without NCF_CUDA_OP_TIMES');
+  checkOpTimes(t, ampTimed.stderr);
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
     const p = ampEpilogue.summary.epochs[i], u = ampUngrouped.summary.epochs[i], w = ampRows.summary.epochs[i];
@@ -149,6 +154,47 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(same, `user ${user}: the same top 10 (${a.items.join(',')} vs ${b.items.join(',')})`);
   }
 });
+
+// The op-time tables of a run with NCF_CUDA_OP_TIMES=1 (native/cuda/op_times.cuh): one per
+// training epoch and evaluation, every op of a step once per step, each GEMM nested in its op,
+// and no nested op longer than the op around it.
+function checkOpTimes(t: tap.Test, stderr: string): void {
+  type Row = { depth: number; label: string; calls: number; ms: number };
+  const tables: { name: string; rows: Row[] }[] = [];
+  for (const line of stderr.split('\n')) {
+    const head = /^ncf op times, (.+?): ([\d.]+) ms in ops, ([\d.]+) ms from the first op's start/.exec(line);
+    if (head) {
+      tables.push({ name: head[1], rows: [] });
+      t.ok(Number(head[2]) <= Number(head[3]) + 1e-3, `${head[1]}: time in ops ${head[2]} ms within the ${head[3]} ms stretch`);
+      continue;
+    }
+    const row = /^ncf op times {3}( *)(\S.*?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)%$/.exec(line);
+    if (row && tables.length) tables[tables.length - 1].rows.push({ depth: row[1].length / 2, label: row[2], calls: Number(row[3]), ms: Number(row[4]) });
+  }
+  const names = tables.map((x) => x.name);
+  t.same(names.filter((n) => n.startsWith('training')), ['training epoch 1', 'training epoch 2'], 'a table per training epoch');
+  const evaluations = tables.filter((x) => x.name === 'evaluation');
+  t.ok(evaluations.length >= 2, `a table per evaluation (${names.join(', ')})`);
+  for (const e of evaluations) t.ok(e.rows.some((r) => r.depth === 0 && r.label === 'eval_rank'), 'evaluation: eval_rank ran');
+  for (const name of ['training epoch 1', 'training epoch 2']) {
+    const table = tables.find((x) => x.name === name)?.rows ?? [];
+    const top = (label: string) => table.find((r) => r.depth === 0 && r.label === label);
+    const steps = top('adam_step')?.calls ?? 0;
+    t.ok(steps > 0, `${name}: adam_step ran (${steps} steps)`);
+    for (const op of ['sample_batch', 'gather_add_relu', 'head_forward_backward', 'pair_row_sums', 'overflow_check'])
+      t.equal(top(op)?.calls, steps, `${name}: ${op} once a step`);
+    t.equal(top('linear_forward')?.calls, steps, `${name}: linear_forward once a step (--layers 64 32 16: one layer after the first)`);
+    const i = table.findIndex((r) => r.depth === 0 && r.label === 'linear_forward');
+    t.match(table[i + 1]?.label ?? '', /^gemm m=\d+ n=16 k=32 f16 RELU_BIAS$/, `${name}: linear_forward's GEMM nested under it`);
+    // Each nested op's total against the op it runs in (the nearest shallower row above it).
+    table.forEach((r, j) => {
+      if (r.depth === 0) return;
+      let p = j - 1;
+      while (table[p].depth >= r.depth) --p;
+      t.ok(r.ms <= table[p].ms + 1e-3, `${name}: ${r.label} (${r.ms} ms) within ${table[p].label} (${table[p].ms} ms)`);
+    });
+  }
+}
 
 t.test('the op chains run by default and NCF_CUDA_FUSED=1 runs the fused kernels, which agree with them', { skip }, async (t) => {
   const net = { nUsers: 50, nItems: 40, factors: 16, layers: [64, 32, 16], dropout: 0.5 };

@@ -149,6 +149,15 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
   const gdd = dev.gatherAddRelu({ ...parts, fp16, ...dropArgs }), gcd = cpu.gatherAddRelu({ ...parts, ...dropArgs });
   checks.push(check('gather_add_relu with dropout', fp16 ? 'fp16' : 'exact', relError(gdd.y, gcd.y), fp16 ? 1e-3 : 0));
   checks.push(property('gather_add_relu with dropout: live-unit mask = (y > 0)', exactlyEqual(gdd.mask, liveBits(gdd.y, 5000, 256))));
+  if (fp16) {
+    // fp16 tables and output (--amp training by parts): on CUDA in half2 arithmetic, which with
+    // dropout 0.5's scale of 2 stores exactly the CPU's values (on the tables rounded to fp16)
+    // rounded to fp16.
+    const rounded = { ...parts, a: cpu.halfRoundTrip(parts.a), b: cpu.halfRoundTrip(parts.b) };
+    const hd = dev.gatherAddRelu({ ...parts, fp16, halfTables: true, ...dropArgs }), hc = cpu.gatherAddRelu({ ...rounded, ...dropArgs });
+    checks.push(check('gather_add_relu, fp16 tables with dropout', 'exact', relError(hd.y, cpu.halfRoundTrip(hc.y)), 0));
+    checks.push(property('gather_add_relu, fp16 tables with dropout: live-unit mask = (y > 0)', exactlyEqual(hd.mask, liveBits(hd.y, 5000, 256))));
+  }
   // Users in ascending order (a training batch) take the path that writes each user's sum once,
   // other orders the atomics; fp16 per-user sums are --amp's.
   for (const [name, cols, sorted] of [['', 256, true], [', users unsorted', 256, false], [' (30 columns)', 30, true]] as const) {

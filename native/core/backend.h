@@ -166,6 +166,9 @@ class Backend {
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void zero(void* dst, size_t bytes) = 0;
   virtual void sync() = 0;
+  // The end of a phase of work, named for reports ("training epoch 2", "evaluation"): a backend
+  // that times its ops (CUDA with NCF_CUDA_OP_TIMES=1) writes their table; others ignore it.
+  virtual void phase_end(const char* /*phase*/) {}
   virtual size_t peak_memory() const = 0;  // high-water mark of alloc(), bytes
   // Bytes in use on the whole device at the highest point this backend saw (CUDA: total minus
   // free, sampled at each allocation and sync(), so the context, library workspaces and other

@@ -193,6 +193,7 @@ EpochStats Trainer::run_epoch(uint32_t epoch, const ProgressFn& progress) {
   be_->download(&st.loss_scale, scale_.get(), sizeof(float));
   be_->sync();  // nothing left to wait for; lets the CUDA backend sample the device's memory use
   st.seconds = seconds_since(t0);
+  be_->phase_end(("training epoch " + std::to_string(epoch + 1)).c_str());
   return st;
 }
 
@@ -229,6 +230,7 @@ EvalStats Trainer::evaluate() {
   e.hr = e.users ? totals[0] / totals[2] : 0.0;
   e.ndcg = e.users ? totals[1] / totals[2] : 0.0;
   e.seconds = seconds_since(t0);
+  be_->phase_end("evaluation");
   return e;
 }
 

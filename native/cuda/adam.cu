@@ -67,12 +67,14 @@ __global__ void from_half_kernel(const __half* src, float* dst, size_t n) {
 
 void CudaBackend::adam_step(float* params, const float* grads, float* m, float* v, size_t n, const AdamScalars& s,
                             const float* loss_scale, const int32_t* skip_if, const HalfMirror& mirror) {
+  const OpSpan span(&op_times_, "adam_step", stream_);
   use_device(device_);
   adam_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(params, grads, m, v, n, s, loss_scale, skip_if, mirror);
   NCF_LAUNCHED();
 }
 
 void CudaBackend::overflow_check(const float* grads, size_t n, const LossScaler& scaler) {
+  const OpSpan span(&op_times_, "overflow_check", stream_);
   use_device(device_);
   const bool vec4 = aligned_to(grads, 16);
   overflow_kernel<<<blocks_for(int64_t(vec4 ? n / 4 + 1 : n)), kThreads, 0, stream_>>>(grads, n, vec4, scaler.scale,
@@ -81,12 +83,14 @@ void CudaBackend::overflow_check(const float* grads, size_t n, const LossScaler&
 }
 
 void CudaBackend::update_loss_scale(const LossScaler& scaler) {
+  const OpSpan span(&op_times_, "update_loss_scale", stream_);
   use_device(device_);
   update_scale_kernel<<<1, 1, 0, stream_>>>(scaler);
   NCF_LAUNCHED();
 }
 
 void CudaBackend::to_half(const float* src, void* dst, size_t n) {
+  const OpSpan span(&op_times_, "to_half", stream_);
   if (!n) return;
   use_device(device_);
   to_half_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(src, static_cast<__half*>(dst), n);
@@ -94,6 +98,7 @@ void CudaBackend::to_half(const float* src, void* dst, size_t n) {
 }
 
 void CudaBackend::from_half(const void* src, float* dst, size_t n) {
+  const OpSpan span(&op_times_, "from_half", stream_);
   if (!n) return;
   use_device(device_);
   from_half_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(static_cast<const __half*>(src), dst, n);

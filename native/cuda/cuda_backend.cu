@@ -48,6 +48,7 @@ void use_device(int device) {
 CudaBackend::CudaBackend(int device) : device_(device) {
   use_device(device);
   gemm_ = std::make_unique<GemmRunner>();
+  gemm_->set_op_times(&op_times_);
   NCF_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   cudaDeviceProp prop;
   NCF_CUDA(cudaGetDeviceProperties(&prop, device));
@@ -71,10 +72,15 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   sums_by_user_ = !env_is("NCF_CUDA_SUMS_BY_USER", "0");
   item_sort_ = !env_is("NCF_CUDA_ITEM_SORT", "0");
   head_dropout_ = !env_is("NCF_CUDA_HEAD_DROPOUT", "0");
+  half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
 }
 
 CudaBackend::~CudaBackend() {
   use_device(device_);
+  try {
+    op_times_.report("since the last phase", stream_, stderr);
+  } catch (const std::exception&) {  // a failed stream has nothing to report
+  }
   if (stream_) cudaStreamSynchronize(stream_);
   bgrad_half_.reset();
   sample_scratch_.reset();
@@ -153,6 +159,7 @@ void CudaBackend::download(void* dst, const void* src, size_t bytes) {
 }
 
 void CudaBackend::zero(void* dst, size_t bytes) {
+  const OpSpan span(&op_times_, "zero", stream_);
   use_device(device_);
   if (bytes) NCF_CUDA(cudaMemsetAsync(dst, 0, bytes, stream_));
 }
@@ -161,6 +168,11 @@ void CudaBackend::sync() {
   use_device(device_);
   NCF_CUDA(cudaStreamSynchronize(stream_));
   sample_device_memory();
+}
+
+void CudaBackend::phase_end(const char* phase) {
+  use_device(device_);
+  op_times_.report(phase, stream_, stderr);
 }
 
 namespace {
@@ -181,12 +193,14 @@ __global__ void philox_kernel(uint64_t key, const uint32_t* c, uint32_t* out, si
 }  // namespace
 
 void CudaBackend::fill_u32(uint32_t* dst, uint32_t value, size_t n) {
+  const OpSpan span(&op_times_, "fill_u32", stream_);
   use_device(device_);
   fill_u32_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(dst, value, n);
   NCF_LAUNCHED();
 }
 
 void CudaBackend::philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) {
+  const OpSpan span(&op_times_, "philox_fill", stream_);
   use_device(device_);
   philox_kernel<<<blocks_for(int64_t(n_blocks)), kThreads, 0, stream_>>>(key, counters, out, n_blocks);
   NCF_LAUNCHED();

@@ -14,6 +14,7 @@
 #include "../core/backend_array.h"
 #include "cuda_common.cuh"
 #include "gemm.cuh"
+#include "op_times.cuh"
 
 namespace ncf::cuda {
 
@@ -31,6 +32,8 @@ class CudaBackend final : public Backend {
   void download(void* host_dst, const void* src, size_t bytes) override;
   void zero(void* dst, size_t bytes) override;
   void sync() override;
+  // With NCF_CUDA_OP_TIMES=1, the table of each op's GPU time since the last phase (op_times.cuh).
+  void phase_end(const char* phase) override;
   size_t peak_memory() const override { return peak_; }
   size_t device_memory_peak() const override { return device_peak_; }
   void set_tf32(bool on) override { gemm_->set_tf32(on); }
@@ -83,6 +86,7 @@ class CudaBackend final : public Backend {
  private:
   int device_;
   cudaStream_t stream_ = nullptr;
+  OpTimes op_times_;  // NCF_CUDA_OP_TIMES=1: each op's GPU time, reported at phase_end
   std::unique_ptr<GemmRunner> gemm_;
   std::string name_;
   size_t total_memory_ = 0;
@@ -103,6 +107,8 @@ class CudaBackend final : public Backend {
   bool sums_by_user_ = true;       // pair_row_sums' warp per user for sorted rows; NCF_CUDA_SUMS_BY_USER=0: atomics
   bool item_sort_ = true;          // with it, the per-item sums over the rows sorted by item;
                                    // NCF_CUDA_ITEM_SORT=0: atomics from the per-user kernel
+  bool half_math_ = true;          // fp16 gather_add_relu and dropout pass in half2 arithmetic
+                                   // (relu_dropout8_half); NCF_CUDA_HALF_MATH=0: through fp32
   bool head_dropout_ = true;       // the output unit's kernel applies the last layer's dropout from keep
                                    // bits; NCF_CUDA_HEAD_DROPOUT=0: a dropout pass over that layer first
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient

@@ -109,6 +109,7 @@ bool vec8_ok(int h, const void* a, const void* b, const void* rows) {
 }  // namespace
 
 void CudaBackend::embed_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp_in) {
+  const OpSpan span(&op_times_, "embed_forward", stream_);
   const int64_t n = mlp_in.rows;
   if (n <= 0) return;
   if (mlp_in.cols != 2 * t.half) fail(ErrorCode::InvalidArgument, "embed_forward: mlp_in must have 2 x half columns");
@@ -130,6 +131,7 @@ void CudaBackend::embed_forward(const EmbedTables& t, const uint32_t* users, con
 }
 
 void CudaBackend::embed_backward(const uint32_t* users, const uint32_t* items, Mat d_mlp_in, const EmbedGrads& g) {
+  const OpSpan span(&op_times_, "embed_backward", stream_);
   const int64_t n = d_mlp_in.rows;
   const int h = int(d_mlp_in.cols / 2);
   if (n <= 0) return;

@@ -44,6 +44,7 @@ __global__ void eval_rank_kernel(const float* logits, const uint8_t* masked, int
 
 void CudaBackend::eval_rank(const float* logits, const uint8_t* masked, int n_users, int list_len, int k,
                             EvalSums* sums) {
+  const OpSpan span(&op_times_, "eval_rank", stream_);
   if (n_users <= 0) return;
   use_device(device_);
   const int64_t blocks = std::min<int64_t>(4096, (int64_t(n_users) + 7) / 8);

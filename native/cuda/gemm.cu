@@ -131,8 +131,19 @@ const float* GemmRunner::transposed_b(const GemmCall& g, cudaStream_t stream) {
   return bt;
 }
 
+namespace {
+// A GEMM's span label: its row-major shape, types and epilogue ("m=1048576 n=128 k=256 f16 relu_bias").
+std::string gemm_label(const GemmCall& g) {
+  char s[160];
+  std::snprintf(s, sizeof s, "m=%d n=%d k=%d %s%s %s", g.m, g.n, g.k, g.a_type == DType::F16 ? "f16" : "f32",
+                g.c_type == g.a_type ? "" : (g.c_type == DType::F16 ? ">f16" : ">f32"), epilogue_name(g.epilogue));
+  return s;
+}
+}  // namespace
+
 bool GemmRunner::run(const GemmCall& g_in, cudaStream_t stream) {
   if (g_in.m <= 0 || g_in.n <= 0) return true;
+  const OpSpan span(times_, "gemm", stream, times_ && times_->on() ? gemm_label(g_in) : std::string());
   GemmCall g = g_in;
   if (transpose_b_ && !g.trans_b && g.b_type == DType::F32 && g.a_type == DType::F32 && g.epilogue == Epilogue::None &&
       int64_t(g.k) * g.n <= kTransposeMax && g.k > 0) {

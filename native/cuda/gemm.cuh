@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "cuda_common.cuh"
+#include "op_times.cuh"
 
 namespace ncf::cuda {
 
@@ -70,6 +71,8 @@ class GemmRunner {
   ~GemmRunner();
   void set_tf32(bool on) { tf32_ = on; }
   bool tf32() const { return tf32_; }
+  // Where each GEMM's span goes (the backend's op times, nested in the op that runs it).
+  void set_op_times(OpTimes* times) { times_ = times; }
   // Runs the GEMM on `stream`. Returns false (and does nothing) only when cuBLASLt has no
   // algorithm for a fused epilogue, so the caller can fall back to a plain GEMM and a kernel.
   bool run(const GemmCall& g, cudaStream_t stream);
@@ -82,6 +85,7 @@ class GemmRunner {
   enum class Tune { None, Large, All };
   Tune tune_ = Tune::Large;
   bool log_ = false;
+  OpTimes* times_ = nullptr;
   void tune(const GemmCall& g, Plan& p, const char* key, cudaStream_t stream);
   cublasStatus_t matmul(const GemmCall& g, Plan& p, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream);
   cublasLtHandle_t handle_ = nullptr;

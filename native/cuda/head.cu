@@ -369,6 +369,7 @@ void with_chunks(int chunks, Launch launch) {
 
 void CudaBackend::head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp,
                                const HeadParams& p, float* logits) {
+  const OpSpan span(&op_times_, "head_forward", stream_);
   const int rows = int(mlp.rows);
   if (rows <= 0) return;
   use_device(device_);
@@ -384,6 +385,7 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
                                         const float* labels, const HeadParams& p, float grad_scale,
                                         const LossScaler* scaler, Mat d_mlp, const LayerBelow* below,
                                         const EmbedGrads& g_tables, float* grad_w, float* grad_b, double* loss_sum) {
+  const OpSpan span(&op_times_, "head_forward_backward", stream_);
   const int rows = int(mlp.rows);
   use_device(device_);
   if (below && below->y.data != mlp.data)

@@ -30,12 +30,23 @@ namespace {
 // 16-byte fp16 or two 16-byte fp32 loads and stores; otherwise value by value.
 template <typename T>
 __global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* bias, Dropout d, bool vec8,
-                                         UnitMask mask) {
+                                         UnitMask mask, bool half_math_on) {
+  // fp16 without a bias (the pass after a RELU_BIAS GEMM: dropout alone) in half2 arithmetic.
+  const bool half_math = std::is_same<T, __half>::value && half_math_on && vec8 && !bias && half_dropout_ok(d);
+  const __half2 scale = half_scale(d);
   for (RowGroupWalk w((cols + 7) / 8); w.row < rows; w.next()) {
     const int64_t row = w.row;
     const int g = w.g;
     const int j0 = g * 8, lanes = min(8, cols - j0);
     T* const at = y + row * cols + j0;
+    if constexpr (std::is_same<T, __half>::value) {
+      if (half_math) {
+        uint4 raw = *reinterpret_cast<const uint4*>(at);
+        store_live(mask, row, g, relu_dropout8_half(raw, false, d, scale, row, g));
+        *reinterpret_cast<uint4*>(at) = raw;
+        continue;
+      }
+    }
     float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (vec8) load8(at, v);
     else
@@ -118,6 +129,7 @@ bool vec8_ok(const void* p, int cols) { return cols % 8 == 0 && aligned_to(p, 16
 }  // namespace
 
 void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d, Mat y, UnitMask mask) {
+  const OpSpan span(&op_times_, "linear_forward", stream_);
   const int n = int(x.rows);
   if (n <= 0) return;
   use_device(device_);
@@ -139,15 +151,16 @@ void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d,
 }
 
 void CudaBackend::bias_relu_dropout(Mat y, const float* bias, const Dropout& d, UnitMask mask) {
+  const OpSpan span(&op_times_, "bias_relu_dropout", stream_);
   const int n = int(y.rows), cols = int(y.cols);
   if (n <= 0) return;
   const unsigned blocks = blocks_for(int64_t(n) * ((cols + 7) / 8));
   const bool vec8 = vec8_ok(y.data, cols);
   if (y.dtype == DType::F16)
     bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, cols, bias, d, vec8,
-                                                                       mask);
+                                                                       mask, half_math_);
   else
-    bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, cols, bias, d, vec8, mask);
+    bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, cols, bias, d, vec8, mask, false);
   NCF_LAUNCHED();
 }
 
@@ -172,6 +185,7 @@ void launch_row_pass(Mat dy, const void* y, UnitMask mask, float scale, float* g
 }  // namespace
 
 void CudaBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Dropout& d, float* grad_b) {
+  const OpSpan span(&op_times_, "relu_dropout_backward", stream_);
   use_device(device_);
   NCF_CUDA(cudaMemsetAsync(grad_b, 0, sizeof(float) * size_t(dy.cols), stream_));
   if (dy.rows <= 0) return;
@@ -179,6 +193,7 @@ void CudaBackend::relu_dropout_backward(Mat dy, Mat y, UnitMask mask, const Drop
 }
 
 void CudaBackend::add_column_sums(Mat x, float* sums) {
+  const OpSpan span(&op_times_, "add_column_sums", stream_);
   if (x.rows > 0) launch_row_pass<false>(x, nullptr, UnitMask{}, 1.0f, sums, stream_);
 }
 
@@ -214,6 +229,7 @@ bool CudaBackend::input_grad_drelu(Mat dz, const LinearParams& p, Mat dx, const 
 }
 
 void CudaBackend::linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, float* grad_w, const LayerBelow* below) {
+  const OpSpan span(&op_times_, "linear_backward", stream_);
   use_device(device_);
   linear_weight_grad(dz, x, grad_w, int(x.cols));
   if (dx.empty()) return;
@@ -225,6 +241,7 @@ void CudaBackend::linear_backward(Mat dz, Mat x, const LinearParams& p, Mat dx, 
 }
 
 void CudaBackend::linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) {
+  const OpSpan span(&op_times_, "linear_weight_grad", stream_);
   const int n = int(dz.rows), out = int(dz.cols), in = int(x.cols);
   if (ld_grad < in) fail(ErrorCode::InvalidArgument, "linear_weight_grad: ld_grad below x's columns");
   use_device(device_);

@@ -4,7 +4,8 @@
 //   item part; fp16 Tensor Cores for fp16 parts);
 // - add_row: one row vector added to every row of a matrix (optional ReLU), one thread per element;
 // - gather_add_relu: a row of each of two tables added per output row, then ReLU and dropout
-//   (relu_dropout8, as linear_forward) and the live-unit byte: one thread per 8 columns, 16-byte
+//   (relu_dropout8, as linear_forward; fp16 tables and output in half2 arithmetic,
+//   relu_dropout8_half) and the live-unit byte: one thread per 8 columns, 16-byte
 //   loads of both rows (coalesced within a row; the item rows stay in L2, the more of them in
 //   fp16), one 16- or 32-byte store;
 // - pair_row_sums, for a batch in ascending user order: each user's range of rows (one pass over
@@ -47,10 +48,26 @@ __global__ void add_row_kernel(const T* x, const float* row, T* y, int64_t rows,
 // O (fp32 or fp16); cols % 8 == 0 and every row 16-byte aligned.
 template <typename T, typename O>
 __global__ void gather_add_relu_vec8(const T* a, const uint32_t* ia, const T* b, const uint32_t* ib, int64_t rows, int cols,
-                                     O* out, Dropout d, UnitMask mask) {
+                                     O* out, Dropout d, UnitMask mask, bool half_math_on) {
+  constexpr bool kHalf = std::is_same<T, __half>::value && std::is_same<O, __half>::value;
+  const bool half_math = kHalf && half_math_on && half_dropout_ok(d);
+  const __half2 scale = half_scale(d);
   for (RowGroupWalk w(cols / 8); w.row < rows; w.next()) {
     const int64_t r = w.row;
     const int g = w.g, j = g * 8;
+    if constexpr (kHalf) {
+      if (half_math) {
+        Half8 x, y;
+        x.raw = *reinterpret_cast<const uint4*>(a + int64_t(ia[r]) * cols + j);
+        y.raw = *reinterpret_cast<const uint4*>(b + int64_t(ib[r]) * cols + j);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) x.h2[k] = __hadd2(x.h2[k], y.h2[k]);
+        const uint32_t live = relu_dropout8_half(x.raw, true, d, scale, r, g);
+        *reinterpret_cast<uint4*>(out + r * cols + j) = x.raw;
+        store_live(mask, r, g, live);
+        continue;
+      }
+    }
     float x[8], y[8];
     load8(a + int64_t(ia[r]) * cols + j, x);
     load8(b + int64_t(ib[r]) * cols + j, y);
@@ -80,12 +97,12 @@ __global__ void gather_add_relu_kernel(const void* a, const uint32_t* ia, const 
 
 template <typename T, typename O>
 void launch_gather(const Mat& a, const uint32_t* ia, const Mat& b, const uint32_t* ib, const Dropout& d, const Mat& out,
-                   UnitMask mask, bool vec8, cudaStream_t stream) {
+                   UnitMask mask, bool vec8, bool half_math, cudaStream_t stream) {
   const int cols = int(out.cols);
   O* o = static_cast<O*>(out.data);
   if (vec8)
     gather_add_relu_vec8<T, O><<<blocks_for(out.rows * (cols / 8)), kThreads, 0, stream>>>(
-        static_cast<const T*>(a.data), ia, static_cast<const T*>(b.data), ib, out.rows, cols, o, d, mask);
+        static_cast<const T*>(a.data), ia, static_cast<const T*>(b.data), ib, out.rows, cols, o, d, mask, half_math);
   else
     gather_add_relu_kernel<O><<<blocks_for(out.rows * ((cols + 7) / 8)), kThreads, 0, stream>>>(
         a.data, ia, b.data, ib, a.dtype, out.rows, cols, o, d, mask);
@@ -285,19 +302,21 @@ __global__ void pair_row_sums_kernel(const void* dz, DType t, const uint32_t* us
 
 void CudaBackend::gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32_t* ib, const Dropout& d, Mat out,
                                   UnitMask mask) {
+  const OpSpan span(&op_times_, "gather_add_relu", stream_);
   if (a.dtype != b.dtype || a.cols != out.cols || b.cols != out.cols)
     fail(ErrorCode::InvalidArgument, "gather_add_relu: tables of one type and the output's width");
   if (out.rows <= 0) return;
   use_device(device_);
   const bool vec8 = out.cols % 8 == 0 && aligned_to(a.data, 16) && aligned_to(b.data, 16) && aligned_to(out.data, 16);
   with_element_types(a.dtype == DType::F16, out.dtype == DType::F16, [&](auto table_type, auto out_type) {
-    launch_gather<decltype(table_type), decltype(out_type)>(a, ia, b, ib, d, out, mask, vec8, stream_);
+    launch_gather<decltype(table_type), decltype(out_type)>(a, ia, b, ib, d, out, mask, vec8, half_math_, stream_);
   });
   NCF_LAUNCHED();
 }
 
 void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* users, bool users_ascending,
                                 const uint32_t* items, Mat user_sums, Mat item_sums) {
+  const OpSpan span(&op_times_, "pair_row_sums", stream_);
   if (item_sums.dtype != DType::F32 || user_sums.cols != dz.cols || item_sums.cols != dz.cols)
     fail(ErrorCode::InvalidArgument, "pair_row_sums: sums of dz's width, fp32 per item");
   const int64_t n = dz.rows;
@@ -381,12 +400,14 @@ GemmCall weight_block_gemm(const Mat& a, const void* w, int ldw, bool transposed
 }  // namespace
 
 void CudaBackend::matmul_nt(Mat a, const void* w, int ldw, Mat out) {
+  const OpSpan span(&op_times_, "matmul_nt", stream_);
   if (a.rows <= 0) return;
   use_device(device_);
   gemm_->run(weight_block_gemm(a, w, ldw, true, out), stream_);
 }
 
 void CudaBackend::matmul_nn(Mat a, const void* w, int ldw, Mat out) {
+  const OpSpan span(&op_times_, "matmul_nn", stream_);
   if (a.rows != out.rows) fail(ErrorCode::InvalidArgument, "matmul_nn: a and out differ in rows");
   if (a.rows <= 0) return;
   use_device(device_);
@@ -394,6 +415,7 @@ void CudaBackend::matmul_nn(Mat a, const void* w, int ldw, Mat out) {
 }
 
 void CudaBackend::add_row(Mat x, const float* row, Mat y, bool relu) {
+  const OpSpan span(&op_times_, "add_row", stream_);
   if (x.dtype != y.dtype) fail(ErrorCode::InvalidArgument, "add_row: x and y of one type");
   if (x.rows <= 0) return;
   use_device(device_);

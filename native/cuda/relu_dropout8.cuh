@@ -37,6 +37,62 @@ __device__ __forceinline__ uint32_t relu_dropout8(float* v, int lanes, const flo
   return live;
 }
 
+// The same for 8 fp16 values as stored (16 bytes), in half2 arithmetic: two features per
+// instruction and no conversions, for the fp16 forms of the kernels that issue limits
+// (gather_add_relu, the dropout pass after a GEMM). With half_dropout_ok(d) (the scale exact in
+// fp16, as dropout 0.5's 2 is), the stored result is exactly the fp32 path's on fp16 inputs: the
+// fp16 product rounds once, as the exact fp32 product rounded to fp16 does, and ReLU and the keep
+// mask only select. gather_add_relu rounds its sum to fp16 first (__hadd2), as a separate add
+// would: against scaling the fp32 sum that moves an output by at most one fp16 ulp, and not at
+// all with a power-of-two scale outside fp16's subnormal range.
+__host__ __device__ __forceinline__ bool half_dropout_ok(const Dropout& d) {
+  return !d.active || (d.threshold <= 0xFFFFu && __half2float(__float2half_rn(d.scale)) == d.scale);
+}
+
+// 0xFFFF in each 16-bit half of w whose value is >= threshold, else 0.
+__device__ __forceinline__ uint32_t keep_mask2(uint32_t w, uint32_t threshold) {
+#ifdef __CUDA_ARCH__
+  return __vcmpgeu2(w, threshold * 0x10001u);
+#else
+  return ((w & 0xFFFFu) >= threshold ? 0xFFFFu : 0u) | ((w >> 16) >= threshold ? 0xFFFF0000u : 0u);
+#endif
+}
+
+// fp16 pairs as their 32 bits (a union: defined under the host emulation too).
+union Half2Bits {
+  __half2 h;
+  uint32_t u;
+};
+
+// The dropout's scale as an fp16 pair, made once per thread (outside the row loop: the conversion
+// is inline assembly, which the compiler does not hoist).
+__device__ __forceinline__ __half2 half_scale(const Dropout& d) { return __float2half2_rn(d.scale); }
+
+__device__ __forceinline__ uint32_t relu_dropout8_half(uint4& raw, bool relu, const Dropout& d, __half2 scale, int64_t row,
+                                                       int g) {
+  const U32x4 blk = d.active ? dropout_block(d, uint64_t(row), uint32_t(g)) : U32x4{0, 0, 0, 0};
+  Half2Bits zero;
+  zero.u = 0u;
+  Half8 p;
+  p.raw = raw;
+  uint32_t pos = 0;  // bit 2k: feature 2k > 0, bit 2k + 16: feature 2k + 1 > 0
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    // Features 2k (the low half: the lower address) and 2k + 1, from word k of the block as in
+    // dropout_keep.
+    if (relu) p.h2[k] = __hmax2(p.h2[k], zero.h);
+    if (d.active) {
+      Half2Bits v;
+      v.h = p.h2[k];
+      v.u &= keep_mask2(philox_word(blk, k), d.threshold);
+      p.h2[k] = __hmul2(v.h, scale);
+    }
+    pos |= (__hgt2_mask(p.h2[k], zero.h) & 0x10001u) << (2 * k);
+  }
+  raw = p.raw;
+  return (pos & 0x55u) | ((pos >> 15) & 0xAAu);
+}
+
 // Writes a row's live-unit byte for features [8g, 8g + 8) (UnitMask: ld % 128 == 0, so the group
 // is byte g of the row's bits).
 __device__ __forceinline__ void store_live(const UnitMask& mask, int64_t row, int g, uint32_t live) {

@@ -159,6 +159,7 @@ __global__ void place_kernel(int n, SampleScratch w, uint32_t* users, uint32_t* 
 
 void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint64_t pos0, int n, uint32_t* users,
                                uint32_t* items, float* labels, uint32_t* positions) {
+  const OpSpan span(&op_times_, "sample_batch", stream_);
   if (n <= 0) return;
   use_device(device_);
   if (!group_batches_) {  // NCF_CUDA_GROUPED=0: position order, for measuring what grouping gains
@@ -182,6 +183,7 @@ void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint
 
 void CudaBackend::counting_sort(const uint32_t* keys, int64_t n, uint32_t n_keys, uint32_t* count, uint32_t* cursor,
                                 uint32_t* start, uint32_t* order, uint32_t* sorted_keys) {
+  const OpSpan span(&op_times_, "counting_sort", stream_);
   NCF_CUDA(cudaMemsetAsync(count, 0, sizeof(uint32_t) * n_keys, stream_));
   NCF_CUDA(cudaMemsetAsync(cursor, 0, sizeof(uint32_t) * n_keys, stream_));
   if (n <= 0) return;
@@ -192,6 +194,7 @@ void CudaBackend::counting_sort(const uint32_t* keys, int64_t n, uint32_t n_keys
 }
 
 void CudaBackend::exclusive_scan(const uint32_t* count, uint32_t n, uint32_t* start) {
+  const OpSpan span(&op_times_, "exclusive_scan", stream_);
   if (n == 0) return;
   const uint32_t tiles = (n + kScanTile - 1) / kScanTile;
   if (scan_sums_.size() < tiles) scan_sums_ = BackendArray<uint32_t>(*this, tiles);

@@ -117,6 +117,7 @@ __device__ void SplitTiles<T>::run(const SplitArgs& a, float4* split_shared) {
 
 bool CudaBackend::split_forward(const SplitNet& net, const uint32_t* users, const uint32_t* items, int64_t n,
                                 float* logits) {
+  const OpSpan span(&op_times_, "split_forward", stream_);
   const bool half = net.act == DType::F16;
   const int tail = int(net.layers.size());
   if (!fused_allowed(half) || tail + 1 > kMaxFusedLayers || !fused_width(net.width)) return false;

@@ -258,6 +258,7 @@ __device__ void TrainTiles<T>::run(const TrainArgs& a, float4* shared) {
 }  // namespace
 
 bool CudaBackend::train_pass(const TrainPass& p, int n) {
+  const OpSpan span(&op_times_, "train_pass", stream_);
   const bool half = p.mlp_in.dtype == DType::F16;
   const int L = int(p.layers.size());
   if (!fused_allowed(half)) return false;
