@@ -400,6 +400,7 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
     // The keep bits first, a 64-bit word per row.
     const size_t bytes = size_t(rows) * sizeof(uint2);
     if (keep_bits_.size() < bytes) keep_bits_ = BackendArray<unsigned char>(*this, bytes);
+    const OpSpan keep_span(&op_times_, "keep_bits", stream_);
     keep_bits_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(top.drop, rows, p.mlp_width,
                                                                 reinterpret_cast<uint2*>(keep_bits_.get()));
     NCF_LAUNCHED();

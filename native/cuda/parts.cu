@@ -352,12 +352,17 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
     with_element_types(dz.dtype == DType::F16, half_sums, [&](auto dz_type, auto sum_type) {
       using T = decltype(dz_type);
       using S = decltype(sum_type);
-      pair_row_sums_by_user<T, S><<<blocks, kThreads, 0, stream_>>>(
-          static_cast<const T*>(dz.data), mask, items, first, end, user_sums.rows, cols, static_cast<S*>(user_sums.data),
-          item_sort_ ? nullptr : item_sums.f32());
-      if (sorted_by_item)
+      {
+        const OpSpan by_user(&op_times_, "by_user", stream_);
+        pair_row_sums_by_user<T, S><<<blocks, kThreads, 0, stream_>>>(
+            static_cast<const T*>(dz.data), mask, items, first, end, user_sums.rows, cols, static_cast<S*>(user_sums.data),
+            item_sort_ ? nullptr : item_sums.f32());
+      }
+      if (sorted_by_item) {
+        const OpSpan by_item(&op_times_, "by_item", stream_);
         pair_row_sums_by_item<T><<<blocks_for((n + kItemChunk - 1) / kItemChunk * 32), kThreads, 0, stream_>>>(
             static_cast<const T*>(dz.data), mask, order, sorted_items, start, count, n, cols, item_sums.f32());
+      }
     });
     NCF_LAUNCHED();
     if (layer && n > 0) add_column_sums(item_sums, layer->grad_b);

@@ -175,8 +175,12 @@ void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint
   uint32_t* base = reinterpret_cast<uint32_t*>(sample_scratch_.get());
   SampleScratch w{base, base + rows, reinterpret_cast<float*>(base + 2 * rows), base + 3 * rows, base + 4 * rows,
                   base + 4 * rows + per_user, base + 4 * rows + 2 * per_user};
-  sample_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(d, s, pos0, n, w);
+  {
+    const OpSpan draw(&op_times_, "draw", stream_);
+    sample_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(d, s, pos0, n, w);
+  }
   counting_sort(w.users, n, d.n_users, w.count, w.cursor, w.start, w.slot_pos, nullptr);
+  const OpSpan place(&op_times_, "place", stream_);
   place_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, w, users, items, labels, positions);
   NCF_LAUNCHED();
 }
