@@ -109,6 +109,9 @@ class CudaBackend final : public Backend {
                                    // NCF_CUDA_ITEM_SORT=0: atomics from the per-user kernel
   bool half_math_ = true;          // fp16 gather_add_relu and dropout pass in half2 arithmetic
                                    // (relu_dropout8_half); NCF_CUDA_HALF_MATH=0: through fp32
+  // Whether those fp16 kernels take the half2 path for dropout d: half_math_ and a scale exact in
+  // fp16 (half_dropout_ok). Decided here, once per launch, for both kernels.
+  bool half_math(const Dropout& d) const;
   bool head_dropout_ = true;       // the output unit's kernel applies the last layer's dropout from keep
                                    // bits; NCF_CUDA_HEAD_DROPOUT=0: a dropout pass over that layer first
   BackendArray<unsigned char> bgrad_half_;  // the epilogue's fp16 bias gradient

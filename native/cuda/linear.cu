@@ -30,9 +30,9 @@ namespace {
 // 16-byte fp16 or two 16-byte fp32 loads and stores; otherwise value by value.
 template <typename T>
 __global__ void bias_relu_dropout_kernel(T* y, int rows, int cols, const float* bias, Dropout d, bool vec8,
-                                         UnitMask mask, bool half_math_on) {
-  // fp16 without a bias (the pass after a RELU_BIAS GEMM: dropout alone) in half2 arithmetic.
-  const bool half_math = std::is_same<T, __half>::value && half_math_on && vec8 && !bias && half_dropout_ok(d);
+                                         UnitMask mask, bool half_math) {
+  // half_math (fp16 only; vec8 and no bias: the pass after a RELU_BIAS GEMM, dropout alone): in
+  // half2 arithmetic.
   const __half2 scale = half_scale(d);
   for (RowGroupWalk w((cols + 7) / 8); w.row < rows; w.next()) {
     const int64_t row = w.row;
@@ -150,6 +150,8 @@ void CudaBackend::linear_forward(Mat x, const LinearParams& p, const Dropout& d,
   if (bias_in_kernel || d.active || !mask.empty()) bias_relu_dropout(y.head(n), bias_in_kernel, d, mask);
 }
 
+bool CudaBackend::half_math(const Dropout& d) const { return half_math_ && half_dropout_ok(d); }
+
 void CudaBackend::bias_relu_dropout(Mat y, const float* bias, const Dropout& d, UnitMask mask) {
   const OpSpan span(&op_times_, "bias_relu_dropout", stream_);
   const int n = int(y.rows), cols = int(y.cols);
@@ -158,7 +160,7 @@ void CudaBackend::bias_relu_dropout(Mat y, const float* bias, const Dropout& d, 
   const bool vec8 = vec8_ok(y.data, cols);
   if (y.dtype == DType::F16)
     bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, cols, bias, d, vec8,
-                                                                       mask, half_math_);
+                                                                       mask, vec8 && !bias && half_math(d));
   else
     bias_relu_dropout_kernel<float><<<blocks, kThreads, 0, stream_>>>(y.f32(), n, cols, bias, d, vec8, mask, false);
   NCF_LAUNCHED();

@@ -1,6 +1,5 @@
 // NCF_CUDA_OP_TIMES=1: per-op GPU time from CUDA events (op_times.cuh).
 #include <algorithm>
-#include <cstring>
 #include <map>
 
 #include "cuda_common.cuh"

@@ -48,9 +48,9 @@ __global__ void add_row_kernel(const T* x, const float* row, T* y, int64_t rows,
 // O (fp32 or fp16); cols % 8 == 0 and every row 16-byte aligned.
 template <typename T, typename O>
 __global__ void gather_add_relu_vec8(const T* a, const uint32_t* ia, const T* b, const uint32_t* ib, int64_t rows, int cols,
-                                     O* out, Dropout d, UnitMask mask, bool half_math_on) {
+                                     O* out, Dropout d, UnitMask mask, bool half_math) {
+  // fp16 tables and output with half_math: in half2 arithmetic.
   constexpr bool kHalf = std::is_same<T, __half>::value && std::is_same<O, __half>::value;
-  const bool half_math = kHalf && half_math_on && half_dropout_ok(d);
   const __half2 scale = half_scale(d);
   for (RowGroupWalk w(cols / 8); w.row < rows; w.next()) {
     const int64_t r = w.row;
@@ -309,7 +309,7 @@ void CudaBackend::gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32
   use_device(device_);
   const bool vec8 = out.cols % 8 == 0 && aligned_to(a.data, 16) && aligned_to(b.data, 16) && aligned_to(out.data, 16);
   with_element_types(a.dtype == DType::F16, out.dtype == DType::F16, [&](auto table_type, auto out_type) {
-    launch_gather<decltype(table_type), decltype(out_type)>(a, ia, b, ib, d, out, mask, vec8, half_math_, stream_);
+    launch_gather<decltype(table_type), decltype(out_type)>(a, ia, b, ib, d, out, mask, vec8, half_math(d), stream_);
   });
   NCF_LAUNCHED();
 }

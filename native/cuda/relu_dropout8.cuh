@@ -45,7 +45,7 @@ __device__ __forceinline__ uint32_t relu_dropout8(float* v, int lanes, const flo
 // mask only select. gather_add_relu rounds its sum to fp16 first (__hadd2), as a separate add
 // would: against scaling the fp32 sum that moves an output by at most one fp16 ulp, and not at
 // all with a power-of-two scale outside fp16's subnormal range.
-__host__ __device__ __forceinline__ bool half_dropout_ok(const Dropout& d) {
+inline bool half_dropout_ok(const Dropout& d) {
   return !d.active || (d.threshold <= 0xFFFFu && __half2float(__float2half_rn(d.scale)) == d.scale);
 }
 
