@@ -44,7 +44,8 @@ endforeach()
 # The emulation itself (kernels' execution, runtime, cuBLASLt, NCCL) and the flags every
 # emulated file is compiled with, shared by the plugin and the emulator's own checks.
 set(NCF_EMU_DIR ${CMAKE_CURRENT_SOURCE_DIR}/native/emu)
-set(NCF_EMU_RUNTIME ${NCF_EMU_DIR}/emu_grid.cc ${NCF_EMU_DIR}/emu_cudart.cc ${NCF_EMU_DIR}/emu_cublaslt.cc)
+set(NCF_EMU_RUNTIME ${NCF_EMU_DIR}/emu_grid.cc ${NCF_EMU_DIR}/emu_cudart.cc ${NCF_EMU_DIR}/emu_graph.cc
+    ${NCF_EMU_DIR}/emu_cublaslt.cc)
 add_library(ncf_emu_flags INTERFACE)
 target_include_directories(ncf_emu_flags INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/native/cuda ${NCF_EMU_DIR}
                            ${NCF_EMU_RUNTIME_INCLUDE} ${NCF_EMU_CUBLASLT_INCLUDE} ${NCF_EMU_CURAND_INCLUDE})

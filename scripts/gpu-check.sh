@@ -12,7 +12,8 @@
 # dropout pass in fp32 arithmetic instead of half2, NCF_CUDA_HALF_MATH=0, and, --amp and TF32, with the
 # masking in the DRELU epilogue and a column-sum pass for the bias gradient, NCF_CUDA_DRELU=mask,
 # and with each GEMM on the heuristic's first algorithm instead of the fastest of its candidates,
-# NCF_CUDA_GEMM_TUNE=0; the fused kernels, NCF_CUDA_FUSED=1),
+# NCF_CUDA_GEMM_TUNE=0; the fused kernels, NCF_CUDA_FUSED=1; and, --amp and TF32, each step after
+# the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
@@ -26,16 +27,18 @@
 #            (NCF_CUDA_ITEM_SORT=0), the last layer's dropout as a
 #            pass (NCF_CUDA_HEAD_DROPOUT=0), fp32 arithmetic in the fp16 gather and dropout
 #            pass (NCF_CUDA_HALF_MATH=0), the DRELU epilogue (NCF_CUDA_DRELU=mask),
-#            untuned GEMMs (NCF_CUDA_GEMM_TUNE=0), and the fused kernels (NCF_CUDA_FUSED=1)
+#            untuned GEMMs (NCF_CUDA_GEMM_TUNE=0), steps as CUDA Graphs (NCF_CUDA_GRAPH=1,
+#            also TF32), and the fused kernels (NCF_CUDA_FUSED=1)
 #     targets  the issue's figures only: self-test, --amp and TF32 training, the memory of
-#            --no-neg-trick, evaluation, HR@10 with and without --amp
+#            --no-neg-trick, evaluation, HR@10 with and without --amp; and steps as CUDA Graphs
 #     dry    no build and small data, for checking this script without a GPU: run it with
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
 #
 # The main training benchmarks run with NCF_CUDA_GEMM_LOG=1: the summary gets each tuned GEMM's
 # pick, log.txt every candidate's configuration and time. After each (every mode), a 2-epoch run
 # with NCF_CUDA_OP_TIMES=1 puts the second epoch's GPU time per op (CUDA events in the run
-# itself: no serialisation, no cache flush) into the summary.
+# itself: no serialisation, no cache flush) into the summary. After the self-test, its training
+# runs again with NCF_CUDA_GRAPH=1 (every mode): the graphs' losses against the CPU's.
 #
 # At most 8 files go to ${OUT:-gpu-check}/ (what the device tool brings back): summary.txt,
 # log.txt and six JSON files. Checkpoints and logs go to a scratch folder.
@@ -62,7 +65,7 @@ run() {
   return "$rc"
 }
 # The figure lines of a benchmark's output, prefixed with a label.
-figures() { grep -E 'throughput|epoch time|peak memory|peak device' | sed "s/^/$1/"; }
+figures() { grep -E 'throughput|epoch time|peak memory|peak device|ncf cuda graph|CUDA Graph' | sed "s/^/$1/"; }
 # A benchmark's output without the GEMM tuning log's per-candidate lines (log.txt keeps them).
 picks() { grep -v '^ncf gemm tune   '; }
 # A command whose stdout is JSON: stdout to the file, its messages to the log only.
@@ -87,15 +90,27 @@ else
 fi
 run $cli info | tee -a "$out/summary.txt"
 
+# A self-test's JSON report as one line per check.
+print_checks() {
+  node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));for(const c of r.checks)console.log(`${c.ok?"ok  ":"FAIL"} ${c.name} ${c.error.toExponential(2)} <= ${c.tolerance}${c.note?"  "+c.note:""}`)' "$1"
+}
 step "selftest --device cuda"
 run_json "$out/selftest-cuda.json" $cli selftest --device cuda --json; selftest_rc=$?
-node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));for(const c of r.checks)console.log(`${c.ok?"ok  ":"FAIL"} ${c.name} ${c.error.toExponential(2)} <= ${c.tolerance}${c.note?"  "+c.note:""}`)' "$out/selftest-cuda.json" | tee -a "$out/summary.txt"
+print_checks "$out/selftest-cuda.json" | tee -a "$out/summary.txt"
 if [ "$selftest_rc" != 0 ] && [ "$mode" != dry ]; then
   # Where a kernel faults or reads what nothing wrote: the first reports of compute-sanitizer.
   step "selftest failed ($selftest_rc): compute-sanitizer memcheck on the op checks"
   run compute-sanitizer --tool memcheck --print-limit 10 $cli selftest --device cuda --no-training \
     | grep -E -m 40 'Invalid|Address|at 0x|by thread|Saved host|ERROR SUMMARY|========= +#|Program hit' | tee -a "$out/summary.txt"
 fi
+
+# The self-test's training runs with each step after the first of its shape captured as a CUDA
+# Graph (NCF_CUDA_GRAPH=1, off by default): their losses and HR@10 against the CPU's, and the
+# graphs' counts (steps launched as graphs, instantiations, updates) or the capture's failure.
+step "selftest --device cuda with NCF_CUDA_GRAPH=1: the training checks"
+run_json "$scratch/selftest-graph.json" env NCF_CUDA_GRAPH=1 $cli selftest --device cuda --json
+print_checks "$scratch/selftest-graph.json" | grep -E '^[a-zA-Z ]{5}training' | sed 's/^/graph: /' | tee -a "$out/summary.txt"
+grep -E 'ncf cuda graph|CUDA Graph' "$out/log.txt" | tail -4 | sed 's/^/graph: /' | tee -a "$out/summary.txt"
 
 # One file with what the accuracy, NCCL and MPI steps printed (those that ran), and their summary lines.
 summarise_results() {
@@ -146,6 +161,11 @@ switch_runs() {
     switched NCF_CUDA_DRELU=mask $flag
     switched NCF_CUDA_GEMM_TUNE=0 $flag
   done
+  graph_runs
+}
+# Each step as a CUDA Graph (NCF_CUDA_GRAPH=1: off by default, so switched on), --amp and TF32.
+graph_runs() {
+  for flag in --amp ""; do switched NCF_CUDA_GRAPH=1 $flag; done
 }
 
 step "bench train --amp"
@@ -179,6 +199,8 @@ for prec in amp tf32; do
 done
 
 if [ "$mode" = targets ]; then
+  step "bench train with each step as a CUDA Graph"
+  graph_runs
   summarise_results
   step "done"
   exit 0

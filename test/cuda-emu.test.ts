@@ -93,6 +93,11 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const ampRows = run('cuda', 'amp-rows', ['--amp'], rows);
   // And with the per-user gradient sums by atomics, and the last layer's dropout as a pass.
   const ampSwitched = run('cuda', 'amp-switched', ['--amp'], { NCF_CUDA_SUMS_BY_USER: '0', NCF_CUDA_HEAD_DROPOUT: '0', NCF_CUDA_HALF_MATH: '0' });
+  // And each step captured as a CUDA Graph and launched as one (the emulator records the captured
+  // work and runs it at the graph's launch, with the arguments of its capture).
+  const graph = { NCF_CUDA_GRAPH: '1' };
+  const ampGraph = run('cuda', 'amp-graph', ['--amp'], graph);
+  const gpuGraph = run('cuda', 'cuda-graph', ['--no-tf32'], graph);
   t.match(amp.summary.info.kernels, /^fused training, fused evaluation$/);
   t.match(ampChain.summary.info.kernels, /^op chain training \(first layer by parts\), op chain evaluation$/);
   t.match(ampRows.summary.info.kernels, /^op chain training \(first layer per row\), op chain evaluation$/);
@@ -110,6 +115,22 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   t.same(curve(ampTuned.summary), curve(ampEpilogue.summary), 'tuned GEMMs train exactly like the untuned (one host GEMM)');
   t.same(curve(ampTimed.summary), curve(ampChain.summary), 'timing the ops changes nothing');
   t.notMatch(ampChain.stderr, /ncf op times/, 'no op times without NCF_CUDA_OP_TIMES');
+  // Every step after the first of each shape (the full batch, the epoch's last) as a graph: a
+  // graph that kept its first capture's arguments (the batch's position, Adam's step) would train
+  // differently, and so would one that ran its work at capture and again at launch.
+  t.same(curve(ampGraph.summary), curve(ampChain.summary), 'steps as CUDA Graphs train exactly like steps launched op by op (--amp)');
+  t.same(curve(gpuGraph.summary), curve(gpu.summary), 'and in fp32');
+  for (const r of [ampGraph, gpuGraph]) {
+    const counts = /ncf cuda graph: (\d+) steps launched as graphs, (\d+) uncaptured; (\d+) instantiations, (\d+) updates/.exec(r.stderr);
+    t.ok(counts, 'the graphs are counted');
+    if (counts) {
+      const [graphs, direct, inst, updates] = counts.slice(1).map(Number);
+      t.equal(direct, 2, 'two steps ran uncaptured: the first of each shape');
+      t.equal(inst, 2, 'one executable graph per shape');
+      t.ok(graphs > 10 && updates === graphs - inst, `the other ${graphs} steps ran as graphs, updated ${updates} times`);
+    }
+  }
+  t.notMatch(ampChain.stderr, /ncf cuda graph/, 'no graphs without NCF_CUDA_GRAPH');
   checkOpTimes(t, ampTimed.stderr);
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];

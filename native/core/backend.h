@@ -169,6 +169,11 @@ class Backend {
   // The end of a phase of work, named for reports ("training epoch 2", "evaluation"): a backend
   // that times its ops (CUDA with NCF_CUDA_OP_TIMES=1) writes their table; others ignore it.
   virtual void phase_end(const char* /*phase*/) {}
+  // Runs ops: one training step's calls of this backend, which must neither wait for the device
+  // nor allocate, and whose host-side effects may happen twice. The CUDA backend with
+  // NCF_CUDA_GRAPH=1 captures them as a CUDA Graph and launches that (after running them once as
+  // they are for each new `shape`: the step's row count); others just run them.
+  virtual void run_step(uint64_t /*shape*/, const std::function<void()>& ops) { ops(); }
   virtual size_t peak_memory() const = 0;  // high-water mark of alloc(), bytes
   // Bytes in use on the whole device at the highest point this backend saw (CUDA: total minus
   // free, sampled at each allocation and sync(), so the context, library workspaces and other

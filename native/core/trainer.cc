@@ -145,29 +145,35 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
   // Only what the step adds up needs zeroing (by parts at ml-20m's shape: the GMF tables' 42 MB
   // of the 127 MB); a rank without rows writes nothing, so its gradients are all zero.
   const auto [z0, z1] = n > 0 ? net_->accumulated_grads(a, fused_training_) : std::pair<size_t, size_t>{0, lay.total};
-  be.zero(grads + z0, (z1 - z0) * sizeof(float));
-  if (n > 0) {
-    be.sample_batch(train_, s, start, n, a.users.get(), a.items.get(), a.labels.get(), a.positions.get());
-    std::vector<Dropout> drop(static_cast<size_t>(L));
-    for (int l = 0; l < L; ++l) {
-      drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
-      drop[size_t(l)].row_pos = a.positions.get();  // the batch is grouped by user
-    }
-    // Gradients are of the mean loss over the global batch: each rank scales by 1 / global_len
-    // and the all-reduce sums.
-    net_->train_pass(a, n, drop, float(1.0 / double(global_len)), opt_.amp ? &scaler_ : nullptr, grads, loss_sum_.get(),
-                     fused_training_);
+  std::vector<Dropout> drop(static_cast<size_t>(L));
+  for (int l = 0; l < L; ++l) {
+    drop[size_t(l)] = make_dropout(cfg_.dropout, opt_.seed, l, s.epoch, start);
+    drop[size_t(l)].row_pos = a.positions.get();  // the batch is grouped by user
   }
-  if (comm_) comm_->allreduce_sum(grads, lay.total);
-  if (opt_.amp) be.overflow_check(grads, lay.total, scaler_);
   ++adam_step_;
   const AdamScalars adam = make_adam_scalars(opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, adam_step_);
-  be.adam_step(net_->params(), grads, m_.get(), v_.get(), lay.total, adam, opt_.amp ? scaler_.scale : nullptr,
-               opt_.amp ? scaler_.found_inf : nullptr, net_->table_mirror());
-  if (opt_.amp) {
-    be.update_loss_scale(scaler_);
-    net_->refresh_half();
-  }
+  // The step's device work, with no host state changed inside (Backend::run_step may run it twice).
+  auto ops = [&] {
+    be.zero(grads + z0, (z1 - z0) * sizeof(float));
+    if (n > 0) {
+      be.sample_batch(train_, s, start, n, a.users.get(), a.items.get(), a.labels.get(), a.positions.get());
+      // Gradients are of the mean loss over the global batch: each rank scales by 1 / global_len
+      // and the all-reduce sums.
+      net_->train_pass(a, n, drop, float(1.0 / double(global_len)), opt_.amp ? &scaler_ : nullptr, grads, loss_sum_.get(),
+                       fused_training_);
+    }
+    if (comm_) comm_->allreduce_sum(grads, lay.total);
+    if (opt_.amp) be.overflow_check(grads, lay.total, scaler_);
+    be.adam_step(net_->params(), grads, m_.get(), v_.get(), lay.total, adam, opt_.amp ? scaler_.scale : nullptr,
+                 opt_.amp ? scaler_.found_inf : nullptr, net_->table_mirror());
+    if (opt_.amp) {
+      be.update_loss_scale(scaler_);
+      net_->refresh_half();
+    }
+  };
+  // Across ranks the step is not captured: NCCL's all-reduce inside a CUDA Graph is untested here.
+  if (comm_) ops();
+  else be.run_step(uint64_t(n), ops);
 }
 
 EpochStats Trainer::run_epoch(uint32_t epoch, const ProgressFn& progress) {

@@ -73,6 +73,12 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   item_sort_ = !env_is("NCF_CUDA_ITEM_SORT", "0");
   head_dropout_ = !env_is("NCF_CUDA_HEAD_DROPOUT", "0");
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
+  if (step_graph_.on() && op_times_.on()) {
+    // The op times bracket each op with events read back per phase: they time the ops launched
+    // one by one, which is what they are for.
+    std::fprintf(stderr, "ncf-native: NCF_CUDA_GRAPH=1 is ignored while NCF_CUDA_OP_TIMES=1 times each op\n");
+    step_graph_.turn_off();
+  }
 }
 
 CudaBackend::~CudaBackend() {
@@ -82,6 +88,7 @@ CudaBackend::~CudaBackend() {
   } catch (const std::exception&) {  // a failed stream has nothing to report
   }
   if (stream_) cudaStreamSynchronize(stream_);
+  step_graph_.report(stderr);
   bgrad_half_.reset();
   sample_scratch_.reset();
   sums_scratch_.reset();
@@ -173,6 +180,11 @@ void CudaBackend::sync() {
 void CudaBackend::phase_end(const char* phase) {
   use_device(device_);
   op_times_.report(phase, stream_, stderr);
+}
+
+void CudaBackend::run_step(uint64_t shape, const std::function<void()>& ops) {
+  use_device(device_);
+  step_graph_.run(shape, ops, stream_);
 }
 
 namespace {

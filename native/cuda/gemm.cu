@@ -70,6 +70,12 @@ bool has_aux(Epilogue e) { return e == Epilogue::DRelu || e == Epilogue::DReluBg
 // B's elements at most for the transposed copy (a weight; 4 MiB of fp32).
 constexpr int64_t kTransposeMax = int64_t(1) << 20;
 
+// Whether work on `stream` is being captured into a CUDA Graph (step_graph.cuh).
+bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  return cudaStreamIsCapturing(stream, &status) == cudaSuccess && status != cudaStreamCaptureStatusNone;
+}
+
 // Tuning: GEMMs of at least this many flops (2mnk; a training layer at batch 1M has 17-67
 // GFLOP), the heuristic's first candidates timed, and the runs timed per candidate after one
 // untimed run. A candidate must beat the heuristic's first by this fraction to replace it, so
@@ -226,7 +232,9 @@ bool GemmRunner::run(const GemmCall& g_in, cudaStream_t stream) {
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
   if (has_aux(g.epilogue))
     NCF_CUBLAS(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof g.aux));
-  if (!p.candidates.empty()) tune(g, p, key, stream);
+  // Tuning times candidates with events it waits for, which a CUDA Graph's capture refuses: a
+  // plan first met while captured is tuned at its first call outside one.
+  if (!p.candidates.empty() && !capturing(stream)) tune(g, p, key, stream);
   NCF_CUBLAS(matmul(g, p, p.algo, stream));
   return true;
 }

@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -63,6 +64,19 @@ size_t dynamic_shared_limit(const void* kernel);
 
 // Runs body once per thread of the grid (see emu_grid.cc); sets the last error on a bad launch.
 void run_grid(const LaunchConfig& c, const std::function<void()>& body);
+// What CUDA says of the launch configuration c (cudaSuccess: it may run).
+cudaError_t launch_error(const LaunchConfig& c);
+
+// CUDA Graphs (emu_graph.cc). While the calling thread captures a stream (cudaStreamBeginCapture),
+// the work submitted to that stream (kernels, memsets, device-to-device copies, cuBLASLt matmuls)
+// becomes the graph's next node instead of running, with its arguments as they were when it was
+// submitted; cudaGraphLaunch runs the nodes in order. Otherwise submit runs the work at once.
+enum class NodeKind { Kernel, Memset, Copy, Matmul };
+void submit(cudaStream_t stream, NodeKind kind, std::function<void()> work);
+// For the calls a capture refuses (waiting for the device, allocating or freeing, copies to or
+// from the host, events, NCCL): when the calling thread is capturing, invalidates its capture and
+// returns true, and the call returns cudaErrorStreamCaptureUnsupported (CUDA's thread-local mode).
+bool capture_refuses();
 // The block's dynamic shared memory (the launch's third argument), 16-byte aligned.
 void* dynamic_shared_memory();
 template <typename T>
@@ -106,13 +120,17 @@ struct Launch {
   template <typename... A>
   void operator()(A&&... args) const {
     static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong number of arguments");
-    // Arguments are converted to the parameter types and copied once, as a launch does.
-    const std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
-    std::apply([](const auto&... p) {
-      int i = 0;
-      (check_argument(p, i++), ...);
-    }, params);
-    run_grid(config, [&] { std::apply(kernel, params); });
+    // Arguments are converted to the parameter types and copied once, as a launch does (a
+    // captured launch keeps them for its graph's launches).
+    auto params = std::make_shared<const std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
+    if (const cudaError_t e = launch_error(config)) return set_last_error(e);
+    submit(config.stream, NodeKind::Kernel, [k = kernel, c = config, params] {
+      std::apply([](const auto&... p) {
+        int i = 0;
+        (check_argument(p, i++), ...);
+      }, *params);
+      run_grid(c, [&] { std::apply(k, *params); });
+    });
   }
 };
 

@@ -212,10 +212,12 @@ cublasStatus_t cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t* 
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const void* alpha, const void* A,
                               cublasLtMatrixLayout_t adesc, const void* B, cublasLtMatrixLayout_t bdesc, const void* beta,
                               const void* C, cublasLtMatrixLayout_t cdesc, void* D, cublasLtMatrixLayout_t ddesc,
-                              const cublasLtMatmulAlgo_t* algo, void*, size_t, cudaStream_t) {
-  const Desc& d = *reinterpret_cast<const Desc*>(desc);
-  const Layout &la = *reinterpret_cast<const Layout*>(adesc), &lb = *reinterpret_cast<const Layout*>(bdesc),
-               &lc = *reinterpret_cast<const Layout*>(cdesc), &ld = *reinterpret_cast<const Layout*>(ddesc);
+                              const cublasLtMatmulAlgo_t* algo, void*, size_t, cudaStream_t stream) {
+  // Copies: a captured matmul keeps the descriptors, scalars and pointers of this call, as the
+  // real one's kernel parameters do, whatever the caller changes in its descriptors later.
+  const Desc d = *reinterpret_cast<const Desc*>(desc);
+  const Layout la = *reinterpret_cast<const Layout*>(adesc), lb = *reinterpret_cast<const Layout*>(bdesc),
+               lc = *reinterpret_cast<const Layout*>(cdesc), ld = *reinterpret_cast<const Layout*>(ddesc);
   if (const cublasStatus_t st = validate(d, la, lb, lc, ld); st != CUBLAS_STATUS_SUCCESS) return st;
   if (!algo || algo->data[4] != kEmuAlgo) return CUBLAS_STATUS_INVALID_VALUE;
   if (alignment_of(A) < algo->data[0] || alignment_of(B) < algo->data[1] || alignment_of(C) < algo->data[2] ||
@@ -239,48 +241,50 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   if (drelu && (!d.aux || !emu::is_device_pointer(d.aux) ||
                 !emu::is_device_pointer(static_cast<const uint8_t*>(d.aux) + ((n - 1) * d.aux_ld + m - 1) / 8)))
     return CUBLAS_STATUS_INVALID_VALUE;
-  const emu::DeviceScope device;
   const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-  const bool tf32 = d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 && la.type == CUDA_R_32F;
-  // op(A) as rows of k (a_rows[i][kk]) and op(B) as columns of k (b_cols[j][kk]), both contiguous in k.
-  std::vector<float> a_rows(m * k), b_cols(n * k);
-  for (uint64_t i = 0; i < m; ++i)
-    for (uint64_t kk = 0; kk < k; ++kk) {
-      const size_t idx = d.trans_a == CUBLAS_OP_N ? kk * la.ld + i : i * la.ld + kk;
-      const float v = load(A, la.type, idx);
-      a_rows[i * k + kk] = tf32 ? to_tf32(v) : v;
-    }
-  for (uint64_t j = 0; j < n; ++j)
-    for (uint64_t kk = 0; kk < k; ++kk) {
-      const size_t idx = d.trans_b == CUBLAS_OP_N ? j * lb.ld + kk : kk * lb.ld + j;
-      const float v = load(B, lb.type, idx);
-      b_cols[j * k + kk] = tf32 ? to_tf32(v) : v;
-    }
-  std::vector<float> bias_grad(bgrad ? m : 0, 0.0f);
-  for (uint64_t j = 0; j < n; ++j)
-    for (uint64_t i = 0; i < m; ++i) {
-      const float* ar = &a_rows[i * k];
-      const float* bc = &b_cols[j * k];
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (uint64_t kk = 0; kk < k; ++kk) s += ar[kk] * bc[kk];
-      float v = al * s;
-      if (be != 0.0f) v += be * load(C, lc.type, j * lc.ld + i);
-      if (has_bias) v += load(d.bias, ld.type, i);
-      if (relu) v = v > 0.0f ? v : 0.0f;
-      if (drelu) {
-        const uint64_t bit = i + j * uint64_t(d.aux_ld);
-        if (!((static_cast<const uint8_t*>(d.aux)[bit / 8] >> (bit % 8)) & 1)) v = 0.0f;
-        if (bgrad) bias_grad[i] += v;
+  emu::submit(stream, emu::NodeKind::Matmul, [=] {
+    const emu::DeviceScope device;
+    const bool tf32 = d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 && la.type == CUDA_R_32F;
+    // op(A) as rows of k (a_rows[i][kk]) and op(B) as columns of k (b_cols[j][kk]), both contiguous in k.
+    std::vector<float> a_rows(m * k), b_cols(n * k);
+    for (uint64_t i = 0; i < m; ++i)
+      for (uint64_t kk = 0; kk < k; ++kk) {
+        const size_t idx = d.trans_a == CUBLAS_OP_N ? kk * la.ld + i : i * la.ld + kk;
+        const float v = load(A, la.type, idx);
+        a_rows[i * k + kk] = tf32 ? to_tf32(v) : v;
       }
-      const size_t o = j * ld.ld + i;
-      if (ld.type == CUDA_R_32F) static_cast<float*>(D)[o] = v;
-      else static_cast<__half*>(D)[o] = __float2half_rn(v);
+    for (uint64_t j = 0; j < n; ++j)
+      for (uint64_t kk = 0; kk < k; ++kk) {
+        const size_t idx = d.trans_b == CUBLAS_OP_N ? j * lb.ld + kk : kk * lb.ld + j;
+        const float v = load(B, lb.type, idx);
+        b_cols[j * k + kk] = tf32 ? to_tf32(v) : v;
+      }
+    std::vector<float> bias_grad(bgrad ? m : 0, 0.0f);
+    for (uint64_t j = 0; j < n; ++j)
+      for (uint64_t i = 0; i < m; ++i) {
+        const float* ar = &a_rows[i * k];
+        const float* bc = &b_cols[j * k];
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (uint64_t kk = 0; kk < k; ++kk) s += ar[kk] * bc[kk];
+        float v = al * s;
+        if (be != 0.0f) v += be * load(C, lc.type, j * lc.ld + i);
+        if (has_bias) v += load(d.bias, ld.type, i);
+        if (relu) v = v > 0.0f ? v : 0.0f;
+        if (drelu) {
+          const uint64_t bit = i + j * uint64_t(d.aux_ld);
+          if (!((static_cast<const uint8_t*>(d.aux)[bit / 8] >> (bit % 8)) & 1)) v = 0.0f;
+          if (bgrad) bias_grad[i] += v;
+        }
+        const size_t o = j * ld.ld + i;
+        if (ld.type == CUDA_R_32F) static_cast<float*>(D)[o] = v;
+        else static_cast<__half*>(D)[o] = __float2half_rn(v);
+      }
+    for (uint64_t i = 0; i < bias_grad.size(); ++i) {
+      if (ld.type == CUDA_R_32F) static_cast<float*>(const_cast<void*>(d.bias))[i] = bias_grad[i];
+      else static_cast<__half*>(const_cast<void*>(d.bias))[i] = __float2half_rn(bias_grad[i]);
     }
-  for (uint64_t i = 0; i < bias_grad.size(); ++i) {
-    if (ld.type == CUDA_R_32F) static_cast<float*>(const_cast<void*>(d.bias))[i] = bias_grad[i];
-    else static_cast<__half*>(const_cast<void*>(d.bias))[i] = __float2half_rn(bias_grad[i]);
-  }
+  });
   return CUBLAS_STATUS_SUCCESS;
 }
 

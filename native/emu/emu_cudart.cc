@@ -117,6 +117,7 @@ DeviceScope::~DeviceScope() {
 extern "C" {
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
+  if (emu::capture_refuses()) return cudaErrorStreamCaptureUnsupported;
   {
     std::lock_guard<std::mutex> lock(emu::g_mu);
     if (emu::g_in_use + bytes > emu::kEmulatedMemory) return cudaErrorMemoryAllocation;
@@ -140,6 +141,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 }
 
 cudaError_t cudaFree(void* p) {
+  if (emu::capture_refuses()) return cudaErrorStreamCaptureUnsupported;
   if (!p) return cudaSuccess;
   std::lock_guard<std::mutex> lock(emu::g_mu);
   auto it = emu::g_allocations.find(reinterpret_cast<uintptr_t>(p));
@@ -151,14 +153,16 @@ cudaError_t cudaFree(void* p) {
   return cudaSuccess;
 }
 
-cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t stream) {
   if (!emu::in_device_memory(p, bytes)) return cudaErrorInvalidValue;
-  const emu::DeviceScope device;
-  std::memset(p, value, bytes);
+  emu::submit(stream, emu::NodeKind::Memset, [=] {
+    const emu::DeviceScope device;
+    std::memset(p, value, bytes);
+  });
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
   const bool dst_dev = emu::in_device_memory(dst, bytes), src_dev = emu::in_device_memory(src, bytes);
   bool ok = false;
   switch (kind) {
@@ -168,8 +172,12 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     default: ok = true; break;
   }
   if (!ok) return cudaErrorInvalidValue;
-  const emu::DeviceScope device;
-  std::memmove(dst, src, bytes);
+  // A captured copy would read or write the host's memory at each launch of the graph.
+  if (kind != cudaMemcpyDeviceToDevice && emu::capture_refuses()) return cudaErrorStreamCaptureUnsupported;
+  emu::submit(stream, emu::NodeKind::Copy, [=] {
+    const emu::DeviceScope device;
+    std::memmove(dst, src, bytes);
+  });
   return cudaSuccess;
 }
 
@@ -178,7 +186,9 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
   *s = reinterpret_cast<cudaStream_t>(&token);
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu::take_last_error(); }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  return emu::capture_refuses() ? cudaErrorStreamCaptureUnsupported : emu::take_last_error();
+}
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 
 // Events: work runs when it is launched, so an event records the host's clock when recorded.
@@ -196,12 +206,16 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
   if (!e) return cudaErrorInvalidValue;
+  if (emu::capture_refuses()) return cudaErrorStreamCaptureUnsupported;  // events are not captured here
   auto* ev = reinterpret_cast<EmuEvent*>(e);
   ev->at = std::chrono::steady_clock::now();
   ev->recorded = true;
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? emu::take_last_error() : cudaErrorInvalidValue; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (!e) return cudaErrorInvalidValue;
+  return emu::capture_refuses() ? cudaErrorStreamCaptureUnsupported : emu::take_last_error();
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop) {
   const auto *a = reinterpret_cast<const EmuEvent*>(start), *b = reinterpret_cast<const EmuEvent*>(stop);
   if (!a || !b || !ms) return cudaErrorInvalidValue;
@@ -254,6 +268,10 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorGraphExecUpdateFailure: return "cudaErrorGraphExecUpdateFailure";
     default: return "cudaErrorUnknown";
   }
 }
@@ -265,6 +283,10 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle (emulator: an event not recorded)";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorIllegalState: return "the operation is not permitted in the current state (emulator: capture)";
+    case cudaErrorGraphExecUpdateFailure: return "the graph update was not performed because it included changes which violated constraints specific to instantiated graph update";
     default: return "unknown error";
   }
 }

@@ -230,12 +230,18 @@ uint64_t warp_exchange(uint64_t mine, int src_lane) {
   return s.fibers[size_t(s.current)].shuffle_result;
 }
 
-void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
+cudaError_t launch_error(const LaunchConfig& c) {
   const uint64_t threads = uint64_t(c.block.x) * c.block.y * c.block.z;
   const bool bad = threads == 0 || threads > kMaxThreadsPerBlock || c.block.z > 64 || c.grid.x == 0 || c.grid.y == 0 ||
                    c.grid.z == 0 || c.grid.x > 2147483647u || c.grid.y > 65535 || c.grid.z > 65535;
-  if (bad) return set_last_error(cudaErrorInvalidConfiguration);
-  if (c.shared_bytes > c.shared_limit) return set_last_error(cudaErrorInvalidValue);
+  if (bad) return cudaErrorInvalidConfiguration;
+  if (c.shared_bytes > c.shared_limit) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
+  if (const cudaError_t e = launch_error(c)) return set_last_error(e);
+  const uint64_t threads = uint64_t(c.block.x) * c.block.y * c.block.z;
   Scheduler& s = t_sched;
   if (s.current >= 0) fatal("a kernel launched from inside a kernel");
   const DeviceScope device;

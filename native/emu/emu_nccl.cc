@@ -66,6 +66,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm,
                            cudaStream_t) {
   if (!comm) return ncclInvalidArgument;
+  if (emu::capture_refuses()) return ncclInvalidUsage;  // MPI cannot wait inside a graph's launch
   if (type != ncclFloat32 || op != ncclSum) return ncclInvalidArgument;  // all the backend uses
   if (!emu::is_device_pointer(send) || !emu::is_device_pointer(recv) ||
       !emu::is_device_pointer(static_cast<const float*>(send) + count) ||

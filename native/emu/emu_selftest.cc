@@ -1,7 +1,7 @@
 // Checks of the emulator itself against CUDA's and cuBLASLt's documented behaviour, so that the
 // CUDA backend's tests under emulation rest on a harness that is known to be right: launch
 // limits and the shared-memory opt-in, pointer checks, warp shuffles, __syncthreads, __syncwarp,
-// WMMA (fp16 and tf32) and __float_to_tf32, copy directions, and cuBLASLt's
+// WMMA (fp16 and tf32) and __float_to_tf32, copy directions, stream capture and graphs, and cuBLASLt's
 // column-major matmul for every transpose, with the RELU_BIAS epilogue, fp16 output and its
 // argument checks, each against a plain loop written from the documentation.
 // Prints one line per check; exits non-zero if any fails.
@@ -92,6 +92,89 @@ std::vector<T> host_array(const T* p, size_t n) {
   std::vector<T> h(n);
   cudaMemcpyAsync(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost, nullptr);
   return h;
+}
+
+// out[0] += v (one thread).
+void add_kernel(int* out, int v) {
+  if (threadIdx.x == 0) out[0] += v;
+}
+
+// Stream capture and graphs as CUDA documents them: captured work does not run until the graph
+// is launched, and then with the arguments it was captured with; an update takes a capture of
+// the same nodes and refuses another; calls a capture refuses invalidate it.
+void graph_checks() {
+  int* d = device_array(std::vector<int>(4, 0));
+  cudaStream_t s = nullptr;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  auto capture = [&](int v, int launches) {
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    for (int i = 0; i < launches; ++i) emu::launch(add_kernel, dim3(1), dim3(32), 0, s)(d, v);
+    cudaGraph_t g = nullptr;
+    return cudaStreamEndCapture(s, &g) == cudaSuccess ? g : nullptr;
+  };
+  cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+  cudaStreamIsCapturing(s, &status);
+  expect(status == cudaStreamCaptureStatusActive, "a stream being captured says so");
+  cudaMemsetAsync(d, 0, 4 * sizeof(int), s);
+  emu::launch(add_kernel, dim3(1), dim3(32), 0, s)(d, 5);
+  cudaGraph_t g = nullptr;
+  expect(cudaStreamEndCapture(s, &g) == cudaSuccess && g != nullptr, "a capture ends in a graph");
+  cudaStreamIsCapturing(s, &status);
+  expect(status == cudaStreamCaptureStatusNone, "and the stream is no longer captured");
+  cudaMemsetAsync(d, 0, 4 * sizeof(int), nullptr);
+  emu::launch(add_kernel, dim3(1), dim3(32), 0, nullptr)(d, 1);
+  expect(host_array(d, 1)[0] == 1, "captured work did not run, and work on another stream did");
+  cudaGraphExec_t exec = nullptr;
+  expect(cudaGraphInstantiate(&exec, g, 0) == cudaSuccess, "the graph instantiates");
+  cudaGraphDestroy(g);
+  cudaGraphLaunch(exec, s);
+  expect(host_array(d, 1)[0] == 5, "a launch runs the graph's nodes in order (memset, then += 5)");
+  g = capture(7, 1);
+  cudaGraph_t g2 = g;
+  // The update's graph has one node fewer than the executable one (memset, kernel).
+  cudaGraphExecUpdateResultInfo info{};
+  expect(cudaGraphExecUpdate(exec, g, &info) == cudaErrorGraphExecUpdateFailure &&
+             info.result == cudaGraphExecUpdateErrorTopologyChanged,
+         "an update with another count of nodes is refused");
+  cudaGraphExec_t exec2 = nullptr;
+  cudaGraphInstantiate(&exec2, g2, 0);
+  cudaGraphDestroy(g2);
+  g = capture(11, 1);
+  expect(cudaGraphExecUpdate(exec2, g, &info) == cudaSuccess && info.result == cudaGraphExecUpdateSuccess,
+         "an update with the same nodes is taken");
+  cudaGraphDestroy(g);
+  cudaGraphLaunch(exec2, s);
+  cudaGraphLaunch(exec2, s);
+  expect(host_array(d, 1)[0] == 27, "the updated graph runs with the new argument (5 + 11 + 11)");
+  // Refused calls: each invalidates the capture, and the work captured around it never runs.
+  int* fresh = nullptr;
+  std::vector<int> h(4, 0);
+  const char* what[] = {"cudaStreamSynchronize", "cudaMalloc", "a copy from the host", "cudaEventRecord"};
+  cudaEvent_t ev = nullptr;
+  cudaEventCreate(&ev);
+  for (int which = 0; which < 4; ++which) {
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    emu::launch(add_kernel, dim3(1), dim3(32), 0, s)(d, 100);
+    const cudaError_t e = which == 0   ? cudaStreamSynchronize(s)
+                          : which == 1 ? cudaMalloc(reinterpret_cast<void**>(&fresh), 16)
+                          : which == 2 ? cudaMemcpyAsync(d, h.data(), 16, cudaMemcpyHostToDevice, s)
+                                       : cudaEventRecord(ev, s);
+    cudaStreamIsCapturing(s, &status);
+    cudaGraph_t bad = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(s, &bad);
+    char line[160];
+    std::snprintf(line, sizeof line, "%s is refused while capturing and invalidates the capture", what[which]);
+    expect(e == cudaErrorStreamCaptureUnsupported && status == cudaStreamCaptureStatusInvalidated &&
+               end == cudaErrorStreamCaptureInvalidated && bad == nullptr,
+           line);
+  }
+  expect(host_array(d, 1)[0] == 27, "nothing of an invalidated capture ran");
+  cudaEventDestroy(ev);
+  cudaGraphExecDestroy(exec);
+  cudaGraphExecDestroy(exec2);
+  cudaStreamDestroy(s);
+  cudaFree(d);
 }
 
 void launch_checks() {
@@ -362,6 +445,7 @@ int main() {
   warp_and_block_checks();
   gemm_checks();
   wmma_checks();
+  graph_checks();
   if (failures) std::printf("%d of %d emulator checks FAILED\n", failures, checks);
   else std::printf("all %d emulator checks passed\n", checks);
   return failures ? 1 : 0;

@@ -1,0 +1,90 @@
+// NCF_CUDA_GRAPH=1: training steps as CUDA Graphs (step_graph.cuh).
+#include <exception>
+
+#include "cuda_common.cuh"
+#include "step_graph.cuh"
+
+namespace ncf::cuda {
+
+StepGraph::StepGraph() : requested_(env_is("NCF_CUDA_GRAPH", "1")), on_(requested_) {}
+
+StepGraph::~StepGraph() {
+  for (auto& [shape, exec] : execs_)
+    if (exec) cudaGraphExecDestroy(exec);
+}
+
+cudaGraph_t StepGraph::capture(const std::function<void()>& ops, cudaStream_t stream, const char** why) {
+  // Thread-local mode: only this thread's calls are checked against the capture (the addon's
+  // other threads may allocate meanwhile).
+  NCF_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  cudaGraph_t graph = nullptr;
+  try {
+    ops();
+  } catch (const std::exception&) {
+    // An op's call refused under capture (or a real error, which the uncaptured rerun will raise
+    // again): end the capture so the stream takes work again.
+    cudaStreamEndCapture(stream, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    *why = "an op's CUDA call failed while captured";
+    return nullptr;
+  }
+  const cudaError_t e = cudaStreamEndCapture(stream, &graph);
+  if (e != cudaSuccess || !graph) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    *why = cudaGetErrorString(e);
+    return nullptr;
+  }
+  return graph;
+}
+
+void StepGraph::run(uint64_t shape, const std::function<void()>& ops, cudaStream_t stream) {
+  if (!on_ || execs_.emplace(shape, nullptr).second) {
+    ++direct_;
+    ops();
+    return;
+  }
+  const char* why = "";
+  cudaGraph_t graph = capture(ops, stream, &why);
+  if (!graph) {
+    std::fprintf(stderr, "ncf-native: a training step could not be captured as a CUDA Graph (%s); NCF_CUDA_GRAPH is off from here\n", why);
+    on_ = false;
+    ++direct_;
+    ops();
+    return;
+  }
+  cudaGraphExec_t& exec = execs_[shape];
+  if (exec) {
+    cudaGraphExecUpdateResultInfo info{};
+    if (cudaGraphExecUpdate(exec, graph, &info) == cudaSuccess) {
+      ++updated_;
+    } else {  // the step's nodes changed: a new executable graph
+      cudaGetLastError();
+      NCF_CUDA(cudaStreamSynchronize(stream));  // the old one may still be queued
+      cudaGraphExecDestroy(exec);
+      exec = nullptr;
+    }
+  }
+  if (!exec) {
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    if (e != cudaSuccess) {
+      exec = nullptr;
+      cudaGraphDestroy(graph);
+      throw_cuda(e, "cudaGraphInstantiate (a training step's graph)", __FILE__, __LINE__);
+    }
+    ++instantiated_;
+  }
+  cudaGraphDestroy(graph);
+  NCF_CUDA(cudaGraphLaunch(exec, stream));
+  ++graphs_;
+}
+
+void StepGraph::report(std::FILE* out) const {
+  if (!requested_ || graphs_ + direct_ == 0) return;  // a backend that ran no training step says nothing
+  std::fprintf(out, "ncf cuda graph: %llu steps launched as graphs, %llu uncaptured; %llu instantiations, %llu updates\n",
+               static_cast<unsigned long long>(graphs_), static_cast<unsigned long long>(direct_),
+               static_cast<unsigned long long>(instantiated_), static_cast<unsigned long long>(updated_));
+}
+
+}  // namespace ncf::cuda

@@ -1,0 +1,48 @@
+// NCF_CUDA_GRAPH=1: each training step's ops captured as one CUDA Graph and launched as one, so
+// the GPU goes from kernel to kernel without a launch each (the issue's "capture the step in a
+// CUDA Graph if it pays"; off by default until a GPU run measures it).
+//
+// A step's kernel arguments change from step to step (the batch's epoch position, the dropout's,
+// Adam's bias corrections), so the step is captured anew every time, as the host would launch it,
+// and the capture updates the executable graph of the last step of its shape (cudaGraphExecUpdate:
+// same nodes, new parameters; launches already queued keep theirs) instead of being instantiated. The
+// first step of each shape runs uncaptured: what happens once (allocations, GEMM plans and their
+// tuning, the epilogue checks) must not happen inside a capture, where waiting for the device or
+// allocating is refused. A capture that fails anyway turns the graphs off with a warning, and the
+// step runs uncaptured.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <map>
+
+namespace ncf::cuda {
+
+class StepGraph {
+ public:
+  StepGraph();  // on when NCF_CUDA_GRAPH=1
+  ~StepGraph();
+  StepGraph(const StepGraph&) = delete;
+  StepGraph& operator=(const StepGraph&) = delete;
+  bool on() const { return on_; }
+  void turn_off() { on_ = false; }
+  // Runs ops, whose work goes to `stream`: as they are the first time for `shape`, afterwards as
+  // a captured graph.
+  void run(uint64_t shape, const std::function<void()>& ops, cudaStream_t stream);
+  // With NCF_CUDA_GRAPH=1 and steps run, one line of counts: steps launched as graphs, uncaptured,
+  // instantiations, updates.
+  void report(std::FILE* out) const;
+
+ private:
+  bool requested_ = false;  // NCF_CUDA_GRAPH=1 (on_ may have been turned off since)
+  bool on_ = false;
+  // Per shape: null after its uncaptured first step, then its executable graph.
+  std::map<uint64_t, cudaGraphExec_t> execs_;
+  uint64_t graphs_ = 0, direct_ = 0, instantiated_ = 0, updated_ = 0;
+  // Captures ops into a graph; null (the capture ended and its error cleared) when it failed.
+  cudaGraph_t capture(const std::function<void()>& ops, cudaStream_t stream, const char** why);
+};
+
+}  // namespace ncf::cuda
