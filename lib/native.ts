@@ -74,6 +74,8 @@ export interface NativeTrainOptions {
   validUsersPerBatch: number;
   topk: number;
   validNegatives: number;
+  /** Each step after the first of its shape as one CUDA Graph (CUDA backend, one process). */
+  stepGraphs?: boolean;
 }
 
 export interface NativeDataArrays {

@@ -95,9 +95,8 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const ampSwitched = run('cuda', 'amp-switched', ['--amp'], { NCF_CUDA_SUMS_BY_USER: '0', NCF_CUDA_HEAD_DROPOUT: '0', NCF_CUDA_HALF_MATH: '0' });
   // And each step captured as a CUDA Graph and launched as one (the emulator records the captured
   // work and runs it at the graph's launch, with the arguments of its capture).
-  const graph = { NCF_CUDA_GRAPH: '1' };
-  const ampGraph = run('cuda', 'amp-graph', ['--amp'], graph);
-  const gpuGraph = run('cuda', 'cuda-graph', ['--no-tf32'], graph);
+  const ampGraph = run('cuda', 'amp-graph', ['--amp', '--xla']);
+  const gpuGraph = run('cuda', 'cuda-graph', ['--no-tf32'], { NCF_CUDA_GRAPH: '1' });
   t.match(amp.summary.info.kernels, /^fused training, fused evaluation$/);
   t.match(ampChain.summary.info.kernels, /^op chain training \(first layer by parts\), op chain evaluation$/);
   t.match(ampRows.summary.info.kernels, /^op chain training \(first layer per row\), op chain evaluation$/);
@@ -130,7 +129,9 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
       t.ok(graphs > 10 && updates === graphs - inst, `the other ${graphs} steps ran as graphs, updated ${updates} times`);
     }
   }
-  t.notMatch(ampChain.stderr, /ncf cuda graph/, 'no graphs without NCF_CUDA_GRAPH');
+  t.notMatch(ampChain.stderr, /ncf cuda graph/, 'no graphs without --xla or NCF_CUDA_GRAPH');
+  for (const r of [ampGraph, gpuGraph]) t.match(r.summary.info.kernels, /, steps as CUDA Graphs$/, 'the run says its steps are graphs');
+  t.notMatch(ampChain.summary.info.kernels, /Graphs/);
   checkOpTimes(t, ampTimed.stderr);
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];

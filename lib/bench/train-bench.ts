@@ -22,6 +22,8 @@ export interface TrainBenchOptions {
   seed: number;
   negTrick: boolean;
   tf32: boolean;
+  /** Training steps as CUDA Graphs (bench train --xla). */
+  cudaGraphs?: boolean;
   evalRepeats: number;
   out?: string;
   what: 'train' | 'eval';
@@ -35,7 +37,7 @@ export interface BenchFigures {
 export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
   const o = resolveTrainOptions({
     data: b.data, amp: b.amp, epochs: b.epochs, batchSize: b.batchSize, backend: b.backend, threads: b.threads,
-    seed: b.seed, negTrick: b.negTrick, tf32: b.tf32,
+    seed: b.seed, negTrick: b.negTrick, tf32: b.tf32, cudaGraphs: b.cudaGraphs,
   });
   const ranks = detectRanks();
   const backend = resolveBackend(o.backend);

@@ -36,6 +36,7 @@ export interface ResolvedTrainOptions {
   resume: boolean;
   threads: number;
   tf32: boolean;
+  cudaGraphs: boolean;
   distributed: boolean;
   prepare: NonNullable<TrainOptions['prepare']>;
 }
@@ -62,7 +63,7 @@ const KNOWN: (keyof TrainOptions)[] = [
   'data', 'epochs', 'batchSize', 'validUsersPerBatch', 'factors', 'layers', 'negativeSamples', 'learningRate', 'topk',
   'seed', 'target', 'amp', 'validNegative', 'beta1', 'beta2', 'eps', 'dropout', 'lossScale', 'checkpointDir',
   'loadCheckpointPath', 'mode', 'negTrick', 'evalAfter', 'logPath', 'verbose', 'backend', 'device', 'resume', 'threads',
-  'tf32', 'distributed', 'prepare',
+  'tf32', 'cudaGraphs', 'distributed', 'prepare',
 ];
 
 export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
@@ -103,6 +104,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     resume: !!o.resume,
     threads: o.threads === undefined ? 0 : is.integer('threads', o.threads, 1, 1024),
     tf32: o.tf32 ?? true,
+    cudaGraphs: !!o.cudaGraphs,
     distributed: !!o.distributed,
     prepare: o.prepare ?? {},
   };

@@ -77,6 +77,7 @@ export async function buildTrainer(
         batchSize: o.batchSize, negatives: o.negativeSamples, verifyNegatives: !o.negTrick, lr: o.learningRate,
         beta1: o.beta1, beta2: o.beta2, eps: o.eps, seed, amp: o.amp && backend === 'cuda', lossScale: o.lossScale,
         tf32: o.tf32, validUsersPerBatch: o.validUsersPerBatch, topk: o.topk, validNegatives: o.validNegative,
+        stepGraphs: o.cudaGraphs,
       },
       data: dataset.nativeArrays(),
     });
@@ -166,6 +167,8 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
           `backend memory ${(ti.peakMemory / 2 ** 20).toFixed(0)} MiB`,
       );
     }
+    if (o.cudaGraphs && o.mode === 'train' && !/CUDA Graphs/.test(info.kernels))
+      log('--xla: training steps run op by op here (CUDA Graphs of the steps need the CUDA backend in a single process)');
     if (info.stepsPerEpoch < 10 && o.mode === 'train')
       log(`note: only ${info.stepsPerEpoch} steps per epoch with batch ${o.batchSize}; a smaller batch usually trains better on ${info.dataset}`);
     logger?.log('PARAMETER', { ...o, data: dataset.dir, seed: info.seed, world_size: info.worldSize, backend: info.backend });

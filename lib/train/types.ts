@@ -62,6 +62,12 @@ export interface TrainOptions {
   /** TF32 Tensor Cores for fp32 GEMMs on the GPU (default true). */
   tf32?: boolean;
   /**
+   * Capture each training step as one CUDA Graph and launch it as one (the reference's `--xla`;
+   * default false). CUDA backend in a single process; elsewhere steps run op by op, and the run's
+   * `kernels` says which.
+   */
+  cudaGraphs?: boolean;
+  /**
    * Use the communicator (MPI, or NCCL on GPUs) even in a single process, to check that path
    * against the plain one. Multi-process launches always use it.
    */

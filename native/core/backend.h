@@ -169,10 +169,14 @@ class Backend {
   // The end of a phase of work, named for reports ("training epoch 2", "evaluation"): a backend
   // that times its ops (CUDA with NCF_CUDA_OP_TIMES=1) writes their table; others ignore it.
   virtual void phase_end(const char* /*phase*/) {}
+  // Asks for training steps as graphs (run_step); returns whether run_step will capture them: the
+  // CUDA backend does when asked or with NCF_CUDA_GRAPH=1 (not while NCF_CUDA_OP_TIMES=1 times
+  // each op); others never.
+  virtual bool set_step_graphs(bool /*on*/) { return false; }
   // Runs ops: one training step's calls of this backend, which must neither wait for the device
-  // nor allocate, and whose host-side effects may happen twice. The CUDA backend with
-  // NCF_CUDA_GRAPH=1 captures them as a CUDA Graph and launches that (after running them once as
-  // they are for each new `shape`: the step's row count); others just run them.
+  // nor allocate, and whose host-side effects may happen twice. With step graphs on, the CUDA
+  // backend captures them as a CUDA Graph and launches that (after running them once as they are
+  // for each new `shape`: the step's row count); otherwise they just run.
   virtual void run_step(uint64_t /*shape*/, const std::function<void()>& ops) { ops(); }
   virtual size_t peak_memory() const = 0;  // high-water mark of alloc(), bytes
   // Bytes in use on the whole device at the highest point this backend saw (CUDA: total minus

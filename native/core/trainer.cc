@@ -47,6 +47,8 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
     if (data.test_negatives[i] >= data.n_items) fail(ErrorCode::InvalidArgument, "the dataset has a test negative beyond its items");
   if (cfg_.n_users != data.n_users || cfg_.n_items != data.n_items) bad("model and dataset disagree on users/items");
   be_->set_tf32(opt_.tf32);
+  // Across ranks a step is not captured: NCCL's all-reduce inside a CUDA Graph is untested here.
+  step_graphs_ = be_->set_step_graphs(opt_.step_graphs) && !comm;
 
   // Every rank must train on the same data with the same seed.
   Fingerprint fp;
@@ -171,9 +173,8 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
       net_->refresh_half();
     }
   };
-  // Across ranks the step is not captured: NCCL's all-reduce inside a CUDA Graph is untested here.
-  if (comm_) ops();
-  else be.run_step(uint64_t(n), ops);
+  if (step_graphs_) be.run_step(uint64_t(n), ops);
+  else ops();
 }
 
 EpochStats Trainer::run_epoch(uint32_t epoch, const ProgressFn& progress) {

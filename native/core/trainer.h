@@ -30,6 +30,7 @@ struct TrainOptions {
   int valid_users_per_batch = 5000;
   int topk = 10;
   int valid_negatives = 100;
+  bool step_graphs = false;  // each step as one CUDA Graph (the reference's --xla; CUDA, one process)
 };
 
 // The prepared dataset in host memory (see lib/data/cache.ts for the files).
@@ -87,6 +88,8 @@ class Trainer {
   // How the op chain's steps run the first layer (Network::first_layer_for).
   FirstLayer first_layer() const { return train_act_->first_layer; }
   bool fused_evaluation() const { return fused_evaluation_; }
+  // Whether each step after the first of its shape runs as one CUDA Graph (Backend::run_step).
+  bool step_graphs() const { return step_graphs_; }
   int rank() const { return comm_ ? comm_->rank() : 0; }
   int world_size() const { return comm_ ? comm_->size() : 1; }
   std::string comm_description() const { return comm_ ? comm_->describe() : "none"; }
@@ -104,6 +107,7 @@ class Trainer {
   HostDataset data_;  // counts only; the arrays live in backend memory below
   uint64_t fingerprint_ = 0;
   bool fused_training_ = false, fused_evaluation_ = false;
+  bool step_graphs_ = false;
 
   BackendArray<uint32_t> d_offsets_, d_items_, d_users_;
   TrainArrays train_;

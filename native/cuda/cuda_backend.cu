@@ -73,12 +73,17 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   item_sort_ = !env_is("NCF_CUDA_ITEM_SORT", "0");
   head_dropout_ = !env_is("NCF_CUDA_HEAD_DROPOUT", "0");
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
-  if (step_graph_.on() && op_times_.on()) {
+}
+
+bool CudaBackend::set_step_graphs(bool on) {
+  const bool wanted = on || env_is("NCF_CUDA_GRAPH", "1");
+  if (wanted && op_times_.on()) {
     // The op times bracket each op with events read back per phase: they time the ops launched
     // one by one, which is what they are for.
-    std::fprintf(stderr, "ncf-native: NCF_CUDA_GRAPH=1 is ignored while NCF_CUDA_OP_TIMES=1 times each op\n");
-    step_graph_.turn_off();
+    std::fprintf(stderr, "ncf-native: CUDA Graphs of the steps are off while NCF_CUDA_OP_TIMES=1 times each op\n");
   }
+  step_graph_.set(wanted, wanted && !op_times_.on());
+  return step_graph_.on();
 }
 
 CudaBackend::~CudaBackend() {

@@ -35,7 +35,8 @@ class CudaBackend final : public Backend {
   void sync() override;
   // With NCF_CUDA_OP_TIMES=1, the table of each op's GPU time since the last phase (op_times.cuh).
   void phase_end(const char* phase) override;
-  // With NCF_CUDA_GRAPH=1, the step's ops as one CUDA Graph (step_graph.cuh).
+  // Steps as CUDA Graphs when asked (--xla) or with NCF_CUDA_GRAPH=1 (step_graph.cuh).
+  bool set_step_graphs(bool on) override;
   void run_step(uint64_t shape, const std::function<void()>& ops) override;
   size_t peak_memory() const override { return peak_; }
   size_t device_memory_peak() const override { return device_peak_; }
@@ -90,7 +91,7 @@ class CudaBackend final : public Backend {
   int device_;
   cudaStream_t stream_ = nullptr;
   OpTimes op_times_;  // NCF_CUDA_OP_TIMES=1: each op's GPU time, reported at phase_end
-  StepGraph step_graph_;  // NCF_CUDA_GRAPH=1: training steps as CUDA Graphs
+  StepGraph step_graph_;  // training steps as CUDA Graphs
   std::unique_ptr<GemmRunner> gemm_;
   std::string name_;
   size_t total_memory_ = 0;

@@ -1,12 +1,10 @@
-// NCF_CUDA_GRAPH=1: training steps as CUDA Graphs (step_graph.cuh).
+// Training steps as CUDA Graphs (step_graph.cuh).
 #include <exception>
 
 #include "cuda_common.cuh"
 #include "step_graph.cuh"
 
 namespace ncf::cuda {
-
-StepGraph::StepGraph() : requested_(env_is("NCF_CUDA_GRAPH", "1")), on_(requested_) {}
 
 StepGraph::~StepGraph() {
   for (auto& [shape, exec] : execs_)
@@ -48,7 +46,7 @@ void StepGraph::run(uint64_t shape, const std::function<void()>& ops, cudaStream
   const char* why = "";
   cudaGraph_t graph = capture(ops, stream, &why);
   if (!graph) {
-    std::fprintf(stderr, "ncf-native: a training step could not be captured as a CUDA Graph (%s); NCF_CUDA_GRAPH is off from here\n", why);
+    std::fprintf(stderr, "ncf-native: a training step could not be captured as a CUDA Graph (%s); the steps run op by op from here\n", why);
     on_ = false;
     ++direct_;
     ops();

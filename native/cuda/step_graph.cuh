@@ -1,6 +1,6 @@
-// NCF_CUDA_GRAPH=1: each training step's ops captured as one CUDA Graph and launched as one, so
-// the GPU goes from kernel to kernel without a launch each (the issue's "capture the step in a
-// CUDA Graph if it pays"; off by default until a GPU run measures it).
+// Each training step's ops captured as one CUDA Graph and launched as one, so the GPU goes from
+// kernel to kernel without a launch each (the issue's "capture the step in a CUDA Graph if it
+// pays": `train --xla`, or NCF_CUDA_GRAPH=1; off by default until a GPU run measures it).
 //
 // A step's kernel arguments change from step to step (the batch's epoch position, the dropout's,
 // Adam's bias corrections), so the step is captured anew every time, as the host would launch it,
@@ -22,21 +22,25 @@ namespace ncf::cuda {
 
 class StepGraph {
  public:
-  StepGraph();  // on when NCF_CUDA_GRAPH=1
+  StepGraph() = default;  // off until set()
   ~StepGraph();
   StepGraph(const StepGraph&) = delete;
   StepGraph& operator=(const StepGraph&) = delete;
   bool on() const { return on_; }
-  void turn_off() { on_ = false; }
+  // requested: the steps' graphs were asked for (then report() counts); on: they will be used.
+  void set(bool requested, bool on) {
+    requested_ = requested;
+    on_ = on;
+  }
   // Runs ops, whose work goes to `stream`: as they are the first time for `shape`, afterwards as
   // a captured graph.
   void run(uint64_t shape, const std::function<void()>& ops, cudaStream_t stream);
-  // With NCF_CUDA_GRAPH=1 and steps run, one line of counts: steps launched as graphs, uncaptured,
+  // When asked for and steps ran, one line of counts: steps launched as graphs, uncaptured,
   // instantiations, updates.
   void report(std::FILE* out) const;
 
  private:
-  bool requested_ = false;  // NCF_CUDA_GRAPH=1 (on_ may have been turned off since)
+  bool requested_ = false;  // asked for (on_ may be off: op times, or a capture that failed)
   bool on_ = false;
   // Per shape: null after its uncaptured first step, then its executable graph.
   std::map<uint64_t, cudaGraphExec_t> execs_;
