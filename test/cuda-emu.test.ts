@@ -97,6 +97,9 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   // work and runs it at the graph's launch, with the arguments of its capture).
   const ampGraph = run('cuda', 'amp-graph', ['--amp', '--xla']);
   const gpuGraph = run('cuda', 'cuda-graph', ['--no-tf32'], { NCF_CUDA_GRAPH: '1' });
+  // And with the first capture, or the first instantiation, failing (the emulator's injected
+  // faults): the steps go on op by op, the failed one included.
+  const faults = ['capture', 'instantiate'].map((f) => run('cuda', `amp-graph-${f}-fault`, ['--amp', '--xla'], { NCF_EMU_GRAPH_FAULT: f }));
   t.match(amp.summary.info.kernels, /^fused training, fused evaluation$/);
   t.match(ampChain.summary.info.kernels, /^op chain training \(first layer by parts\), op chain evaluation$/);
   t.match(ampRows.summary.info.kernels, /^op chain training \(first layer per row\), op chain evaluation$/);
@@ -130,6 +133,11 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     }
   }
   t.notMatch(ampChain.stderr, /ncf cuda graph/, 'no graphs without --xla or NCF_CUDA_GRAPH');
+  for (const r of faults) {
+    t.same(curve(r.summary), curve(ampChain.summary), 'a step whose graph failed runs op by op, once: the same training');
+    t.match(r.stderr, /a training step could not run as a CUDA Graph \(.+\); the steps run op by op from here/, 'and says so');
+    t.match(r.stderr, /ncf cuda graph: 0 steps launched as graphs, 58 uncaptured; 0 instantiations, 0 updates/);
+  }
   for (const r of [ampGraph, gpuGraph]) t.match(r.summary.info.kernels, /, steps as CUDA Graphs$/, 'the run says its steps are graphs');
   t.notMatch(ampChain.summary.info.kernels, /Graphs/);
   checkOpTimes(t, ampTimed.stderr);

@@ -45,15 +45,8 @@ void StepGraph::run(uint64_t shape, const std::function<void()>& ops, cudaStream
   }
   const char* why = "";
   cudaGraph_t graph = capture(ops, stream, &why);
-  if (!graph) {
-    std::fprintf(stderr, "ncf-native: a training step could not be captured as a CUDA Graph (%s); the steps run op by op from here\n", why);
-    on_ = false;
-    ++direct_;
-    ops();
-    return;
-  }
   cudaGraphExec_t& exec = execs_[shape];
-  if (exec) {
+  if (graph && exec) {
     cudaGraphExecUpdateResultInfo info{};
     if (cudaGraphExecUpdate(exec, graph, &info) == cudaSuccess) {
       ++updated_;
@@ -64,14 +57,24 @@ void StepGraph::run(uint64_t shape, const std::function<void()>& ops, cudaStream
       exec = nullptr;
     }
   }
-  if (!exec) {
+  if (graph && !exec) {
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-    if (e != cudaSuccess) {
+    if (e == cudaSuccess) {
+      ++instantiated_;
+    } else {
+      cudaGetLastError();
       exec = nullptr;
       cudaGraphDestroy(graph);
-      throw_cuda(e, "cudaGraphInstantiate (a training step's graph)", __FILE__, __LINE__);
+      graph = nullptr;
+      why = cudaGetErrorString(e);
     }
-    ++instantiated_;
+  }
+  if (!graph) {  // nothing of the step ran: it runs op by op, and so do the steps after it
+    std::fprintf(stderr, "ncf-native: a training step could not run as a CUDA Graph (%s); the steps run op by op from here\n", why);
+    on_ = false;
+    ++direct_;
+    ops();
+    return;
   }
   cudaGraphDestroy(graph);
   NCF_CUDA(cudaGraphLaunch(exec, stream));

@@ -8,8 +8,8 @@
 // same nodes, new parameters; launches already queued keep theirs) instead of being instantiated. The
 // first step of each shape runs uncaptured: what happens once (allocations, GEMM plans and their
 // tuning, the epilogue checks) must not happen inside a capture, where waiting for the device or
-// allocating is refused. A capture that fails anyway turns the graphs off with a warning, and the
-// step runs uncaptured.
+// allocating is refused. A capture or instantiation that fails anyway turns the graphs off with a
+// warning, and the step runs op by op (nothing of it ran: a graph's work runs at its launch).
 #pragma once
 #include <cuda_runtime.h>
 

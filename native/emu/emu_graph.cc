@@ -2,6 +2,11 @@
 // submit in cuda_emu.h). Capture is per host thread, as CUDA's cudaStreamCaptureModeThreadLocal:
 // the capturing thread's work on the captured stream is recorded, and its calls that a capture
 // refuses invalidate the capture. A graph is its nodes in submission order (one stream: a chain).
+// NCF_EMU_GRAPH_FAULT=capture (=instantiate) makes the process's first capture end invalidated
+// (its first instantiation fail), for tests of what the CUDA backend does then.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "cuda_emu.h"
@@ -27,6 +32,13 @@ struct Capture {
   std::vector<EmuNode> nodes;
 };
 thread_local Capture t_capture;
+
+// Whether the injected fault `what` is due now (once per process).
+bool inject_fault(const char* what) {
+  static std::atomic<bool> done{false};
+  const char* e = std::getenv("NCF_EMU_GRAPH_FAULT");
+  return e && std::strcmp(e, what) == 0 && !done.exchange(true);
+}
 }  // namespace
 
 void submit(cudaStream_t stream, NodeKind kind, std::function<void()> work) {
@@ -62,7 +74,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   if (!graph) return cudaErrorInvalidValue;
   *graph = nullptr;
   if (!c.active || stream != c.stream) return cudaErrorIllegalState;
-  const bool invalid = c.invalid;
+  const bool invalid = c.invalid || emu::inject_fault("capture");
   std::vector<EmuNode> nodes = std::move(c.nodes);
   c = emu::Capture{};
   if (invalid) return cudaErrorStreamCaptureInvalidated;
@@ -82,6 +94,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   if (!exec || !graph) return cudaErrorInvalidValue;
   if (emu::capture_refuses()) return cudaErrorStreamCaptureUnsupported;
+  if (emu::inject_fault("instantiate")) return cudaErrorNotSupported;
   *exec = new CUgraphExec_st{graph->nodes};
   return cudaSuccess;
 }
