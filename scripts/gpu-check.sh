@@ -13,7 +13,8 @@
 # masking in the DRELU epilogue and a column-sum pass for the bias gradient, NCF_CUDA_DRELU=mask,
 # and with each GEMM on the heuristic's first algorithm instead of the fastest of its candidates,
 # NCF_CUDA_GEMM_TUNE=0; the fused kernels, NCF_CUDA_FUSED=1; and, --amp and TF32, each step after
-# the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default),
+# the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default; after them a table of
+# each switch run's samples/s against its default's),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
@@ -137,8 +138,27 @@ if (ran(r.mpi)) console.log(`mpirun -np 2 cpu (${r.mpi.info ? r.mpi.info.communi
 # switched ENV [FLAG]: bench train for 2 epochs with one switch in the environment (FLAG --amp,
 # or none for TF32), its figures into the summary labelled "ENV, --amp: " or "ENV, TF32: ".
 switched() {
+  rm -f "$scratch/switched.json"
   run env "$1" $cli bench train --synthetic $shape "${batch[@]}" ${2:-} -e 2 --out "$scratch/switched.json" \
     | figures "$1, ${2:-TF32}: " | tee -a "$out/summary.txt"
+  [ -s "$scratch/switched.json" ] && node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(`${process.argv[2]}\t${r.trainSamplesPerSecond}`)' \
+    "$scratch/switched.json" "$1, ${2:-TF32}" >>"$scratch/switches.tsv"
+}
+# Each switch run so far against its default (the main benchmark of its precision), one line
+# each: what a default should become shows here.
+switch_table() {
+  step "switches against the defaults (training samples/s)"
+  [ -s "$scratch/switches.tsv" ] || { echo "no switch run finished" | tee -a "$out/summary.txt"; return; }
+  node -e '
+const fs = require("fs"), [tsv, dir] = process.argv.slice(1);
+const base = {};
+for (const [p, f] of [["--amp", "bench-train-amp.json"], ["TF32", "bench-train-tf32.json"]])
+  try { base[p] = JSON.parse(fs.readFileSync(`${dir}/${f}`, "utf8")).trainSamplesPerSecond; } catch {}
+for (const line of fs.readFileSync(tsv, "utf8").trim().split("\n")) {
+  const [label, rate] = line.split("\t"), prec = label.split(", ").pop(), b = base[prec], r = Number(rate);
+  const vs = b ? ` vs the default ${(b / 1e6).toFixed(1)}M: ${r >= b ? "+" : ""}${((r / b - 1) * 100).toFixed(1)}%` : " (no default figure)";
+  console.log(`${label}: ${(r / 1e6).toFixed(1)}M samples/s${vs}`);
+}' "$scratch/switches.tsv" "$out" | tee -a "$out/summary.txt"
 }
 # op_times [FLAG]: bench train for 2 epochs with each op's GPU time (NCF_CUDA_OP_TIMES=1, FLAG
 # --amp or none for TF32); the second epoch's table and the run's figures into the summary.
@@ -162,6 +182,7 @@ switch_runs() {
     switched NCF_CUDA_GEMM_TUNE=0 $flag
   done
   graph_runs
+  switch_table
 }
 # Each step as a CUDA Graph (NCF_CUDA_GRAPH=1: off by default, so switched on), --amp and TF32.
 graph_runs() {
@@ -201,6 +222,7 @@ done
 if [ "$mode" = targets ]; then
   step "bench train with each step as a CUDA Graph"
   graph_runs
+  switch_table
   summarise_results
   step "done"
   exit 0
