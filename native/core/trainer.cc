@@ -48,7 +48,7 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
   if (cfg_.n_users != data.n_users || cfg_.n_items != data.n_items) bad("model and dataset disagree on users/items");
   be_->set_tf32(opt_.tf32);
   // Across ranks a step is not captured: NCCL's all-reduce inside a CUDA Graph is untested here.
-  step_graphs_ = be_->set_step_graphs(opt_.step_graphs) && !comm;
+  step_graphs_ = !comm_ && be_->set_step_graphs(opt_.step_graphs);
 
   // Every rank must train on the same data with the same seed.
   Fingerprint fp;
