@@ -156,8 +156,8 @@ for (const [p, f] of [["--amp", "bench-train-amp.json"], ["TF32", "bench-train-t
   try { base[p] = JSON.parse(fs.readFileSync(`${dir}/${f}`, "utf8")).trainSamplesPerSecond; } catch {}
 for (const line of fs.readFileSync(tsv, "utf8").trim().split("\n")) {
   const [label, rate] = line.split("\t"), prec = label.split(", ").pop(), b = base[prec], r = Number(rate);
-  const vs = b ? ` vs the default ${(b / 1e6).toFixed(1)}M: ${r >= b ? "+" : ""}${((r / b - 1) * 100).toFixed(1)}%` : " (no default figure)";
-  console.log(`${label}: ${(r / 1e6).toFixed(1)}M samples/s${vs}`);
+  const vs = b ? ` vs the default ${(b / 1e6).toPrecision(4)}M: ${r >= b ? "+" : ""}${((r / b - 1) * 100).toFixed(1)}%` : " (no default figure)";
+  console.log(`${label}: ${(r / 1e6).toPrecision(4)}M samples/s${vs}`);
 }' "$scratch/switches.tsv" "$out" | tee -a "$out/summary.txt"
 }
 # op_times [FLAG]: bench train for 2 epochs with each op's GPU time (NCF_CUDA_OP_TIMES=1, FLAG
