@@ -82,7 +82,7 @@ bool CudaBackend::set_step_graphs(bool on) {
     // one by one, which is what they are for.
     std::fprintf(stderr, "ncf-native: CUDA Graphs of the steps are off while NCF_CUDA_OP_TIMES=1 times each op\n");
   }
-  step_graph_.set(wanted, wanted && !op_times_.on());
+  step_graph_.set(wanted && !op_times_.on());
   return step_graph_.on();
 }
 

@@ -27,21 +27,16 @@ class StepGraph {
   StepGraph(const StepGraph&) = delete;
   StepGraph& operator=(const StepGraph&) = delete;
   bool on() const { return on_; }
-  // requested: the steps' graphs were asked for (then report() counts); on: they will be used.
-  void set(bool requested, bool on) {
-    requested_ = requested;
-    on_ = on;
-  }
+  void set(bool on) { on_ = on; }
   // Runs ops, whose work goes to `stream`: as they are the first time for `shape`, afterwards as
   // a captured graph.
   void run(uint64_t shape, const std::function<void()>& ops, cudaStream_t stream);
-  // When asked for and steps ran, one line of counts: steps launched as graphs, uncaptured,
+  // When steps ran through run(), one line of counts: steps launched as graphs, uncaptured,
   // instantiations, updates.
   void report(std::FILE* out) const;
 
  private:
-  bool requested_ = false;  // asked for (on_ may be off: op times, or a capture that failed)
-  bool on_ = false;
+  bool on_ = false;  // turned off for good by a capture or instantiation that failed
   // Per shape: null after its uncaptured first step, then its executable graph.
   std::map<uint64_t, cudaGraphExec_t> execs_;
   uint64_t graphs_ = 0, direct_ = 0, instantiated_ = 0, updated_ = 0;

@@ -62,7 +62,8 @@ struct LaunchConfig {
 // for a kernel (48 KiB until then, as on the GPU).
 size_t dynamic_shared_limit(const void* kernel);
 
-// Runs body once per thread of the grid (see emu_grid.cc); sets the last error on a bad launch.
+// Runs body once per thread of the grid (see emu_grid.cc); c has passed launch_error (Launch
+// checks it when the kernel is launched or captured, not again at each graph launch).
 void run_grid(const LaunchConfig& c, const std::function<void()>& body);
 // What CUDA says of the launch configuration c (cudaSuccess: it may run).
 cudaError_t launch_error(const LaunchConfig& c);

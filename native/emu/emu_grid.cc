@@ -240,7 +240,6 @@ cudaError_t launch_error(const LaunchConfig& c) {
 }
 
 void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
-  if (const cudaError_t e = launch_error(c)) return set_last_error(e);
   const uint64_t threads = uint64_t(c.block.x) * c.block.y * c.block.z;
   Scheduler& s = t_sched;
   if (s.current >= 0) fatal("a kernel launched from inside a kernel");
