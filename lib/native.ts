@@ -211,6 +211,26 @@ export interface NativeOpRunner {
     x: Float32Array; y: Float32Array; dy: Float32Array; wantDx?: boolean;
     below?: DropoutArgs & { y: Float32Array; mask?: Uint8Array };
   }): { dz: Float32Array; dx?: Float32Array; gradW: Float32Array; gradB: Float32Array; gradBBelow?: Float32Array };
+  /**
+   * Hidden layers 1 .. L - 1 (`layers`, each with its dropout, its live units kept where mask is
+   * true) from x, layer 0's output, as Network runs them: Backend::hidden_forward for the leading
+   * layers it takes (fusedLayers; none with fused: false or on the CPU), linear_forward for the
+   * rest. Every layer's output (the first as given) and masks (null where not kept).
+   */
+  hiddenForward(a: {
+    x: Float32Array; layers: (DropoutArgs & { w: Float32Array; b: Float32Array; in: number; out: number; mask?: boolean })[];
+    fp16?: boolean; fused?: boolean;
+  }): { act: Float32Array[]; masks: (Uint8Array | null)[]; fusedLayers: number };
+  /**
+   * Backend::hidden_backward: from dz, the gradient at the last hidden layer's output, down through
+   * `layers` (hidden layers 1 .. L - 1) and `below` (layers 0 .. L - 2, as linearBackward's below):
+   * dz[l] for every layer (the last as given) and each layer below's bias gradient. fused: false, or
+   * a backend without the fused op (the CPU), runs the chain of linear_backward calls it replaces.
+   */
+  hiddenBackward(a: {
+    dz: Float32Array; layers: { w: Float32Array; b: Float32Array; in: number; out: number }[];
+    below: (DropoutArgs & { y: Float32Array; mask?: Uint8Array })[]; fp16?: boolean; fused?: boolean;
+  }): { dz: Float32Array[]; gradB: Float32Array[]; fused: boolean };
   /** The live-unit mask linear_forward writes: rows of ld / 8 bytes, ld = out rounded up to 128. */
   liveUnits(a: LinearArgs & { x: Float32Array }): Uint8Array;
   headForward(a: HeadArgs): Float32Array;

@@ -97,6 +97,15 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   // work and runs it at the graph's launch, with the arguments of its capture).
   const ampGraph = run('cuda', 'amp-graph', ['--amp', '--xla']);
   const gpuGraph = run('cuda', 'cuda-graph', ['--no-tf32'], { NCF_CUDA_GRAPH: '1' });
+  // And the hidden layers after the first in one kernel each way (hidden_forward, also in the
+  // evaluation, and hidden_backward), by parts, and both per row with the steps as graphs (the
+  // kernels' arguments must survive a capture and its updates).
+  const hiddenForward = { NCF_CUDA_HIDDEN_FORWARD: '1' }, hiddenBackward = { NCF_CUDA_HIDDEN_BACKWARD: '1' };
+  const ampForward = run('cuda', 'amp-hidden-forward', ['--amp'], hiddenForward);
+  const ampBackward = run('cuda', 'amp-hidden-backward', ['--amp'], hiddenBackward);
+  const ampHiddenRows = run('cuda', 'amp-hidden-rows', ['--amp', '--xla'], { ...hiddenForward, ...hiddenBackward, ...rows });
+  // And both in TF32 (TF32 Tensor Cores in the kernels; forward, the first layer's weights alone fit).
+  const tf32Hidden = run('cuda', 'tf32-hidden', [], { ...hiddenForward, ...hiddenBackward });
   // And with the first capture, or the first instantiation, failing (the emulator's injected
   // faults): the steps go on op by op, the failed one included.
   const faults = ['capture', 'instantiate'].map((f) => run('cuda', `amp-graph-${f}-fault`, ['--amp', '--xla'], { NCF_EMU_GRAPH_FAULT: f }));
@@ -140,12 +149,19 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.match(r.stderr, /ncf cuda graph: 0 steps launched as graphs, 58 uncaptured; 0 instantiations, 0 updates/);
   }
   t.notMatch(ampChain.summary.info.kernels, /Graphs/);
+  for (const r of [ampBackward, ampHiddenRows, tf32Hidden]) t.match(r.stderr, /ncf cuda hidden_backward: 58 runs of the fused kernel/, 'every step took its hidden layers back in one kernel');
+  // 58 training steps, and the evaluation's batches after each epoch.
+  for (const r of [ampForward, ampHiddenRows, tf32Hidden]) t.match(r.stderr, /ncf cuda hidden_forward: (5[89]|[6-9]\d) runs of the fused kernel/, 'every step and evaluation took its hidden layers forward in one kernel');
+  t.notMatch(ampBackward.stderr, /hidden_forward/, 'each switch alone');
+  t.notMatch(ampForward.stderr, /hidden_backward/);
+  t.notMatch(ampChain.stderr, /hidden_/, 'and neither kernel without them');
   checkOpTimes(t, ampTimed.stderr);
   cpu.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
     const g = gpu.summary.epochs[i], f = tf32.summary.epochs[i], a = amp.summary.epochs[i], c = ampChain.summary.epochs[i];
     const p = ampEpilogue.summary.epochs[i], u = ampUngrouped.summary.epochs[i], w = ampRows.summary.epochs[i];
     const sw = ampSwitched.summary.epochs[i], am = ampMask.summary.epochs[i], tm = tf32Mask.summary.epochs[i];
-    const tr = tf32Rows.summary.epochs[i];
+    const tr = tf32Rows.summary.epochs[i], hf = ampForward.summary.epochs[i], hb = ampBackward.summary.epochs[i];
+    const hr = ampHiddenRows.summary.epochs[i], th = tf32Hidden.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
@@ -157,6 +173,13 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(Math.abs(tm.loss - tr.loss) < 1e-3 * tr.loss, `epoch ${i + 1} loss tf32, DRELU epilogue ${tm.loss} vs masking pass ${tr.loss}`);
     t.ok(Math.abs(u.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, position order ${u.loss} vs grouped ${c.loss}`);
     t.ok(Math.abs(w.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, first layer per row ${w.loss} vs by parts ${c.loss}`);
+    // (The kernels round, drop and mask each value as the chain does: only the sums' order differs.)
+    t.ok(Math.abs(hf.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_forward ${hf.loss} vs the chain ${c.loss}`);
+    t.ok(Math.abs(hf.hr - c.hr) <= 0.01, `epoch ${i + 1} HR@10 amp, hidden_forward ${hf.hr} vs the chain ${c.hr}`);
+    t.ok(Math.abs(hb.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_backward ${hb.loss} vs the chain ${c.loss}`);
+    t.ok(Math.abs(hr.loss - w.loss) < 1e-3 * w.loss, `epoch ${i + 1} loss amp per row, both kernels ${hr.loss} vs the chain ${w.loss}`);
+    t.ok(Math.abs(th.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32, both kernels ${th.loss} vs cpu ${e.loss}`);
+    t.ok(Math.abs(th.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 tf32, both kernels ${th.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(sw.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, sums by atomics and a dropout pass ${sw.loss} vs ${c.loss}`);
   });
 

@@ -288,6 +288,26 @@ class Backend {
   // grad_w = dz^T x, [dz.cols x x.cols] with ld_grad floats per row: a layer's weight gradient
   // (linear_backward's GEMM; ld_grad > x.cols for a column block of it), fp32.
   virtual void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) = 0;
+  // The fused form of linear_forward for hidden layers 1 .. K: act[l] = linear_forward(act[l - 1],
+  // layers[l], drop[l]) with masks[l] (either may be inactive or empty), act[0] given, for the K
+  // leading layers the backend takes at once (K <= L - 1; the caller runs the rest). layers, drop
+  // and masks have L entries ([0] unused). Returns K; 0, doing nothing, where the backend has no
+  // fused form for these shapes (the CPU: never; CUDA: NCF_CUDA_HIDDEN_FORWARD=1, fp16 or TF32).
+  virtual int hidden_forward(const std::vector<Mat>& act, const std::vector<LinearParams>& layers,
+                             const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks) {
+    return 0;
+  }
+  // The fused form of linear_backward's input gradients for the hidden layers L - 1 down to 1,
+  // without their weight gradients: for each l, dz[l - 1] = dz[l] W_l (layers[l]) taken through
+  // below[l - 1] as relu_dropout_backward does, with below[l - 1].grad_b its column sums. dz[L - 1]
+  // is given; dz[l], l < L - 1, are written (what linear_weight_grad reads after). layers has L
+  // entries (layers[0] unused), below L - 1. Returns false, doing nothing, where the backend has
+  // no fused form for these shapes (the CPU: never; CUDA: NCF_CUDA_HIDDEN_BACKWARD=1, fp16 or TF32,
+  // with masks).
+  virtual bool hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
+                               const std::vector<LayerBelow>& below) {
+    return false;
+  }
   // The fused form of a training step's data path for n rows: embed_forward, linear_forward with
   // dropout for each layer, head_forward_backward, then from the last layer to the first
   // linear_backward without its weight gradient, and embed_backward. The caller then takes each

@@ -116,14 +116,20 @@ EmbedGrads Network::embed_grads(float* g) const {
 }
 
 void Network::forward_from_embeddings(Activations& a, const uint32_t* users, const uint32_t* items, int n) const {
-  Mat x = a.mlp_in().head(n);
-  const Dropout none;
-  for (int l = 0; l < cfg_.hidden_layers(); ++l) {
-    Mat y = a.act(l).head(n);
-    be_->linear_forward(x, layer(l), none, y, UnitMask{});
-    x = y;
-  }
-  be_->head_forward(tables(), users, items, x, head(), a.logits.get());
+  const int L = cfg_.hidden_layers();
+  be_->linear_forward(a.mlp_in().head(n), layer(0), Dropout{}, a.act(0).head(n), UnitMask{});
+  std::vector<Mat> act;
+  for (int l = 0; l < L; ++l) act.push_back(a.act(l).head(n));
+  hidden_layers_forward(act, std::vector<Dropout>(size_t(L)), std::vector<UnitMask>(size_t(L)));
+  be_->head_forward(tables(), users, items, act.back(), head(), a.logits.get());
+}
+
+void Network::hidden_layers_forward(const std::vector<Mat>& act, const std::vector<Dropout>& drop,
+                                    const std::vector<UnitMask>& masks) const {
+  std::vector<LinearParams> params;
+  for (size_t l = 0; l < act.size(); ++l) params.push_back(layer(int(l)));
+  const int fused = act.size() > 1 ? be_->hidden_forward(act, params, drop, masks) : 0;
+  for (size_t l = size_t(fused) + 1; l < act.size(); ++l) be_->linear_forward(act[l - 1], params[l], drop[l], act[l], masks[l]);
 }
 
 void Network::forward(Activations& a, const uint32_t* users, const uint32_t* items, int n) const {
@@ -192,8 +198,15 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
     be_->embed_forward(tables(), users, items, input(0));
     be_->linear_forward(input(0), layer(0), forward_dropout(0), a.act(0).head(n), forward_mask(0));
   }
-  for (int l = 1; l < L; ++l)
-    be_->linear_forward(input(l), layer(l), forward_dropout(l), a.act(l).head(n), forward_mask(l));
+  std::vector<Mat> acts;
+  std::vector<Dropout> forward_drop;
+  std::vector<UnitMask> forward_masks;
+  for (int l = 0; l < L; ++l) {
+    acts.push_back(a.act(l).head(n));
+    forward_drop.push_back(forward_dropout(l));
+    forward_masks.push_back(forward_mask(l));
+  }
+  hidden_layers_forward(acts, forward_drop, forward_masks);
   // Hidden layer l as the layer below the one taken back: whose ReLU and dropout the gradient
   // passes through on its way down.
   auto as_below = [&](int l) {
@@ -203,7 +216,22 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   be_->head_forward_backward(tables(), users, items, top.y, a.labels.get(), head(), grad_scale, scaler,
                              a.d_act(L - 1).head(n), &top, embed_grads(grads), grads + layout_.final_weight,
                              grads + layout_.final_bias, loss_sum);
+  // The input gradients of layers L - 1 .. 1 in one op where the backend has it (then each of
+  // those layers takes only its weight gradient below).
+  std::vector<Mat> dz;
+  std::vector<LinearParams> params;
+  std::vector<LayerBelow> belows;
+  for (int l = 0; l < L; ++l) {
+    dz.push_back(a.d_act(l).head(n));
+    params.push_back(layer(l));
+    if (l < L - 1) belows.push_back(as_below(l));
+  }
+  const bool inputs_fused = L > 1 && be_->hidden_backward(dz, params, belows);
   for (int l = L - 1; l >= (by_parts ? 1 : 0); --l) {
+    if (inputs_fused && l >= 1) {
+      be_->linear_weight_grad(a.d_act(l).head(n), input(l), grads + layout_.weight[size_t(l)], cfg_.layers[size_t(l)]);
+      continue;
+    }
     // Layer l's input gradient is taken through layer l - 1's ReLU and dropout, except layer 0's
     // (it goes to the embeddings as it is) and, by parts, layer 1's: the first layer's ReLU and
     // dropout are pair_row_sums' to apply, as it reads the gradient.
@@ -216,7 +244,7 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   if (by_parts) {
     // (With one hidden layer the output unit has taken the gradient through it already.)
     const LayerBelow first = as_below(0);
-    first_layer_backward_by_parts(a, n, L > 1 ? &first : nullptr, grads);
+    first_layer_backward_by_parts(a, n, L > 1 && !inputs_fused ? &first : nullptr, grads);
   } else {
     be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
   }
@@ -341,10 +369,11 @@ void Network::forward_split(Activations& a, Mat user_part, Mat item_part, const 
 
 void Network::forward_after_first_layer(Activations& a, const uint32_t* users, const uint32_t* items, int64_t r0,
                                         int64_t n) const {
-  const Dropout none;
-  for (int l = 1; l < cfg_.hidden_layers(); ++l)
-    be_->linear_forward(a.act(l - 1).rows_from(r0, n), layer(l), none, a.act(l).rows_from(r0, n), UnitMask{});
-  be_->head_forward(tables(), users, items, a.act(cfg_.hidden_layers() - 1).rows_from(r0, n), head(), a.logits.get() + r0);
+  const int L = cfg_.hidden_layers();
+  std::vector<Mat> act;
+  for (int l = 0; l < L; ++l) act.push_back(a.act(l).rows_from(r0, n));
+  hidden_layers_forward(act, std::vector<Dropout>(size_t(L)), std::vector<UnitMask>(size_t(L)));
+  be_->head_forward(tables(), users, items, act.back(), head(), a.logits.get() + r0);
 }
 
 }  // namespace ncf

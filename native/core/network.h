@@ -158,9 +158,15 @@ class Network {
   std::vector<BackendArray<uint16_t>> w_half_, b_half_;
   BackendArray<uint16_t> tables_half_;  // fp16 mlp_user then mlp_item (with fp16 activations)
 
+  // Hidden layers 1 .. L - 1 forward from act[0] (act: each layer's output rows), each with its
+  // dropout and live-unit mask (entry 0 unused): the backend's hidden_forward for the leading
+  // layers it takes, linear_forward for the rest.
+  void hidden_layers_forward(const std::vector<Mat>& act, const std::vector<Dropout>& drop,
+                             const std::vector<UnitMask>& masks) const;
   // The first layer's backward by parts from the gradient at its output a.d_act(0) (Parts above),
   // taken through its ReLU and dropout (first_layer) by pair_row_sums, unless null (then
-  // d_act(0) is past them already: one hidden layer, whose dropout is the output unit's).
+  // d_act(0) is past them already: one hidden layer, whose dropout is the output unit's, or
+  // the backend's hidden_backward took it through).
   void first_layer_backward_by_parts(Activations& a, int n, const LayerBelow* first_layer, float* grads) const;
   TrainPass train_pass_args(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
                             const LossScaler* scaler, float* grads, double* loss_sum, bool allocate) const;

@@ -73,6 +73,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   item_sort_ = !env_is("NCF_CUDA_ITEM_SORT", "0");
   head_dropout_ = !env_is("NCF_CUDA_HEAD_DROPOUT", "0");
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
+  hidden_forward_ = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
+  hidden_backward_ = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
 }
 
 bool CudaBackend::set_step_graphs(bool on) {
@@ -94,6 +96,10 @@ CudaBackend::~CudaBackend() {
   }
   if (stream_) cudaStreamSynchronize(stream_);
   step_graph_.report(stderr);
+  if (hidden_forward_runs_ > 0)
+    std::fprintf(stderr, "ncf cuda hidden_forward: %lld runs of the fused kernel\n", static_cast<long long>(hidden_forward_runs_));
+  if (hidden_backward_runs_ > 0)
+    std::fprintf(stderr, "ncf cuda hidden_backward: %lld runs of the fused kernel\n", static_cast<long long>(hidden_backward_runs_));
   bgrad_half_.reset();
   sample_scratch_.reset();
   sums_scratch_.reset();

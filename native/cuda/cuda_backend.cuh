@@ -57,6 +57,10 @@ class CudaBackend final : public Backend {
   // DRELU with NCF_CUDA_DRELU=mask) for activations of type t (checked once, see drelu_check.cu).
   bool drelu_epilogue_ok(DType t);
   void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) override;
+  int hidden_forward(const std::vector<Mat>& act, const std::vector<LinearParams>& layers,
+                     const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks) override;
+  bool hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
+                       const std::vector<LayerBelow>& below) override;
   bool train_pass(const TrainPass& p, int n) override;
   void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
                     float* logits) override;
@@ -102,6 +106,12 @@ class CudaBackend final : public Backend {
   size_t shared_per_sm_ = 0;     // shared memory per multiprocessor
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
+  // hidden_forward's and hidden_backward's kernels (NCF_CUDA_HIDDEN_FORWARD=1,
+  // NCF_CUDA_HIDDEN_BACKWARD=1; off until a GPU run measures them), whether each kernel is opted in
+  // to shared memory, and how many times each op ran fused (reported at the end).
+  bool hidden_forward_ = false, hidden_backward_ = false;
+  bool hidden_forward_opted_in_[2] = {false, false}, hidden_backward_opted_in_[2] = {false, false};  // [fp16, fp32]
+  int64_t hidden_forward_runs_ = 0, hidden_backward_runs_ = 0;
   // The layer below's masking in linear_backward's input-gradient GEMM: off (a masking pass, the
   // default), the DRELU_BGRAD epilogue (NCF_CUDA_DRELU=1), or the DRELU epilogue and a column-sum
   // pass for the bias gradient (NCF_CUDA_DRELU=mask).
@@ -152,7 +162,10 @@ class CudaBackend final : public Backend {
   void sample_device_memory();
   // Whether the fused kernels may run: on fp16 activations from sm_70, on fp32 ones with TF32 on
   // from sm_80, unless NCF_CUDA_FUSED=0 or a launch failed.
-  bool fused_allowed(bool half) const { return fused_ && cc_major_ >= 7 && (half || (gemm_->tf32() && cc_major_ >= 8)); }
+  bool fused_allowed(bool half) const { return fused_ && tensor_cores_allowed(half); }
+  // Whether a WMMA kernel may take activations of this kind: fp16 from sm_70, fp32 as TF32 from
+  // sm_80 when the GEMMs use TF32 (the same rounding as theirs).
+  bool tensor_cores_allowed(bool half) const { return cc_major_ >= 7 && (half || (gemm_->tf32() && cc_major_ >= 8)); }
 };
 
 }  // namespace ncf::cuda

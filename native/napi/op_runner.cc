@@ -127,6 +127,8 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                          InstanceMethod("embedBackward", &OpRunner::EmbedBackward),
                          InstanceMethod("linearForward", &OpRunner::LinearForward),
                          InstanceMethod("linearBackward", &OpRunner::LinearBackward),
+                         InstanceMethod("hiddenForward", &OpRunner::HiddenForward),
+                         InstanceMethod("hiddenBackward", &OpRunner::HiddenBackward),
                          InstanceMethod("liveUnits", &OpRunner::LiveUnits),
                          InstanceMethod("headForward", &OpRunner::HeadForward),
                          InstanceMethod("headForwardBackward", &OpRunner::HeadForwardBackward),
@@ -391,6 +393,119 @@ Napi::Value OpRunner::LinearBackward(const Napi::CallbackInfo& info) {
     r.Set("gradW", out(info.Env(), io.read(gw, size_t(p.in) * size_t(p.out))));
     r.Set("gradB", out(info.Env(), io.read(gb, size_t(p.out))));
     if (has_below) r.Set("gradBBelow", out(info.Env(), io.read(below.grad_b, size_t(p.in))));
+    return r;
+  });
+}
+
+namespace {
+// The elements of an array option, each an object.
+std::vector<Napi::Object> object_list(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsArray()) bad_option(key, "an array of objects");
+  const Napi::Array a = v.As<Napi::Array>();
+  std::vector<Napi::Object> list;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value e = a.Get(i);
+    if (!e.IsObject()) bad_option(key, "an array of objects");
+    list.push_back(e.As<Napi::Object>());
+  }
+  return list;
+}
+
+// Hidden layers 1 .. L - 1 from an array option of { w, b, in, out } (each layer's in the last one's
+// out), as hidden_forward and hidden_backward take them: L entries, [0] only layer 0's width (out).
+std::vector<LinearParams> hidden_layers_from(Io& io, const std::vector<Napi::Object>& layer_opts, bool fp16) {
+  if (layer_opts.empty()) bad_option("layers", "at least one layer");
+  std::vector<LinearParams> layers(1);
+  for (const Napi::Object& lo : layer_opts) layers.push_back(linear_from(io, lo, fp16));
+  layers[0].out = layers[1].in;
+  for (size_t l = 2; l < layers.size(); ++l)
+    if (layers[l].in != layers[l - 1].out) bad_option("layers", "each layer's in equal to the last one's out");
+  return layers;
+}
+}  // namespace
+
+// hiddenForward({ x, layers: [{ w, b, in, out, dropout, seed, layer, epoch, pos0, mask }, ...], fp16,
+//   fused }) -> { act: [Float32Array, ...], masks: [Uint8Array | null, ...], fusedLayers }:
+//   hidden layers 1 .. L - 1 (`layers`, L - 1 of them, each with its dropout, and its live units
+//   kept where mask is true) from x, layer 0's output, as Network runs them: Backend::hidden_forward
+//   for the leading layers it takes (fusedLayers of them; none with fused false), linear_forward for
+//   the rest. act[l] for l = 0 .. L - 1 (the first as given) and the masks (null where not kept).
+Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const bool fp16 = get_bool(o, "fp16", false);
+    Io io(*be_);
+    const std::vector<Napi::Object> layer_opts = object_list(o, "layers");
+    const std::vector<LinearParams> layers = hidden_layers_from(io, layer_opts, fp16);
+    const int L = int(layers.size());
+    std::vector<Dropout> drop(1);
+    std::vector<UnitMask> masks(1);
+    for (const Napi::Object& lo : layer_opts) drop.push_back(dropout_from(lo));
+    const std::vector<float> x = get_f32(o.Get("x"), "x");
+    const int64_t n = int64_t(x.size()) / layers[1].in;
+    std::vector<Mat> act{io.mat(x, n, layers[1].in, fp16)};
+    for (int l = 1; l < L; ++l) {
+      act.push_back(io.mat_zeros(n, layers[size_t(l)].out, fp16));
+      masks.push_back(get_bool(layer_opts[size_t(l) - 1], "mask", false) ? io.unit_mask(n, layers[size_t(l)].out) : UnitMask{});
+    }
+    const int fused = get_bool(o, "fused", true) ? be_->hidden_forward(act, layers, drop, masks) : 0;
+    for (int l = fused + 1; l < L; ++l)
+      be_->linear_forward(act[size_t(l) - 1], layers[size_t(l)], drop[size_t(l)], act[size_t(l)], masks[size_t(l)]);
+    Napi::Array act_out = Napi::Array::New(info.Env()), mask_out = Napi::Array::New(info.Env());
+    for (int l = 0; l < L; ++l) {
+      act_out.Set(uint32_t(l), out(info.Env(), io.read(act[size_t(l)])));
+      const UnitMask& m = masks[size_t(l)];
+      mask_out.Set(uint32_t(l), m.empty() ? info.Env().Null() : Napi::Value(adopt<uint8_t, Napi::Uint8Array>(info.Env(), io.read(m, n))));
+    }
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("act", act_out);
+    r.Set("masks", mask_out);
+    r.Set("fusedLayers", fused);
+    return r;
+  });
+}
+
+// hiddenBackward({ dz, layers: [{ w, b, in, out }, ...], below: [{ y, mask, dropout, seed, layer,
+//   epoch, pos0 }, ...], fp16, fused }) -> { dz: [Float32Array, ...], gradB: [...], fused }:
+//   Backend::hidden_backward for hidden layers 1 .. L - 1 (`layers`, L - 1 of them) from dz, the
+//   gradient at the last one's output, through layers 0 .. L - 2 (`below`, as linearBackward's
+//   below): dz[l] for l = 0 .. L - 1 (the last as given) and each layer below's bias gradient. Where
+//   the backend has no fused form, or fused is false, the chain it replaces: linear_backward per
+//   layer with the layer below's output as its input.
+Napi::Value OpRunner::HiddenBackward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = opts(info);
+    const bool fp16 = get_bool(o, "fp16", false);
+    Io io(*be_);
+    const std::vector<LinearParams> layers = hidden_layers_from(io, object_list(o, "layers"), fp16);
+    const std::vector<Napi::Object> below_opts = object_list(o, "below");
+    const int L = int(layers.size());
+    if (below_opts.size() != size_t(L - 1)) bad_option("below", "one per layer in layers");
+    const std::vector<float> top = get_f32(o.Get("dz"), "dz");
+    const int64_t n = int64_t(top.size()) / layers.back().out;
+    std::vector<Mat> dz;
+    std::vector<LayerBelow> below;
+    for (int l = 0; l < L - 1; ++l) {
+      dz.push_back(io.mat_zeros(n, layers[size_t(l)].out, fp16));
+      below.push_back(layer_below_from(io, below_opts[size_t(l)], "below[" + std::to_string(l) + "]", n, layers[size_t(l)].out, fp16));
+    }
+    dz.push_back(io.mat(top, n, layers.back().out, fp16));
+    bool fused = get_bool(o, "fused", true) && be_->hidden_backward(dz, layers, below);
+    if (!fused)
+      for (int l = L - 1; l >= 1; --l) {
+        const LinearParams& p = layers[size_t(l)];
+        float* gw = io.f32_zeros(size_t(p.in) * size_t(p.out));
+        be_->linear_backward(dz[size_t(l)], below[size_t(l) - 1].y, p, dz[size_t(l) - 1], gw, &below[size_t(l) - 1]);
+      }
+    Napi::Array dz_out = Napi::Array::New(info.Env()), grad_b = Napi::Array::New(info.Env());
+    for (int l = 0; l < L; ++l) dz_out.Set(uint32_t(l), out(info.Env(), io.read(dz[size_t(l)])));
+    for (int l = 0; l < L - 1; ++l)
+      grad_b.Set(uint32_t(l), out(info.Env(), io.read(below[size_t(l)].grad_b, size_t(layers[size_t(l)].out))));
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("dz", dz_out);
+    r.Set("gradB", grad_b);
+    r.Set("fused", fused);
     return r;
   });
 }

@@ -37,6 +37,8 @@ class OpRunner : public Napi::ObjectWrap<OpRunner> {
   Napi::Value MatmulNn(const Napi::CallbackInfo& info);
   Napi::Value SplitForward(const Napi::CallbackInfo& info);
   Napi::Value TrainPass(const Napi::CallbackInfo& info);
+  Napi::Value HiddenForward(const Napi::CallbackInfo& info);
+  Napi::Value HiddenBackward(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Backend> be_;
