@@ -13,8 +13,11 @@
 # masking in the DRELU epilogue and a column-sum pass for the bias gradient, NCF_CUDA_DRELU=mask,
 # and with each GEMM on the heuristic's first algorithm instead of the fastest of its candidates,
 # NCF_CUDA_GEMM_TUNE=0; the fused kernels, NCF_CUDA_FUSED=1; and, --amp and TF32, each step after
-# the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default; after them a table of
-# each switch run's samples/s against its default's),
+# the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default; --amp, the hidden
+# layers after the first in one kernel forward, NCF_CUDA_HIDDEN_FORWARD=1, and one backward,
+# NCF_CUDA_HIDDEN_BACKWARD=1, both off by default, --amp each alone, together, and with the graphs,
+# and TF32 together;
+# after them a table of each switch run's samples/s against its default's),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
@@ -29,17 +32,23 @@
 #            pass (NCF_CUDA_HEAD_DROPOUT=0), fp32 arithmetic in the fp16 gather and dropout
 #            pass (NCF_CUDA_HALF_MATH=0), the DRELU epilogue (NCF_CUDA_DRELU=mask),
 #            untuned GEMMs (NCF_CUDA_GEMM_TUNE=0), steps as CUDA Graphs (NCF_CUDA_GRAPH=1,
-#            also TF32), and the fused kernels (NCF_CUDA_FUSED=1)
+#            also TF32), the hidden layers in one kernel forward and one backward
+#            (NCF_CUDA_HIDDEN_FORWARD=1, NCF_CUDA_HIDDEN_BACKWARD=1), and the fused kernels
+#            (NCF_CUDA_FUSED=1)
 #     targets  the issue's figures only: self-test, --amp and TF32 training, the memory of
-#            --no-neg-trick, evaluation, HR@10 with and without --amp; and steps as CUDA Graphs
+#            --no-neg-trick, evaluation, HR@10 with and without --amp; and the opt-in switches
+#            (steps as CUDA Graphs, the hidden layers in one kernel each way)
 #     dry    no build and small data, for checking this script without a GPU: run it with
 #            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
 #
 # The main training benchmarks run with NCF_CUDA_GEMM_LOG=1: the summary gets each tuned GEMM's
 # pick, log.txt every candidate's configuration and time. After each (every mode), a 2-epoch run
 # with NCF_CUDA_OP_TIMES=1 puts the second epoch's GPU time per op (CUDA events in the run
-# itself: no serialisation, no cache flush) into the summary. After the self-test, its training
-# runs again with NCF_CUDA_GRAPH=1 (every mode): the graphs' losses against the CPU's.
+# itself: no serialisation, no cache flush) into the summary. After the self-test, it runs again
+# with the opt-in switches NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1
+# (every mode): the training losses against the CPU's, and the hidden_forward and hidden_backward
+# kernels' checks against the CPU's chains. The opt-in switch runs end with the op times of an
+# --amp run with both hidden kernels.
 #
 # At most 8 files go to ${OUT:-gpu-check}/ (what the device tool brings back): summary.txt,
 # log.txt and six JSON files. Checkpoints and logs go to a scratch folder.
@@ -66,7 +75,7 @@ run() {
   return "$rc"
 }
 # The figure lines of a benchmark's output, prefixed with a label.
-figures() { grep -E 'throughput|epoch time|peak memory|peak device|ncf cuda graph|CUDA Graph' | sed "s/^/$1/"; }
+figures() { grep -E 'throughput|epoch time|peak memory|peak device|ncf cuda graph|CUDA Graph|ncf cuda hidden_|fused hidden_' | sed "s/^/$1/"; }
 # A benchmark's output without the GEMM tuning log's per-candidate lines (log.txt keeps them).
 picks() { grep -v '^ncf gemm tune   '; }
 # A command whose stdout is JSON: stdout to the file, its messages to the log only.
@@ -105,13 +114,17 @@ if [ "$selftest_rc" != 0 ] && [ "$mode" != dry ]; then
     | grep -E -m 40 'Invalid|Address|at 0x|by thread|Saved host|ERROR SUMMARY|========= +#|Program hit' | tee -a "$out/summary.txt"
 fi
 
-# The self-test's training runs with each step after the first of its shape captured as a CUDA
-# Graph (NCF_CUDA_GRAPH=1, off by default): their losses and HR@10 against the CPU's, and the
-# graphs' counts (steps launched as graphs, instantiations, updates) or the capture's failure.
-step "selftest --device cuda with NCF_CUDA_GRAPH=1: the training checks"
-run_json "$scratch/selftest-graph.json" env NCF_CUDA_GRAPH=1 $cli selftest --device cuda --json
-print_checks "$scratch/selftest-graph.json" | grep -E '^[a-zA-Z ]{5}training' | sed 's/^/graph: /' | tee -a "$out/summary.txt"
-grep -E 'ncf cuda graph|CUDA Graph' "$out/log.txt" | tail -4 | sed 's/^/graph: /' | tee -a "$out/summary.txt"
+# The self-test with the opt-in switches on (off by default until measured): its training runs
+# with each step after the first of its shape captured as a CUDA Graph (NCF_CUDA_GRAPH=1): their
+# losses and HR@10 against the CPU's, and the graphs' counts (steps launched as graphs,
+# instantiations, updates) or the capture's failure; and the hidden layers after the first in one
+# kernel each way (NCF_CUDA_HIDDEN_FORWARD=1, NCF_CUDA_HIDDEN_BACKWARD=1): their op checks
+# against the CPU's chains (they also say whether each ran fused), and the training runs with them.
+step "selftest --device cuda with NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
+run_json "$scratch/selftest-graph.json" env NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 \
+  $cli selftest --device cuda --json
+print_checks "$scratch/selftest-graph.json" | grep -E '^[a-zA-Z ]{5}(training|hidden_)' | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
+grep -E 'ncf cuda graph|CUDA Graph|ncf cuda hidden_|fused hidden_' "$out/log.txt" | tail -8 | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
 
 # One file with what the accuracy, NCCL and MPI steps printed (those that ran), and their summary lines.
 summarise_results() {
@@ -135,11 +148,13 @@ if (ran(r.mpi)) console.log(`mpirun -np 2 cpu (${r.mpi.info ? r.mpi.info.communi
 }
 
 # --amp training with each default switched off in turn: a default that does not pay shows here.
-# switched ENV [FLAG]: bench train for 2 epochs with one switch in the environment (FLAG --amp,
-# or none for TF32), its figures into the summary labelled "ENV, --amp: " or "ENV, TF32: ".
+# switched ENV [FLAG]: bench train for 2 epochs with one switch in the environment (ENV: one or
+# more NAME=VALUE, space-separated; FLAG --amp, or none for TF32), its figures into the summary
+# labelled "ENV, --amp: " or "ENV, TF32: ".
 switched() {
   rm -f "$scratch/switched.json"
-  run env "$1" $cli bench train --synthetic $shape "${batch[@]}" ${2:-} -e 2 --out "$scratch/switched.json" \
+  # shellcheck disable=SC2086  # ENV splits into its assignments
+  run env $1 $cli bench train --synthetic $shape "${batch[@]}" ${2:-} -e 2 --out "$scratch/switched.json" \
     | figures "$1, ${2:-TF32}: " | tee -a "$out/summary.txt"
   [ -s "$scratch/switched.json" ] && node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(`${process.argv[2]}\t${r.trainSamplesPerSecond}`)' \
     "$scratch/switched.json" "$1, ${2:-TF32}" >>"$scratch/switches.tsv"
@@ -160,12 +175,14 @@ for (const line of fs.readFileSync(tsv, "utf8").trim().split("\n")) {
   console.log(`${label}: ${(r / 1e6).toPrecision(4)}M samples/s${vs}`);
 }' "$scratch/switches.tsv" "$out" | tee -a "$out/summary.txt"
 }
-# op_times [FLAG]: bench train for 2 epochs with each op's GPU time (NCF_CUDA_OP_TIMES=1, FLAG
-# --amp or none for TF32); the second epoch's table and the run's figures into the summary.
+# op_times [FLAG [ENV NAME]]: bench train for 2 epochs with each op's GPU time (NCF_CUDA_OP_TIMES=1,
+# FLAG --amp or none for TF32, ENV more NAME=VALUE switches, NAME their label); the second epoch's
+# table and the run's figures into the summary.
 op_times() {
-  local label="op times, ${1:-TF32}"
+  local label="op times, ${1:-TF32}${3:+, $3}"
   step "$label"
-  run env NCF_CUDA_OP_TIMES=1 $cli bench train --synthetic $shape "${batch[@]}" ${1:-} -e 2 --out "$scratch/op-times.json" \
+  # shellcheck disable=SC2086  # ENV splits into its assignments
+  run env NCF_CUDA_OP_TIMES=1 ${2:-} $cli bench train --synthetic $shape "${batch[@]}" ${1:-} -e 2 --out "$scratch/op-times.json" \
     | awk -v label="$label" '/^ncf op times, /{keep = /training epoch 2:/} keep && /^ncf op times/{sub(/^ncf op times(, |   )/, ""); print label ": " $0} /throughput|epoch time/{print label ": " $0}' \
     | tee -a "$out/summary.txt"
 }
@@ -181,12 +198,19 @@ switch_runs() {
     switched NCF_CUDA_DRELU=mask $flag
     switched NCF_CUDA_GEMM_TUNE=0 $flag
   done
-  graph_runs
+  opt_in_runs
   switch_table
 }
-# Each step as a CUDA Graph (NCF_CUDA_GRAPH=1: off by default, so switched on), --amp and TF32.
-graph_runs() {
+# The switches that are off by default until a GPU run measures them, switched on: each step as a
+# CUDA Graph (NCF_CUDA_GRAPH=1), --amp and TF32; the hidden layers after the first in one kernel
+# forward (NCF_CUDA_HIDDEN_FORWARD=1) and one backward (NCF_CUDA_HIDDEN_BACKWARD=1): under --amp
+# each alone, both, and both with the graphs; in TF32 both.
+opt_in_runs() {
   for flag in --amp ""; do switched NCF_CUDA_GRAPH=1 $flag; done
+  local both="NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
+  for s in NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done
+  switched "$both"
+  op_times --amp "$both" "hidden kernels"
 }
 
 step "bench train --amp"
@@ -220,8 +244,8 @@ for prec in amp tf32; do
 done
 
 if [ "$mode" = targets ]; then
-  step "bench train with each step as a CUDA Graph"
-  graph_runs
+  step "bench train with the opt-in switches (CUDA Graphs, hidden_backward)"
+  opt_in_runs
   switch_table
   summarise_results
   step "done"

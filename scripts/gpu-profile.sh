@@ -71,10 +71,13 @@ for v in "${variants[@]}"; do
   wanted eval-amp && profile "eval-amp-$label" 0 400 env $envs $cli bench eval --synthetic ml-20m --amp --repeats 1 --out "$scratch/e.json"
 done
 # NCU_DETAIL=REGEX: Nsight Compute's throughput, occupancy, issue and stall sections of the
-# kernels whose names match, a few launches each in an --amp training epoch after warm-up.
+# kernels whose names match, a few launches each in an --amp training epoch after warm-up, with
+# NCU_DETAIL_ENV's switches (e.g. "NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1" and
+# NCU_DETAIL="hidden_" for the hidden layers' kernels).
 if [ -n "${NCU_DETAIL:-}" ]; then
-  echo "== detail: kernels matching $NCU_DETAIL, --amp training" | tee -a "$out/profile.txt"
-  timeout "$step_limit" ncu --kernel-name "regex:$NCU_DETAIL" --launch-skip "${NCU_DETAIL_SKIP:-40}" \
+  echo "== detail: kernels matching $NCU_DETAIL, --amp training ${NCU_DETAIL_ENV:-}" | tee -a "$out/profile.txt"
+  # shellcheck disable=SC2086  # NCU_DETAIL_ENV splits into its assignments
+  timeout "$step_limit" env ${NCU_DETAIL_ENV:-} ncu --kernel-name "regex:$NCU_DETAIL" --launch-skip "${NCU_DETAIL_SKIP:-40}" \
     --launch-count "${NCU_DETAIL_COUNT:-6}" --section SpeedOfLight --section Occupancy --section WarpStateStats \
     --section ComputeWorkloadAnalysis $cli bench train --synthetic ml-20m --amp -e 1 --out "$scratch/d.json" 2>&1 |
     grep -E '^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issue Slots Busy|Executed Ipc A|stalled' |
