@@ -95,14 +95,9 @@ __device__ void BackwardTiles<T>::run(const BackwardArgs& a, char* shared) {
   stage_weights(shared, reinterpret_cast<const T* const*>(a.w), a.width, a.w_off, 1, L);
   for (int i = int(threadIdx.x); i < a.sums_bytes / 4; i += int(blockDim.x)) bias_sums[i] = 0.0f;
   float* const scratch = reinterpret_cast<float*>(shared + a.scratch_off) + warp * kTileRows * kAccLd;
-  const int64_t tiles = (a.n + R - 1) / R;
-  int stage = 0;
-  if (int64_t(blockIdx.x) < tiles) stage_tile<T>(a, shared, blockIdx.x, stage);
-  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, stage ^= 1) {
-    copies_wait();
-    __syncthreads();  // this tile's inputs (and the weights) are in; the last tile's reads are done
-    if (t + gridDim.x < tiles) stage_tile<T>(a, shared, t + gridDim.x, stage ^ 1);
-    const char* st = shared + a.stage_off[stage];
+  auto stage = [&](int64_t t, int s) { stage_tile<T>(a, shared, t, s); };
+  for_each_tile(a.n, R, stage, [&](int64_t t, int s) {
+    const char* st = shared + a.stage_off[s];
     const int64_t r0 = t * R;
     for (int l = L - 1; l >= 1; --l) {
       const int k = a.width[l], out = a.width[l - 1];
@@ -133,7 +128,7 @@ __device__ void BackwardTiles<T>::run(const BackwardArgs& a, char* shared) {
       block_mma<T, false>(x, tile_ld<T>(k), R, k, w, tile_ld<T>(out), out, scratch, epilogue);
       __syncthreads();  // dz[l - 1]'s shared tile is complete before the next layer reads it
     }
-  }
+  });
   __syncthreads();
   for (int l = 0; l < L - 1; ++l)
     for (int j = int(threadIdx.x); j < a.width[l]; j += int(blockDim.x))
@@ -157,12 +152,7 @@ bool CudaBackend::hidden_backward(const std::vector<Mat>& dz, const std::vector<
   BackwardArgs a{};
   a.n = n;
   a.layers = L;
-  for (int l = 0; l < L; ++l) {
-    const Mat& m = dz[size_t(l)];
-    if (m.dtype != type || m.rows != n || !fused_width(int(m.cols)) || !aligned_to(m.data, 16)) return false;
-    a.width[l] = int(m.cols);
-    a.dz[l] = m.data;
-  }
+  if (!tile_matrices(dz, type, n, a.width, a.dz)) return false;
   for (int l = 1; l < L; ++l) {
     const LinearParams& p = layers[size_t(l)];
     a.w[l] = half ? p.w_half : static_cast<const void*>(p.w);

@@ -104,13 +104,7 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
     stage_rows(reinterpret_cast<T*>(shared + a.stage_off[s]), static_cast<const T*>(a.act[0]), a.n, a.width[0], t * R, R);
   };
   float* const scratch = reinterpret_cast<float*>(shared + a.scratch_off) + warp * kTileRows * kAccLd;
-  const int64_t tiles = (a.n + R - 1) / R;
-  int stage = 0;
-  if (int64_t(blockIdx.x) < tiles) stage_input(blockIdx.x, stage);
-  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, stage ^= 1) {
-    copies_wait();
-    __syncthreads();  // this tile's input (and the weights) are in; the last tile's reads are done
-    if (t + gridDim.x < tiles) stage_input(t + gridDim.x, stage ^ 1);
+  for_each_tile(a.n, R, stage_input, [&](int64_t t, int stage) {
     const int64_t r0 = t * R;
     for (int l = 1; l < L; ++l) {
       const int in = a.width[l - 1], out = a.width[l];
@@ -143,7 +137,7 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
       block_mma<T, true>(x, tile_ld<T>(in), R, in, w, tile_ld<T>(in), out, scratch, epilogue);
       __syncthreads();  // act[l]'s shared tile is complete before the next layer reads it
     }
-  }
+  });
 }
 
 }  // namespace
@@ -163,12 +157,7 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
   auto ld = [&](int cols) { return half ? tile_ld<__half>(cols) : tile_ld<float>(cols); };
   ForwardArgs a{};
   a.n = n;
-  for (int l = 0; l < L; ++l) {
-    const Mat& m = act[size_t(l)];
-    if (m.dtype != type || m.rows != n || !fused_width(int(m.cols)) || !aligned_to(m.data, 16)) return 0;
-    a.width[l] = int(m.cols);
-    a.act[l] = m.data;
-  }
+  if (!tile_matrices(act, type, n, a.width, a.act)) return 0;
   for (int l = 1; l < L; ++l) {
     const LinearParams& p = layers[size_t(l)];
     a.w[l] = half ? p.w_half : static_cast<const void*>(p.w);

@@ -69,6 +69,35 @@ __device__ __forceinline__ void stage_weights(char* shared, const T* const* w, c
     stage_rows(reinterpret_cast<T*>(shared + w_off[l]), w[l], width[l], width[l - 1], 0, width[l]);
 }
 
+// A persistent block's loop over tiles of R rows (tiles blockIdx.x, + gridDim.x, ... of n rows)
+// with two staging buffers: stage(t, s) issues tile t's copies into buffer s (copy16_async), and
+// body(t, s) works on tile t in buffer s while the next tile's copies arrive in the other. The
+// barrier at each tile's start makes its copies (and any the block issued before the loop) visible,
+// and orders the last tile's reads of the other buffer before its refill.
+template <typename Stage, typename Body>
+__device__ void for_each_tile(int64_t n, int R, Stage stage, Body body) {
+  const int64_t tiles = (n + R - 1) / R;
+  int s = 0;
+  if (int64_t(blockIdx.x) < tiles) stage(int64_t(blockIdx.x), s);
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, s ^= 1) {
+    copies_wait();
+    __syncthreads();
+    if (t + gridDim.x < tiles) stage(t + gridDim.x, s ^ 1);
+    body(t, s);
+  }
+}
+
+// Whether each matrix is of `type`, has n rows, a width the tile kernels take (fused_width) and
+// 16-byte aligned rows; if so, their widths and data into width[] and data[].
+inline bool tile_matrices(const std::vector<Mat>& m, DType type, int64_t n, int* width, void** data) {
+  for (size_t l = 0; l < m.size(); ++l) {
+    if (m[l].dtype != type || m[l].rows != n || !fused_width(int(m[l].cols)) || !aligned_to(m[l].data, 16)) return false;
+    width[l] = int(m[l].cols);
+    data[l] = m[l].data;
+  }
+  return true;
+}
+
 // Byte offsets in a block's dynamic shared memory, handed out in order, each 128-byte aligned.
 struct SharedLayout {
   int bytes = 0;
