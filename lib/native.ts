@@ -325,7 +325,8 @@ export interface NativeAddon {
     backend: string; device: number; threads: number; model: NativeModelConfig; params: Float32Array;
     half: boolean; tf32: boolean; maxBatch: number; userPartsMemory?: number;
   }): Promise<NativeModel>;
-  OpRunner: new (o: { backend: string; device?: number; threads?: number; tf32?: boolean; fused?: boolean }) => NativeOpRunner;
+  /** tileBlocks: the most blocks of the CUDA kernels that loop over tiles of rows (0: one per multiprocessor). */
+  OpRunner: new (o: { backend: string; device?: number; threads?: number; tf32?: boolean; fused?: boolean; tileBlocks?: number }) => NativeOpRunner;
 }
 
 let cached: NativeAddon | undefined;

@@ -53,6 +53,13 @@ t.test('selftest --device cuda: every CUDA op matches its CPU twin', { skip }, a
   t.match(r.stdout, /selftest on cuda \(CUDA emulation on the host/);
   t.match(r.stdout, /all \d+ checks passed/);
   t.notMatch(r.stdout, /FAIL/);
+  // The hidden-layer tile kernels switched on: their op checks against the CPU's chains, also
+  // with 2 blocks each looping over several tiles.
+  const h = cli(['selftest', '--device', 'cuda', '--no-training'], tmpdir(), { NCF_CUDA_HIDDEN_FORWARD: '1', NCF_CUDA_HIDDEN_BACKWARD: '1' });
+  t.equal(h.status, 0, h.stdout + h.stderr);
+  t.match(h.stdout, /hidden_forward 256-128-64, 300 rows, 2 blocks \(fused kernel for 2 of 2 layers\) \[fp16\] .* ok/);
+  t.match(h.stdout, /hidden_backward 64-48-32-16, 397 rows, 2 blocks \(fused kernel\) \[tf32\] .* ok/);
+  t.notMatch(h.stdout, /FAIL/);
 });
 
 t.test('training and serving on the CUDA backend track the CPU backend', { skip }, async (t) => {
@@ -99,11 +106,12 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const gpuGraph = run('cuda', 'cuda-graph', ['--no-tf32'], { NCF_CUDA_GRAPH: '1' });
   // And the hidden layers after the first in one kernel each way (hidden_forward, also in the
   // evaluation, and hidden_backward), by parts, and both per row with the steps as graphs (the
-  // kernels' arguments must survive a capture and its updates).
+  // kernels' arguments must survive a capture and its updates) and 3 blocks each looping over
+  // about 11 tiles of the 2048-row batches (as each block of a GPU does at full size).
   const hiddenForward = { NCF_CUDA_HIDDEN_FORWARD: '1' }, hiddenBackward = { NCF_CUDA_HIDDEN_BACKWARD: '1' };
   const ampForward = run('cuda', 'amp-hidden-forward', ['--amp'], hiddenForward);
   const ampBackward = run('cuda', 'amp-hidden-backward', ['--amp'], hiddenBackward);
-  const ampHiddenRows = run('cuda', 'amp-hidden-rows', ['--amp', '--xla'], { ...hiddenForward, ...hiddenBackward, ...rows });
+  const ampHiddenRows = run('cuda', 'amp-hidden-rows', ['--amp', '--xla'], { ...hiddenForward, ...hiddenBackward, ...rows, NCF_CUDA_TILE_BLOCKS: '3' });
   // And both in TF32 (TF32 Tensor Cores in the kernels; forward, the first layer's weights alone fit).
   const tf32Hidden = run('cuda', 'tf32-hidden', [], { ...hiddenForward, ...hiddenBackward });
   // And with the first capture, or the first instantiation, failing (the emulator's injected
@@ -177,7 +185,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(Math.abs(hf.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_forward ${hf.loss} vs the chain ${c.loss}`);
     t.ok(Math.abs(hf.hr - c.hr) <= 0.01, `epoch ${i + 1} HR@10 amp, hidden_forward ${hf.hr} vs the chain ${c.hr}`);
     t.ok(Math.abs(hb.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_backward ${hb.loss} vs the chain ${c.loss}`);
-    t.ok(Math.abs(hr.loss - w.loss) < 1e-3 * w.loss, `epoch ${i + 1} loss amp per row, both kernels ${hr.loss} vs the chain ${w.loss}`);
+    t.ok(Math.abs(hr.loss - w.loss) < 1e-3 * w.loss, `epoch ${i + 1} loss amp per row, both kernels in 3 blocks ${hr.loss} vs the chain ${w.loss}`);
     t.ok(Math.abs(th.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32, both kernels ${th.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(th.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 tf32, both kernels ${th.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(sw.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, sums by atomics and a dropout pass ${sw.loss} vs ${c.loss}`);

@@ -1,3 +1,10 @@
+/**
+ * Relative tolerances of a device op against the CPU's per GEMM precision: 1e-5 for fp32, 1e-2 for
+ * TF32 (10-bit mantissa) and 2e-2 for fp16 inputs, both accumulating in fp32.
+ */
+export const TOLERANCE = { fp32: 1e-5, tf32: 1e-2, fp16: 2e-2 } as const;
+export type GemmPrecision = keyof typeof TOLERANCE;
+
 /** One line of the self-test table. */
 export interface Check {
   /** The op or property checked. */

@@ -5,13 +5,13 @@
  * 1e-2 for TF32 (10-bit mantissa) and 2e-2 for fp16 inputs, both accumulating in fp32.
  */
 import type { NativeOpRunner } from '../native';
-import { type Check, check, property } from './check';
+import { type Check, type GemmPrecision, TOLERANCE, check, property } from './check';
 import { inPositionOrder, liveBits, tinyCsr } from './cpu-checks';
 import { Rng, exactlyEqual, relError } from '../util/random';
 import { paramCount, paramLayout } from '../model/checkpoint';
+import { hiddenLayerChecks } from './hidden-checks';
 
-export const TOLERANCE = { fp32: 1e-5, tf32: 1e-2, fp16: 2e-2 } as const;
-export type GemmPrecision = keyof typeof TOLERANCE;
+export type { GemmPrecision } from './check';
 
 export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: GemmPrecision): Check[] {
   const fp16 = precision === 'fp16';
@@ -188,44 +188,7 @@ export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: 
     checks.push(check(`pair_row_sums through the layer's ReLU and dropout${name}`, fp16 ? 'fp16' : 'fp32', err, fp16 ? 1e-3 : 2e-6));
   }
 
-  // The hidden layers after the first in one op each way (hidden_forward, hidden_backward: the CUDA
-  // backend's fused kernels with NCF_CUDA_HIDDEN_FORWARD=1 / NCF_CUDA_HIDDEN_BACKWARD=1; fp16 or
-  // TF32)
-  // against the CPU's chain of linear_forward / linear_backward calls, at ml-20m's layers, at a
-  // deeper net of narrower ones and at one layer after the first, on row counts off the kernels'
-  // tiles. Forward as training runs it:
-  // dropout and live units in every layer but the last; the live units also against its outputs.
-  const forwardExpected = precision !== 'fp32' && process.env.NCF_CUDA_HIDDEN_FORWARD === '1'; // fp16 or TF32
-  const backwardExpected = precision !== 'fp32' && process.env.NCF_CUDA_HIDDEN_BACKWARD === '1'; // fp16 or TF32
-  const asStored = (v: Float32Array) => (fp16 ? cpu.halfRoundTrip(v) : v);
-  for (const [widths, rows] of [[[256, 128, 64], 300], [[64, 48, 32, 16], 97], [[32, 16], 33]] as const) {
-    const L = widths.length, shape = `${widths.join('-')}, ${rows} rows`;
-    const layers = widths.slice(1).map((out, i) => ({
-      in: widths[i], out, w: rng.f32(out * widths[i], -0.2, 0.2), b: rng.f32(out, -0.1, 0.1),
-      dropout: i + 2 < L ? 0.5 : 0, seed: 11, layer: i + 1, epoch: 1, pos0: 1000, mask: i + 2 < L,
-    }));
-    const x = asStored(rng.f32(rows * widths[0]).map((v) => Math.max(v, 0)));
-    const fd = dev.hiddenForward({ x, layers, fp16 }), fc = cpu.hiddenForward({ x, layers });
-    let err = 0;
-    for (let l = 1; l < L; ++l) err = Math.max(err, relError(fd.act[l], fc.act[l]));
-    // (The fused kernel takes the leading layers whose weights fit in shared memory: in TF32 at
-    // ml-20m's layers, the first alone.)
-    const how = fd.fusedLayers ? `fused kernel for ${fd.fusedLayers} of ${L - 1} layers` : 'op chain';
-    checks.push(check(`hidden_forward ${shape} (${how})`, precision, err, tol));
-    checks.push(property(`hidden_forward ${shape} ran ${forwardExpected ? 'fused' : 'as the op chain'}`, fd.fusedLayers > 0 === forwardExpected));
-    checks.push(property(`hidden_forward ${shape}: live units = (y > 0)`, fd.masks.every((m, l) => !m || exactlyEqual(m, liveBits(fd.act[l], rows, widths[l])))));
-
-    const below = widths.slice(0, -1).map((cols, layer) => {
-      const y = asStored(rng.f32(rows * cols).map((v) => Math.max(v, 0)));
-      return { y, dropout: 0.5, seed: 9, layer, mask: liveBits(y, rows, cols) };
-    });
-    const dz = asStored(rng.f32(rows * widths[L - 1]));
-    const hd = dev.hiddenBackward({ dz, layers, below, fp16 }), hc = cpu.hiddenBackward({ dz, layers, below });
-    err = 0;
-    for (let l = 0; l < L - 1; ++l) err = Math.max(err, relError(hd.dz[l], hc.dz[l]), relError(hd.gradB[l], hc.gradB[l]));
-    checks.push(check(`hidden_backward ${shape} (${hd.fused ? 'fused kernel' : 'op chain'})`, precision, err, tol));
-    checks.push(property(`hidden_backward ${shape} ran ${backwardExpected ? 'fused' : 'as the op chain'}`, hd.fused === backwardExpected));
-  }
+  checks.push(...hiddenLayerChecks(dev, cpu, precision, rng));
 
   // The fused forward pass of evaluation and serving (split_forward, from the first layer's parts
   // to the logits) against the CPU's chain of ops; fp32 without TF32 has no fused form.

@@ -7,8 +7,12 @@ import { BackendError } from '../errors';
 import { addon } from '../native';
 import type { Check } from './check';
 import { type GemmPrecision, compareOps } from './compare-checks';
+import { hiddenLayerChecks } from './hidden-checks';
 import { cpuOpChecks } from './cpu-checks';
 import { compareTrainingChecks, cpuTrainingChecks } from './training-checks';
+import { Rng } from '../util/random';
+
+const FEW_TILE_BLOCKS = 2;
 
 export interface SelftestResult {
   device: 'cpu' | 'cuda';
@@ -33,7 +37,13 @@ export async function selftest(device: 'cpu' | 'cuda', opts: { threads?: number;
       // NCF_CUDA_FUSED=1 (NCF_CUDA_FUSED=0 leaves them out here as well).
       const dev = new native.OpRunner({ backend: 'cuda', tf32: precision === 'tf32', fused: process.env.NCF_CUDA_FUSED !== '0' });
       deviceName = dev.info.device;
-      checks.push(...compareOps(dev, cpu, precision).map((c) => ({ ...c, name: `${c.name} [${precision}]` })));
+      const named = (c: Check) => ({ ...c, name: `${c.name} [${precision}]` });
+      checks.push(...compareOps(dev, cpu, precision).map(named));
+      if (precision !== 'fp32') {
+        // The tile kernels with each block looping over several tiles (hidden-checks.ts).
+        const fewBlocks = new native.OpRunner({ backend: 'cuda', tf32: precision === 'tf32', tileBlocks: FEW_TILE_BLOCKS });
+        checks.push(...hiddenLayerChecks(fewBlocks, cpu, precision, new Rng(precision === 'tf32' ? 104 : 105), FEW_TILE_BLOCKS).map(named));
+      }
     }
     if (opts.training !== false) checks.push(...(await compareTrainingChecks('cuda')));
   }

@@ -75,6 +75,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
   hidden_forward_ = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
   hidden_backward_ = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
+  tile_blocks_ = env_count("NCF_CUDA_TILE_BLOCKS");
 }
 
 bool CudaBackend::set_step_graphs(bool on) {

@@ -175,6 +175,17 @@ inline bool env_is(const char* name, const char* value) {
   return v && std::string(v) == value;
 }
 
+// The environment variable `name` as a count (unset or empty: 0); anything but digits fails with
+// an error naming it.
+inline int env_count(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return 0;
+  const std::string s = v;
+  if (s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos)
+    fail(ErrorCode::InvalidArgument, std::string(name) + " is '" + s + "': expected a count (0 to 999999)");
+  return std::stoi(s);
+}
+
 inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 inline cudaDataType_t cuda_type(DType t) { return t == DType::F32 ? CUDA_R_32F : CUDA_R_16F; }

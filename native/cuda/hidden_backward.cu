@@ -202,7 +202,7 @@ bool CudaBackend::hidden_backward(const std::vector<Mat>& dz, const std::vector<
   use_device(device_);
   for (int l = 0; l < L - 1; ++l) NCF_CUDA(cudaMemsetAsync(a.grad_b[l], 0, sizeof(float) * size_t(a.width[l]), stream_));
   if (n > 0) {
-    const TileLaunch launch{(n + a.rows - 1) / a.rows, a.rows, shared, shared_optin_, sm_count_, stream_};
+    const TileLaunch launch{(n + a.rows - 1) / a.rows, a.rows, shared, shared_optin_, persistent_blocks(), stream_};
     if (!launch_tiles<BackwardTiles>("hidden_backward", half, a, launch, hidden_backward_opted_in_, hidden_backward_)) return false;
   }
   ++hidden_backward_runs_;

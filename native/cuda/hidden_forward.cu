@@ -198,7 +198,7 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
   const OpSpan span(&op_times_, "hidden_forward", stream_);
   if (n > 0) {
     use_device(device_);
-    const TileLaunch launch{(n + a.rows - 1) / a.rows, a.rows, shared, shared_optin_, sm_count_, stream_};
+    const TileLaunch launch{(n + a.rows - 1) / a.rows, a.rows, shared, shared_optin_, persistent_blocks(), stream_};
     if (!launch_tiles<ForwardTiles>("hidden_forward", half, a, launch, hidden_forward_opted_in_, hidden_forward_)) return 0;
   }
   ++hidden_forward_runs_;

@@ -185,14 +185,14 @@ __global__ void __launch_bounds__(512, 1) tile_kernel(Args a) {
     Body<T>::run(a, reinterpret_cast<char*>(tile_shared));
 }
 
-// Where and how a tile kernel launches: one persistent block per SM (at most one per tile) of
-// tile_warps(rows) warps, with `shared` bytes of dynamic shared memory.
+// Where and how a tile kernel launches: `blocks` persistent blocks (one per SM unless capped; at
+// most one per tile) of tile_warps(rows) warps, with `shared` bytes of dynamic shared memory.
 struct TileLaunch {
   int64_t tiles;
   int rows;
   size_t shared;
   size_t shared_optin;  // the device's limit, which the kernel is opted in to (once: opted_in)
-  int sm_count;
+  int blocks;
   cudaStream_t stream;
 };
 
@@ -206,7 +206,7 @@ bool launch_tiles(const char* name, bool half, const Args& a, const TileLaunch& 
     NCF_CUDA(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   int(l.shared_optin)));
   opted = true;
-  const unsigned blocks = unsigned(l.tiles < l.sm_count ? l.tiles : l.sm_count);
+  const unsigned blocks = unsigned(l.tiles < l.blocks ? l.tiles : l.blocks);
   kernel<<<blocks, tile_warps(l.rows) * 32, l.shared, l.stream>>>(a);
   return fused_launch_ok(name, enabled);
 }

@@ -1,0 +1,60 @@
+/**
+ * The hidden layers after the first in one op each way (hidden_forward, hidden_backward: the CUDA
+ * backend's tile kernels with NCF_CUDA_HIDDEN_FORWARD=1 / NCF_CUDA_HIDDEN_BACKWARD=1; fp16 or TF32)
+ * against the CPU's chain of linear_forward / linear_backward calls, at ml-20m's layers, at a
+ * deeper net of narrower ones and at one layer after the first, on row counts off the kernels'
+ * tiles. Forward as training runs it: dropout and live units in every layer but the last; the
+ * live units also against its outputs.
+ *
+ * The kernels launch one persistent block per multiprocessor, each looping over tiles of rows
+ * while the next tile's rows arrive in its other staging buffer. At these row counts a GPU's
+ * blocks take one tile each; `blocks` (a runner made with that many tileBlocks) makes each block
+ * loop over several, as at full size, and names the checks after it.
+ */
+import type { NativeOpRunner } from '../native';
+import { type Check, type GemmPrecision, TOLERANCE, check, property } from './check';
+import { liveBits } from './cpu-checks';
+import { type Rng, exactlyEqual, relError } from '../util/random';
+
+const SHAPES: readonly (readonly [readonly number[], number])[] = [[[256, 128, 64], 300], [[64, 48, 32, 16], 97], [[32, 16], 33]];
+// With a few blocks: 5 (fp16 forward) to 10 (TF32) tiles at ml-20m's layers, 4 of 128 rows (the
+// last partial) at the narrower ones.
+const FEW_BLOCK_SHAPES: readonly (readonly [readonly number[], number])[] = [[[256, 128, 64], 300], [[64, 48, 32, 16], 397]];
+
+export function hiddenLayerChecks(dev: NativeOpRunner, cpu: NativeOpRunner, precision: GemmPrecision, rng: Rng, blocks?: number): Check[] {
+  const fp16 = precision === 'fp16';
+  const tol = TOLERANCE[precision];
+  const checks: Check[] = [];
+  const forwardExpected = precision !== 'fp32' && process.env.NCF_CUDA_HIDDEN_FORWARD === '1'; // fp16 or TF32
+  const backwardExpected = precision !== 'fp32' && process.env.NCF_CUDA_HIDDEN_BACKWARD === '1'; // fp16 or TF32
+  const asStored = (v: Float32Array) => (fp16 ? cpu.halfRoundTrip(v) : v);
+  for (const [widths, rows] of blocks ? FEW_BLOCK_SHAPES : SHAPES) {
+    const L = widths.length, shape = `${widths.join('-')}, ${rows} rows${blocks ? `, ${blocks} blocks` : ''}`;
+    const layers = widths.slice(1).map((out, i) => ({
+      in: widths[i], out, w: rng.f32(out * widths[i], -0.2, 0.2), b: rng.f32(out, -0.1, 0.1),
+      dropout: i + 2 < L ? 0.5 : 0, seed: 11, layer: i + 1, epoch: 1, pos0: 1000, mask: i + 2 < L,
+    }));
+    const x = asStored(rng.f32(rows * widths[0]).map((v) => Math.max(v, 0)));
+    const fd = dev.hiddenForward({ x, layers, fp16 }), fc = cpu.hiddenForward({ x, layers });
+    let err = 0;
+    for (let l = 1; l < L; ++l) err = Math.max(err, relError(fd.act[l], fc.act[l]));
+    // (The fused kernel takes the leading layers whose weights fit in shared memory: in TF32 at
+    // ml-20m's layers, the first alone.)
+    const how = fd.fusedLayers ? `fused kernel for ${fd.fusedLayers} of ${L - 1} layers` : 'op chain';
+    checks.push(check(`hidden_forward ${shape} (${how})`, precision, err, tol));
+    checks.push(property(`hidden_forward ${shape} ran ${forwardExpected ? 'fused' : 'as the op chain'}`, fd.fusedLayers > 0 === forwardExpected));
+    checks.push(property(`hidden_forward ${shape}: live units = (y > 0)`, fd.masks.every((m, l) => !m || exactlyEqual(m, liveBits(fd.act[l], rows, widths[l])))));
+
+    const below = widths.slice(0, -1).map((cols, layer) => {
+      const y = asStored(rng.f32(rows * cols).map((v) => Math.max(v, 0)));
+      return { y, dropout: 0.5, seed: 9, layer, mask: liveBits(y, rows, cols) };
+    });
+    const dz = asStored(rng.f32(rows * widths[L - 1]));
+    const hd = dev.hiddenBackward({ dz, layers, below, fp16 }), hc = cpu.hiddenBackward({ dz, layers, below });
+    err = 0;
+    for (let l = 0; l < L - 1; ++l) err = Math.max(err, relError(hd.dz[l], hc.dz[l]), relError(hd.gradB[l], hc.gradB[l]));
+    checks.push(check(`hidden_backward ${shape} (${hd.fused ? 'fused kernel' : 'op chain'})`, precision, err, tol));
+    checks.push(property(`hidden_backward ${shape} ran ${backwardExpected ? 'fused' : 'as the op chain'}`, hd.fused === backwardExpected));
+  }
+  return checks;
+}
