@@ -48,7 +48,8 @@
 # with the opt-in switches NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1
 # (every mode): the training losses against the CPU's, and the hidden_forward and hidden_backward
 # kernels' checks against the CPU's chains. The opt-in switch runs end with the op times of an
-# --amp run with both hidden kernels. Where the fastest opt-in switch run of a precision beat its
+# --amp run with both hidden kernels. The op checks run again with every grid-stride kernel on at
+# most 2 blocks (NCF_CUDA_MAX_BLOCKS=2), so that each loops as at full size. Where the fastest opt-in switch run of a precision beat its
 # default, HR@10 by epoch with those switches follows (every mode but quick), and on a GPU the
 # hidden-layer kernels' op checks run under compute-sanitizer's racecheck with 2 blocks each
 # looping over several tiles.
@@ -128,6 +129,15 @@ run_json "$scratch/selftest-graph.json" env NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FOR
   $cli selftest --device cuda --json
 print_checks "$scratch/selftest-graph.json" | grep -E '^[a-zA-Z ]{5}(training|hidden_)' | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
 grep -E 'ncf cuda graph|CUDA Graph|ncf cuda hidden_|fused hidden_' "$out/log.txt" | tail -8 | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
+
+# The op checks with every grid-stride kernel on at most 2 blocks (NCF_CUDA_MAX_BLOCKS=2): each
+# thread, warp or block then loops over its work, as at full size (the output unit's warps over ~8
+# groups of rows a 1M batch) and never at the checks' sizes; the hidden-layer kernels on too.
+step "selftest --device cuda --no-training with NCF_CUDA_MAX_BLOCKS=2 (and both hidden kernels)"
+run_json "$scratch/selftest-capped.json" env NCF_CUDA_MAX_BLOCKS=2 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 \
+  $cli selftest --device cuda --no-training --json
+print_checks "$scratch/selftest-capped.json" | awk '/^FAIL/{print "2 blocks: " $0; bad++} END{print "2 blocks: " NR - bad " of " NR " checks passed"}' \
+  | tee -a "$out/summary.txt"
 
 
 # One file with what the accuracy, NCCL and MPI steps printed (those that ran), and their summary lines.

@@ -60,6 +60,14 @@ t.test('selftest --device cuda: every CUDA op matches its CPU twin', { skip }, a
   t.match(h.stdout, /hidden_forward 256-128-64, 300 rows, 2 blocks \(fused kernel for 2 of 2 layers\) \[fp16\] .* ok/);
   t.match(h.stdout, /hidden_backward 64-48-32-16, 397 rows, 2 blocks \(fused kernel\) \[tf32\] .* ok/);
   t.notMatch(h.stdout, /FAIL/);
+  // Every grid-stride kernel on at most 2 blocks: each loops over its work as at full size (an
+  // output unit that kept only its last row's loss passes the checks above and fails these).
+  const capped = cli(['selftest', '--device', 'cuda', '--no-training'], tmpdir(), { NCF_CUDA_MAX_BLOCKS: '2' });
+  t.equal(capped.status, 0, capped.stdout + capped.stderr);
+  t.match(capped.stdout, /all \d+ checks passed/);
+  const bad = cli(['selftest', '--device', 'cuda', '--no-training'], tmpdir(), { NCF_CUDA_MAX_BLOCKS: 'two' });
+  t.not(bad.status, 0, 'a cap that is not a count is refused');
+  t.match(bad.stderr, /NCF_CUDA_MAX_BLOCKS is 'two': expected a count/);
 });
 
 t.test('training and serving on the CUDA backend track the CPU backend', { skip }, async (t) => {
@@ -103,15 +111,21 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   // And each step captured as a CUDA Graph and launched as one (the emulator records the captured
   // work and runs it at the graph's launch, with the arguments of its capture).
   const ampGraph = run('cuda', 'amp-graph', ['--amp', '--xla']);
+  // And every grid-stride kernel (sampling, sorting, the gather, the sums, the output unit,
+  // evaluation, Adam) on at most 2 blocks: each thread, warp or block loops over many rows, users
+  // or items, which at this size they do only with the grid capped (at full size on a GPU, the
+  // output unit's and evaluation's warps do).
+  const ampCapped = run('cuda', 'amp-max-blocks', ['--amp'], { NCF_CUDA_MAX_BLOCKS: '2' });
   const gpuGraph = run('cuda', 'cuda-graph', ['--no-tf32'], { NCF_CUDA_GRAPH: '1' });
   // And the hidden layers after the first in one kernel each way (hidden_forward, also in the
   // evaluation, and hidden_backward), by parts, and both per row with the steps as graphs (the
-  // kernels' arguments must survive a capture and its updates) and 3 blocks each looping over
-  // about 11 tiles of the 2048-row batches (as each block of a GPU does at full size).
+  // kernels' arguments must survive a capture and its updates) and at most 3 blocks in every grid:
+  // each tile kernel's block looping over about 11 tiles of the 2048-row batches, as each block
+  // of a GPU does at full size.
   const hiddenForward = { NCF_CUDA_HIDDEN_FORWARD: '1' }, hiddenBackward = { NCF_CUDA_HIDDEN_BACKWARD: '1' };
   const ampForward = run('cuda', 'amp-hidden-forward', ['--amp'], hiddenForward);
   const ampBackward = run('cuda', 'amp-hidden-backward', ['--amp'], hiddenBackward);
-  const ampHiddenRows = run('cuda', 'amp-hidden-rows', ['--amp', '--xla'], { ...hiddenForward, ...hiddenBackward, ...rows, NCF_CUDA_TILE_BLOCKS: '3' });
+  const ampHiddenRows = run('cuda', 'amp-hidden-rows', ['--amp', '--xla'], { ...hiddenForward, ...hiddenBackward, ...rows, NCF_CUDA_MAX_BLOCKS: '3' });
   // And both in TF32 (TF32 Tensor Cores in the kernels; forward, the first layer's weights alone fit).
   const tf32Hidden = run('cuda', 'tf32-hidden', [], { ...hiddenForward, ...hiddenBackward });
   // And with the first capture, or the first instantiation, failing (the emulator's injected
@@ -169,7 +183,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     const p = ampEpilogue.summary.epochs[i], u = ampUngrouped.summary.epochs[i], w = ampRows.summary.epochs[i];
     const sw = ampSwitched.summary.epochs[i], am = ampMask.summary.epochs[i], tm = tf32Mask.summary.epochs[i];
     const tr = tf32Rows.summary.epochs[i], hf = ampForward.summary.epochs[i], hb = ampBackward.summary.epochs[i];
-    const hr = ampHiddenRows.summary.epochs[i], th = tf32Hidden.summary.epochs[i];
+    const hr = ampHiddenRows.summary.epochs[i], th = tf32Hidden.summary.epochs[i], cb = ampCapped.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
@@ -188,6 +202,9 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(Math.abs(hr.loss - w.loss) < 1e-3 * w.loss, `epoch ${i + 1} loss amp per row, both kernels in 3 blocks ${hr.loss} vs the chain ${w.loss}`);
     t.ok(Math.abs(th.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32, both kernels ${th.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(th.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 tf32, both kernels ${th.hr} vs cpu ${e.hr}`);
+    // (Only the order of the atomics' sums differs.)
+    t.ok(Math.abs(cb.loss - c.loss) < 1e-4 * c.loss, `epoch ${i + 1} loss amp, every grid at 2 blocks ${cb.loss} vs uncapped ${c.loss}`);
+    t.ok(Math.abs(cb.hr - c.hr) <= 0.01, `epoch ${i + 1} HR@10 amp, every grid at 2 blocks ${cb.hr} vs uncapped ${c.hr}`);
     t.ok(Math.abs(sw.loss - c.loss) < 1e-2 * c.loss, `epoch ${i + 1} loss amp, sums by atomics and a dropout pass ${sw.loss} vs ${c.loss}`);
   });
 

@@ -75,7 +75,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
   hidden_forward_ = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
   hidden_backward_ = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
-  tile_blocks_ = env_count("NCF_CUDA_TILE_BLOCKS");
+  tile_blocks_ = max_grid_blocks();  // (and any other value fails here, at the start)
 }
 
 bool CudaBackend::set_step_graphs(bool on) {

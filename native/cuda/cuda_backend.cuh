@@ -113,8 +113,8 @@ class CudaBackend final : public Backend {
   bool hidden_forward_ = false, hidden_backward_ = false;
   bool hidden_forward_opted_in_[2] = {false, false}, hidden_backward_opted_in_[2] = {false, false};  // [fp16, fp32]
   int64_t hidden_forward_runs_ = 0, hidden_backward_runs_ = 0;
-  // The tile kernels' most blocks (set_tile_blocks, or NCF_CUDA_TILE_BLOCKS; 0: one per
-  // multiprocessor), and the number they launch.
+  // The tile kernels' most blocks (set_tile_blocks, or NCF_CUDA_MAX_BLOCKS as every capped grid;
+  // 0: one per multiprocessor), and the number they launch.
   int tile_blocks_ = 0;
   int persistent_blocks() const { return tile_blocks_ > 0 && tile_blocks_ < sm_count_ ? tile_blocks_ : sm_count_; }
   // The layer below's masking in linear_backward's input-gradient GEMM: off (a masking pass, the

@@ -34,10 +34,41 @@ namespace ncf::cuda {
 // Makes `device` current on the calling thread (the addon calls ops from several worker threads).
 void use_device(int device);
 
+// Whether the environment variable `name` is set to `value` (the backend's NCF_CUDA_* switches).
+inline bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == value;
+}
+
+// The environment variable `name` as a count (unset or empty: 0); anything but digits fails with
+// an error naming it.
+inline int env_count(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return 0;
+  const std::string s = v;
+  if (s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos)
+    fail(ErrorCode::InvalidArgument, std::string(name) + " is '" + s + "': expected a count (0 to 999999)");
+  return std::stoi(s);
+}
+
+// The most blocks of a kernel whose threads, warps or blocks loop over their work with the grid's
+// stride (every kernel launched on blocks_for's or capped_blocks' count, and the tile kernels):
+// NCF_CUDA_MAX_BLOCKS, read once (unset or 0: no cap). A small cap makes each of them loop on a
+// test's small data as it does only at full size (e.g. the output unit's warps over ~8 groups of
+// rows at a 1M batch, adding to the sums they hold across them).
+inline int max_grid_blocks() {
+  static const int cap = env_count("NCF_CUDA_MAX_BLOCKS");
+  return cap;
+}
+inline unsigned capped_blocks(int64_t blocks) {
+  const int64_t cap = max_grid_blocks();
+  return unsigned(cap > 0 && blocks > cap ? cap : blocks);
+}
+
 constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n, int per_block = kThreads) {
   const int64_t b = (n + per_block - 1) / per_block;
-  return unsigned(b < 1 ? 1 : (b > 65535LL * 16 ? 65535LL * 16 : b));
+  return capped_blocks(b < 1 ? 1 : (b > 65535LL * 16 ? 65535LL * 16 : b));
 }
 
 // A grid-stride loop over the (row, group) pairs of a rows x groups index space (index i = row *
@@ -168,23 +199,6 @@ struct RunSum8 {
   }
   __device__ void flush(float* table, int64_t ld) const { atomic_add8(table + int64_t(key) * ld, acc); }
 };
-
-// Whether the environment variable `name` is set to `value` (the backend's NCF_CUDA_* switches).
-inline bool env_is(const char* name, const char* value) {
-  const char* v = std::getenv(name);
-  return v && std::string(v) == value;
-}
-
-// The environment variable `name` as a count (unset or empty: 0); anything but digits fails with
-// an error naming it.
-inline int env_count(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return 0;
-  const std::string s = v;
-  if (s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos)
-    fail(ErrorCode::InvalidArgument, std::string(name) + " is '" + s + "': expected a count (0 to 999999)");
-  return std::stoi(s);
-}
 
 inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 

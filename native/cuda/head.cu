@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
 unsigned head_blocks(int rows) {
   const int64_t warps_needed = (int64_t(rows) + kRowsPerWarp - 1) / kRowsPerWarp;
   const int64_t b = (warps_needed + (kThreads / 32) - 1) / (kThreads / 32);
-  return unsigned(b < 1 ? 1 : (b > 4096 ? 4096 : b));  // at most 4096 blocks: fewer global atomics
+  return capped_blocks(b < 1 ? 1 : (b > 4096 ? 4096 : b));  // at most 4096 blocks: fewer global atomics
 }
 
 // The GMF layout the kernels take: kChunks = factors / 32 when that is 1..kMaxChunks and every
