@@ -6,6 +6,7 @@ import * as path from 'node:path';
 
 import t from 'tap';
 
+import { formatSwitches, kernelSwitches } from '../lib/util/switches';
 import { cli, interactionsCsv, tmpdir, write } from './helpers';
 
 t.test('help and version', async (t) => {
@@ -29,8 +30,9 @@ t.test('prepare, train, test and recommend on a CSV', async (t) => {
   t.match(cli(['prepare', csv, '--out', path.join(dir, 'data')], home).stdout, /already prepared/);
 
   const ck = path.join(dir, 'ck');
-  const tr = cli(['train', '--data', path.join(dir, 'data'), '-b', '512', '-e', '3', '--eval-after', '1', '--seed', '3', '--checkpoint-dir', ck, '--log-path', path.join(dir, 'log.json'), '--amp', '--xla', '--backend', 'cpu'], home);
+  const tr = cli(['train', '--data', path.join(dir, 'data'), '-b', '512', '-e', '3', '--eval-after', '1', '--seed', '3', '--checkpoint-dir', ck, '--log-path', path.join(dir, 'log.json'), '--amp', '--xla', '--backend', 'cpu'], home, { NCF_FIRST_LAYER: 'parts' });
   t.equal(tr.status, 0, tr.stderr);
+  t.match(tr.stdout, /; seed 3; switches (\S+ )*NCF_FIRST_LAYER=parts\b/, 'the run names the kernel switches it was started with');
   t.match(tr.stdout, /--amp: the CPU backend trains in fp32/);
   t.match(tr.stdout, /--xla: training steps run op by op here/, '--xla (steps as CUDA Graphs) says where it does not apply');
   t.match(tr.stdout, /epoch 1\/3  train [\d.]+ s  loss [\d.]+  [\d.]+K samples\/s/);
@@ -80,4 +82,11 @@ t.test('bad input: clear messages and exit codes', async (t) => {
     t.match(r.stderr, c.msg, `${c.args.join(' ')}: ${r.stderr.trim().split('\n')[0]}`);
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
+});
+
+t.test('the kernel switches a run records: NCF_CUDA_* and NCF_FIRST_LAYER, set and not empty', async (t) => {
+  const env = { NCF_CUDA_MAX_BLOCKS: '2', NCF_FIRST_LAYER: 'rows', NCF_NATIVE_HOME: '/x', NCF_CUDA_GRAPH: '', PATH: '/bin', NCF_CUDA_HIDDEN_FORWARD: '1' };
+  t.same(kernelSwitches(env), { NCF_CUDA_HIDDEN_FORWARD: '1', NCF_CUDA_MAX_BLOCKS: '2', NCF_FIRST_LAYER: 'rows' });
+  t.equal(formatSwitches(kernelSwitches(env)), 'NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_MAX_BLOCKS=2 NCF_FIRST_LAYER=rows');
+  t.equal(formatSwitches(kernelSwitches({ PATH: '/bin' })), '');
 });

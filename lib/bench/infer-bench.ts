@@ -11,6 +11,7 @@ import { type BackendChoice, resolveBackend } from '../backend';
 import { loadModel, paramCount, type ModelConfig } from '../model/checkpoint';
 import { addon, type NativeModel } from '../native';
 import { Rng } from '../util/random';
+import { kernelSwitches } from '../util/switches';
 import { latencyStats, type LatencyStats } from './stats';
 
 export interface InferBenchOptions {
@@ -91,7 +92,7 @@ export async function benchInfer(b: InferBenchOptions): Promise<Record<string, u
       model.close();
     }
   }
-  const figures = { benchmark: 'infer', backend: backend.name, device, config, results, topk };
+  const figures = { benchmark: 'infer', backend: backend.name, device, switches: kernelSwitches(), config, results, topk };
   if (b.out) {
     fs.writeFileSync(b.out, JSON.stringify(figures, null, 2) + '\n');
     b.print(`figures written to ${b.out}`);

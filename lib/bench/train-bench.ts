@@ -11,6 +11,7 @@ import { resolveTrainOptions } from '../train/options';
 import { buildTrainer, checkBatch } from '../train/train';
 import { loadTrainingData } from '../train/data-source';
 import { gib, millions } from './stats';
+import { formatSwitches, kernelSwitches } from '../util/switches';
 
 export interface TrainBenchOptions {
   data: string;
@@ -48,16 +49,19 @@ export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
   const trainer = await buildTrainer(o, dataset, config, backend.name, ranks, b.seed);
   const info = trainer.info;
   const amp = b.amp && info.backend === 'cuda';
+  const switches = kernelSwitches();
   const figures: BenchFigures = {
     benchmark: b.what, dataset: dataset.meta.name, backend: info.backend, device: info.device, threads: info.threads,
-    amp, tf32: info.tf32, kernels: info.kernels, batchSize: o.batchSize, samplesPerEpoch: info.samplesPerEpoch, ranks: info.worldSize,
+    amp, tf32: info.tf32, kernels: info.kernels, switches, batchSize: o.batchSize, samplesPerEpoch: info.samplesPerEpoch,
+    ranks: info.worldSize,
   };
   const root = info.rank === 0;
   const print = (s: string) => root && b.print(s);
   print(`bench ${b.what}: ${dataset.meta.name} (${dataset.nTrain} positives), ${info.backend} (${info.device}), ` +
     `${amp ? 'amp (fp16)' : info.backend === 'cuda' ? (info.tf32 ? 'tf32' : 'fp32') : 'fp32'}, batch ${o.batchSize}` +
     `${info.backend === 'cuda' ? `, ${info.kernels}` : ''}` +
-    `${info.worldSize > 1 ? `, ${info.worldSize} ranks` : ''}`);
+    `${info.worldSize > 1 ? `, ${info.worldSize} ranks` : ''}` +
+    `${Object.keys(switches).length ? `; switches ${formatSwitches(switches)}` : ''}`);
   try {
     if (b.what === 'train') {
       const perEpoch: { seconds: number; samplesPerSecond: number; loss: number }[] = [];

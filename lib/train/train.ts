@@ -18,6 +18,7 @@ import {
 } from '../model/checkpoint';
 import { addon, type NativeTrainer } from '../native';
 import { humanCount } from '../util/progress';
+import { formatSwitches, kernelSwitches } from '../util/switches';
 import { loadTrainingData } from './data-source';
 import { DLLogger } from './dllogger';
 import { type ResolvedTrainOptions, resolveTrainOptions } from './options';
@@ -150,13 +151,14 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
       communicator: ti.communicator, seed: ti.seed, dataset: dataset.meta.name, dataDir: dataset.dir, users: dataset.nUsers,
       items: dataset.nItems, trainPositives: dataset.nTrain, samplesPerEpoch: ti.samplesPerEpoch,
       stepsPerEpoch: ti.stepsPerEpoch, parameters: trainer.layout.reduce((a, t) => a + t.count, 0),
-      amp: o.amp && ti.backend === 'cuda', startEpoch: startEpoch + 1,
+      amp: o.amp && ti.backend === 'cuda', startEpoch: startEpoch + 1, switches: kernelSwitches(),
     };
     run.emit('start', info);
     log(
       `${info.dataset}: ${info.users} users, ${info.items} items, ${info.trainPositives} training positives; ` +
         `${info.parameters} parameters; ${info.backend} (${info.device}${info.backend === 'cpu' ? `, ${info.threads} threads, ${info.blas}` : `; ${info.kernels}`})` +
-        `${info.worldSize > 1 ? `, ${info.worldSize} ranks over ${info.communicator}` : ''}; seed ${info.seed}`,
+        `${info.worldSize > 1 ? `, ${info.worldSize} ranks over ${info.communicator}` : ''}; seed ${info.seed}` +
+        `${Object.keys(info.switches).length ? `; switches ${formatSwitches(info.switches)}` : ''}`,
     );
     if (o.verbose) {
       const perRank = Math.ceil(o.batchSize / info.worldSize);

@@ -97,6 +97,8 @@ export interface RunInfo {
   parameters: number;
   amp: boolean;
   startEpoch: number;
+  /** The kernel switches in the environment (NCF_CUDA_*, NCF_FIRST_LAYER), by name. */
+  switches: Record<string, string>;
 }
 
 export interface EpochReport {
