@@ -325,8 +325,11 @@ export interface NativeAddon {
     backend: string; device: number; threads: number; model: NativeModelConfig; params: Float32Array;
     half: boolean; tf32: boolean; maxBatch: number; userPartsMemory?: number;
   }): Promise<NativeModel>;
-  /** tileBlocks: the most blocks of the CUDA kernels that loop over tiles of rows (0: one per multiprocessor). */
-  OpRunner: new (o: { backend: string; device?: number; threads?: number; tf32?: boolean; fused?: boolean; tileBlocks?: number }) => NativeOpRunner;
+  /**
+   * maxBlocks: the most blocks of the CUDA kernels whose threads, warps or blocks loop over their
+   * work with the grid's stride (0: no cap; unset: NCF_CUDA_MAX_BLOCKS).
+   */
+  OpRunner: new (o: { backend: string; device?: number; threads?: number; tf32?: boolean; fused?: boolean; maxBlocks?: number }) => NativeOpRunner;
 }
 
 let cached: NativeAddon | undefined;

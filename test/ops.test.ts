@@ -11,10 +11,10 @@ t.test('selftest --device cpu: every check passes', async (t) => {
   for (const c of r.checks) t.ok(c.ok, `${c.name}: error ${c.error} <= ${c.tolerance}${c.note ? ` (${c.note})` : ''}`);
 });
 
-t.test("an op runner's tileBlocks must be a count", async (t) => {
+t.test("an op runner's maxBlocks must be a count", async (t) => {
   const { addon } = await import('../lib/native');
   const native = addon();
   for (const [v, why] of [[-1, /must be a count from 0 to 1000000/], [1.5, /must be an integer/], ['2', /must be a number/]] as const)
-    t.throws(() => new native.OpRunner({ backend: 'cpu', tileBlocks: v as number }), { code: 'ERR_INVALID_ARGUMENT', message: why }, `tileBlocks ${String(v)}`);
-  t.doesNotThrow(() => new native.OpRunner({ backend: 'cpu', tileBlocks: 2 }), 'a backend without tile kernels takes and ignores it');
+    t.throws(() => new native.OpRunner({ backend: 'cpu', maxBlocks: v as number }), { code: 'ERR_INVALID_ARGUMENT', message: why }, `maxBlocks ${String(v)}`);
+  t.doesNotThrow(() => new native.OpRunner({ backend: 'cpu', maxBlocks: 2 }), 'a backend without such kernels takes and ignores it');
 });

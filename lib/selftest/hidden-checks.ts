@@ -8,28 +8,26 @@
  *
  * The kernels launch one persistent block per multiprocessor, each looping over tiles of rows
  * while the next tile's rows arrive in its other staging buffer. At these row counts a GPU's
- * blocks take one tile each; `blocks` (a runner made with that many tileBlocks) makes each block
- * loop over several, as at full size, and names the checks after it.
+ * blocks take one tile each; on a runner with maxBlocks 2 (the self-test's second round) the two
+ * blocks share 3 to 10 tiles at ml-20m's layers and 4 at the narrower ones (the last partial), each
+ * looping over several as at full size.
  */
 import type { NativeOpRunner } from '../native';
 import { type Check, type GemmPrecision, TOLERANCE, check, property } from './check';
 import { liveBits } from './cpu-checks';
 import { type Rng, exactlyEqual, relError } from '../util/random';
 
-const SHAPES: readonly (readonly [readonly number[], number])[] = [[[256, 128, 64], 300], [[64, 48, 32, 16], 97], [[32, 16], 33]];
-// With a few blocks: 5 (fp16 forward) to 10 (TF32) tiles at ml-20m's layers, 4 of 128 rows (the
-// last partial) at the narrower ones.
-const FEW_BLOCK_SHAPES: readonly (readonly [readonly number[], number])[] = [[[256, 128, 64], 300], [[64, 48, 32, 16], 397]];
+const SHAPES: readonly (readonly [readonly number[], number])[] = [[[256, 128, 64], 300], [[64, 48, 32, 16], 397], [[32, 16], 33]];
 
-export function hiddenLayerChecks(dev: NativeOpRunner, cpu: NativeOpRunner, precision: GemmPrecision, rng: Rng, blocks?: number): Check[] {
+export function hiddenLayerChecks(dev: NativeOpRunner, cpu: NativeOpRunner, precision: GemmPrecision, rng: Rng): Check[] {
   const fp16 = precision === 'fp16';
   const tol = TOLERANCE[precision];
   const checks: Check[] = [];
   const forwardExpected = precision !== 'fp32' && process.env.NCF_CUDA_HIDDEN_FORWARD === '1'; // fp16 or TF32
   const backwardExpected = precision !== 'fp32' && process.env.NCF_CUDA_HIDDEN_BACKWARD === '1'; // fp16 or TF32
   const asStored = (v: Float32Array) => (fp16 ? cpu.halfRoundTrip(v) : v);
-  for (const [widths, rows] of blocks ? FEW_BLOCK_SHAPES : SHAPES) {
-    const L = widths.length, shape = `${widths.join('-')}, ${rows} rows${blocks ? `, ${blocks} blocks` : ''}`;
+  for (const [widths, rows] of SHAPES) {
+    const L = widths.length, shape = `${widths.join('-')}, ${rows} rows`;
     const layers = widths.slice(1).map((out, i) => ({
       in: widths[i], out, w: rng.f32(out * widths[i], -0.2, 0.2), b: rng.f32(out, -0.1, 0.1),
       dropout: i + 2 < L ? 0.5 : 0, seed: 11, layer: i + 1, epoch: 1, pos0: 1000, mask: i + 2 < L,

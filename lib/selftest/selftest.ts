@@ -7,12 +7,10 @@ import { BackendError } from '../errors';
 import { addon } from '../native';
 import type { Check } from './check';
 import { type GemmPrecision, compareOps } from './compare-checks';
-import { hiddenLayerChecks } from './hidden-checks';
 import { cpuOpChecks } from './cpu-checks';
 import { compareTrainingChecks, cpuTrainingChecks } from './training-checks';
-import { Rng } from '../util/random';
 
-const FEW_TILE_BLOCKS = 2;
+const CAPPED_BLOCKS = 2;
 
 export interface SelftestResult {
   device: 'cpu' | 'cuda';
@@ -34,15 +32,14 @@ export async function selftest(device: 'cpu' | 'cuda', opts: { threads?: number;
     if (!status.available) throw new BackendError('ERR_UNAVAILABLE', `the CUDA backend is unavailable: ${status.error}`);
     for (const precision of ['fp32', 'tf32', 'fp16'] as GemmPrecision[]) {
       // The fused kernels are checked too, though training and serving run the op chains unless
-      // NCF_CUDA_FUSED=1 (NCF_CUDA_FUSED=0 leaves them out here as well).
-      const dev = new native.OpRunner({ backend: 'cuda', tf32: precision === 'tf32', fused: process.env.NCF_CUDA_FUSED !== '0' });
-      deviceName = dev.info.device;
-      const named = (c: Check) => ({ ...c, name: `${c.name} [${precision}]` });
-      checks.push(...compareOps(dev, cpu, precision).map(named));
-      if (precision !== 'fp32') {
-        // The tile kernels with each block looping over several tiles (hidden-checks.ts).
-        const fewBlocks = new native.OpRunner({ backend: 'cuda', tf32: precision === 'tf32', tileBlocks: FEW_TILE_BLOCKS });
-        checks.push(...hiddenLayerChecks(fewBlocks, cpu, precision, new Rng(precision === 'tf32' ? 104 : 105), FEW_TILE_BLOCKS).map(named));
+      // NCF_CUDA_FUSED=1 (NCF_CUDA_FUSED=0 leaves them out here as well). Every check runs twice:
+      // with the kernels' own grids, and with at most 2 blocks, so that each kernel whose threads,
+      // warps or blocks loop with the grid's stride loops here as it does only at full size.
+      for (const maxBlocks of [undefined, CAPPED_BLOCKS]) {
+        const dev = new native.OpRunner({ backend: 'cuda', tf32: precision === 'tf32', fused: process.env.NCF_CUDA_FUSED !== '0', ...(maxBlocks ? { maxBlocks } : {}) });
+        deviceName = dev.info.device;
+        const label = maxBlocks ? `${precision}, ${maxBlocks} blocks` : precision;
+        checks.push(...compareOps(dev, cpu, precision).map((c) => ({ ...c, name: `${c.name} [${label}]` })));
       }
     }
     if (opts.training !== false) checks.push(...(await compareTrainingChecks('cuda')));

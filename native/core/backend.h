@@ -187,10 +187,12 @@ class Backend {
   // Whether the fused ops (train_pass, split_forward) run where they apply; a backend without
   // them ignores it.
   virtual void set_fused(bool) {}
-  // The most blocks that a kernel looping over tiles of rows (one persistent block per
-  // multiprocessor) launches; 0: its own number. A small one makes each block loop over several
-  // tiles on the self-test's small inputs, as at full size. A backend without such kernels ignores it.
-  virtual void set_tile_blocks(int) {}
+  // The most blocks that a kernel whose threads, warps or blocks loop over their work with the
+  // grid's stride launches (0: its own number): a small cap makes each loop on the self-test's
+  // small inputs as it does only at full size (the output unit's warps take ~8 turns at a 1M batch,
+  // summing across them; each tile kernel's block ~60 tiles). A backend without such kernels
+  // ignores it.
+  virtual void set_max_blocks(int) {}
   // Whether training should keep each hidden layer's UnitMask (linear_forward writes it and the
   // backward ops read it): the CUDA backend's DRELU_BGRAD epilogue and masking kernel use it; the
   // CPU reads y > 0 instead, so writing masks would only cost it time.

@@ -94,7 +94,7 @@ void CudaBackend::adam_step(float* params, const float* grads, float* m, float* 
   const OpSpan span(&op_times_, "adam_step", stream_);
   use_device(device_);
   const bool vec4 = aligned_to(params, 16) && aligned_to(grads, 16) && aligned_to(m, 16) && aligned_to(v, 16);
-  adam_kernel<<<blocks_for(int64_t(vec4 ? n / 4 + 1 : n)), kThreads, 0, stream_>>>(params, grads, m, v, n, vec4, s, loss_scale,
+  adam_kernel<<<grid(int64_t(vec4 ? n / 4 + 1 : n)), kThreads, 0, stream_>>>(params, grads, m, v, n, vec4, s, loss_scale,
                                                                                    skip_if, mirror);
   NCF_LAUNCHED();
 }
@@ -103,7 +103,7 @@ void CudaBackend::overflow_check(const float* grads, size_t n, const LossScaler&
   const OpSpan span(&op_times_, "overflow_check", stream_);
   use_device(device_);
   const bool vec4 = aligned_to(grads, 16);
-  overflow_kernel<<<blocks_for(int64_t(vec4 ? n / 4 + 1 : n)), kThreads, 0, stream_>>>(grads, n, vec4, scaler.scale,
+  overflow_kernel<<<grid(int64_t(vec4 ? n / 4 + 1 : n)), kThreads, 0, stream_>>>(grads, n, vec4, scaler.scale,
                                                                                       scaler.found_inf);
   NCF_LAUNCHED();
 }
@@ -119,7 +119,7 @@ void CudaBackend::to_half(const float* src, void* dst, size_t n) {
   const OpSpan span(&op_times_, "to_half", stream_);
   if (!n) return;
   use_device(device_);
-  to_half_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(src, static_cast<__half*>(dst), n);
+  to_half_kernel<<<grid(int64_t(n)), kThreads, 0, stream_>>>(src, static_cast<__half*>(dst), n);
   NCF_LAUNCHED();
 }
 
@@ -127,7 +127,7 @@ void CudaBackend::from_half(const void* src, float* dst, size_t n) {
   const OpSpan span(&op_times_, "from_half", stream_);
   if (!n) return;
   use_device(device_);
-  from_half_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(static_cast<const __half*>(src), dst, n);
+  from_half_kernel<<<grid(int64_t(n)), kThreads, 0, stream_>>>(static_cast<const __half*>(src), dst, n);
   NCF_LAUNCHED();
 }
 

@@ -75,7 +75,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
   hidden_forward_ = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
   hidden_backward_ = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
-  tile_blocks_ = max_grid_blocks();  // (and any other value fails here, at the start)
+  max_blocks_ = env_count("NCF_CUDA_MAX_BLOCKS");
 }
 
 bool CudaBackend::set_step_graphs(bool on) {
@@ -219,14 +219,14 @@ __global__ void philox_kernel(uint64_t key, const uint32_t* c, uint32_t* out, si
 void CudaBackend::fill_u32(uint32_t* dst, uint32_t value, size_t n) {
   const OpSpan span(&op_times_, "fill_u32", stream_);
   use_device(device_);
-  fill_u32_kernel<<<blocks_for(int64_t(n)), kThreads, 0, stream_>>>(dst, value, n);
+  fill_u32_kernel<<<grid(int64_t(n)), kThreads, 0, stream_>>>(dst, value, n);
   NCF_LAUNCHED();
 }
 
 void CudaBackend::philox_fill(uint64_t key, const uint32_t* counters, uint32_t* out, size_t n_blocks) {
   const OpSpan span(&op_times_, "philox_fill", stream_);
   use_device(device_);
-  philox_kernel<<<blocks_for(int64_t(n_blocks)), kThreads, 0, stream_>>>(key, counters, out, n_blocks);
+  philox_kernel<<<grid(int64_t(n_blocks)), kThreads, 0, stream_>>>(key, counters, out, n_blocks);
   NCF_LAUNCHED();
 }
 

@@ -42,7 +42,7 @@ class CudaBackend final : public Backend {
   size_t device_memory_peak() const override { return device_peak_; }
   void set_tf32(bool on) override { gemm_->set_tf32(on); }
   void set_fused(bool on) override { fused_ = on; }
-  void set_tile_blocks(int blocks) override { tile_blocks_ = blocks; }
+  void set_max_blocks(int blocks) override { max_blocks_ = blocks; }
   // Live-unit masks feed the DRELU_BGRAD epilogue or the masking pass (1/16 of an fp16 layer's
   // bytes, where the pass would read the layer's output without them).
   bool wants_unit_masks() const override { return true; }
@@ -113,10 +113,13 @@ class CudaBackend final : public Backend {
   bool hidden_forward_ = false, hidden_backward_ = false;
   bool hidden_forward_opted_in_[2] = {false, false}, hidden_backward_opted_in_[2] = {false, false};  // [fp16, fp32]
   int64_t hidden_forward_runs_ = 0, hidden_backward_runs_ = 0;
-  // The tile kernels' most blocks (set_tile_blocks, or NCF_CUDA_MAX_BLOCKS as every capped grid;
-  // 0: one per multiprocessor), and the number they launch.
-  int tile_blocks_ = 0;
-  int persistent_blocks() const { return tile_blocks_ > 0 && tile_blocks_ < sm_count_ ? tile_blocks_ : sm_count_; }
+  // The most blocks of every grid-stride or persistent kernel (set_max_blocks, or
+  // NCF_CUDA_MAX_BLOCKS; 0: no cap); capped(b) applies it to b blocks, grid(n) to blocks_for's
+  // count for n items, and persistent_blocks() to one block per multiprocessor.
+  int max_blocks_ = 0;
+  unsigned capped(int64_t blocks) const { return unsigned(max_blocks_ > 0 && blocks > max_blocks_ ? max_blocks_ : blocks); }
+  unsigned grid(int64_t n, int per_block = kThreads) const { return capped(blocks_for(n, per_block)); }
+  int persistent_blocks() const { return int(capped(sm_count_)); }
   // The layer below's masking in linear_backward's input-gradient GEMM: off (a masking pass, the
   // default), the DRELU_BGRAD epilogue (NCF_CUDA_DRELU=1), or the DRELU epilogue and a column-sum
   // pass for the bias gradient (NCF_CUDA_DRELU=mask).

@@ -51,24 +51,12 @@ inline int env_count(const char* name) {
   return std::stoi(s);
 }
 
-// The most blocks of a kernel whose threads, warps or blocks loop over their work with the grid's
-// stride (every kernel launched on blocks_for's or capped_blocks' count, and the tile kernels):
-// NCF_CUDA_MAX_BLOCKS, read once (unset or 0: no cap). A small cap makes each of them loop on a
-// test's small data as it does only at full size (e.g. the output unit's warps over ~8 groups of
-// rows at a 1M batch, adding to the sums they hold across them).
-inline int max_grid_blocks() {
-  static const int cap = env_count("NCF_CUDA_MAX_BLOCKS");
-  return cap;
-}
-inline unsigned capped_blocks(int64_t blocks) {
-  const int64_t cap = max_grid_blocks();
-  return unsigned(cap > 0 && blocks > cap ? cap : blocks);
-}
-
+// Blocks of per_block threads for n work items, at least 1; past 1M blocks the kernels' grid-stride
+// loops take the rest (CudaBackend::grid caps it further under NCF_CUDA_MAX_BLOCKS).
 constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n, int per_block = kThreads) {
   const int64_t b = (n + per_block - 1) / per_block;
-  return capped_blocks(b < 1 ? 1 : (b > 65535LL * 16 ? 65535LL * 16 : b));
+  return unsigned(b < 1 ? 1 : (b > 65535LL * 16 ? 65535LL * 16 : b));
 }
 
 // A grid-stride loop over the (row, group) pairs of a rows x groups index space (index i = row *

@@ -47,7 +47,7 @@ void CudaBackend::eval_rank(const float* logits, const uint8_t* masked, int n_us
   const OpSpan span(&op_times_, "eval_rank", stream_);
   if (n_users <= 0) return;
   use_device(device_);
-  const unsigned blocks = capped_blocks(std::min<int64_t>(4096, (int64_t(n_users) + 7) / 8));
+  const unsigned blocks = capped(std::min<int64_t>(4096, (int64_t(n_users) + 7) / 8));
   eval_rank_kernel<<<blocks, kThreads, 0, stream_>>>(logits, masked, n_users, list_len, k, sums);
   NCF_LAUNCHED();
 }

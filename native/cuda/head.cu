@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(kThreads, head_loss_min_blocks(kChunks))
 unsigned head_blocks(int rows) {
   const int64_t warps_needed = (int64_t(rows) + kRowsPerWarp - 1) / kRowsPerWarp;
   const int64_t b = (warps_needed + (kThreads / 32) - 1) / (kThreads / 32);
-  return capped_blocks(b < 1 ? 1 : (b > 4096 ? 4096 : b));  // at most 4096 blocks: fewer global atomics
+  return unsigned(b < 1 ? 1 : (b > 4096 ? 4096 : b));  // at most 4096 blocks: fewer global atomics
 }
 
 // The GMF layout the kernels take: kChunks = factors / 32 when that is 1..kMaxChunks and every
@@ -375,7 +375,7 @@ void CudaBackend::head_forward(const EmbedTables& t, const uint32_t* users, cons
   use_device(device_);
   with_chunks(gmf_chunks(p.factors, {t.mf_user, t.mf_item}), [&](auto chunks) {
     constexpr int kChunks = decltype(chunks)::value;
-    head_forward_kernel<kChunks><<<blocks_for(int64_t(rows) * kRowLanes), kThreads, 0, stream_>>>(
+    head_forward_kernel<kChunks><<<grid(int64_t(rows) * kRowLanes), kThreads, 0, stream_>>>(
         t, users, items, mlp.data, mlp.dtype, rows, p, logits);
   });
   NCF_LAUNCHED();
@@ -401,7 +401,7 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
     const size_t bytes = size_t(rows) * sizeof(uint2);
     if (keep_bits_.size() < bytes) keep_bits_ = BackendArray<unsigned char>(*this, bytes);
     const OpSpan keep_span(&op_times_, "keep_bits", stream_);
-    keep_bits_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(top.drop, rows, p.mlp_width,
+    keep_bits_kernel<<<grid(rows), kThreads, 0, stream_>>>(top.drop, rows, p.mlp_width,
                                                                 reinterpret_cast<uint2*>(keep_bits_.get()));
     NCF_LAUNCHED();
     top.keep = keep_bits_.get();
@@ -421,7 +421,7 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
     constexpr int kChunks = decltype(chunks)::value;
     auto launch = [&](auto mlp_type) {
       using M = decltype(mlp_type);
-      head_loss_kernel<kChunks, M><<<head_blocks(rows), kThreads, smem, stream_>>>(
+      head_loss_kernel<kChunks, M><<<capped(head_blocks(rows)), kThreads, smem, stream_>>>(
           t, users, items, mlp.data, mlp.dtype, labels, rows, p, grad_scale, ls, d_mlp.data, top, g_tables, grad_w, grad_b,
           loss_sum);
     };

@@ -156,7 +156,7 @@ void CudaBackend::bias_relu_dropout(Mat y, const float* bias, const Dropout& d, 
   const OpSpan span(&op_times_, "bias_relu_dropout", stream_);
   const int n = int(y.rows), cols = int(y.cols);
   if (n <= 0) return;
-  const unsigned blocks = blocks_for(int64_t(n) * ((cols + 7) / 8));
+  const unsigned blocks = grid(int64_t(n) * ((cols + 7) / 8));
   const bool vec8 = vec8_ok(y.data, cols);
   if (y.dtype == DType::F16)
     bias_relu_dropout_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<__half*>(y.data), n, cols, bias, d, vec8,

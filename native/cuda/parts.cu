@@ -97,14 +97,14 @@ __global__ void gather_add_relu_kernel(const void* a, const uint32_t* ia, const 
 
 template <typename T, typename O>
 void launch_gather(const Mat& a, const uint32_t* ia, const Mat& b, const uint32_t* ib, const Dropout& d, const Mat& out,
-                   UnitMask mask, bool vec8, bool half_math, cudaStream_t stream) {
+                   UnitMask mask, bool vec8, bool half_math, unsigned blocks, cudaStream_t stream) {
   const int cols = int(out.cols);
   O* o = static_cast<O*>(out.data);
   if (vec8)
-    gather_add_relu_vec8<T, O><<<blocks_for(out.rows * (cols / 8)), kThreads, 0, stream>>>(
+    gather_add_relu_vec8<T, O><<<blocks, kThreads, 0, stream>>>(
         static_cast<const T*>(a.data), ia, static_cast<const T*>(b.data), ib, out.rows, cols, o, d, mask, half_math);
   else
-    gather_add_relu_kernel<O><<<blocks_for(out.rows * ((cols + 7) / 8)), kThreads, 0, stream>>>(
+    gather_add_relu_kernel<O><<<blocks, kThreads, 0, stream>>>(
         a.data, ia, b.data, ib, a.dtype, out.rows, cols, o, d, mask);
 }
 
@@ -309,7 +309,8 @@ void CudaBackend::gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32
   use_device(device_);
   const bool vec8 = out.cols % 8 == 0 && aligned_to(a.data, 16) && aligned_to(b.data, 16) && aligned_to(out.data, 16);
   with_element_types(a.dtype == DType::F16, out.dtype == DType::F16, [&](auto table_type, auto out_type) {
-    launch_gather<decltype(table_type), decltype(out_type)>(a, ia, b, ib, d, out, mask, vec8, half_math(d), stream_);
+    launch_gather<decltype(table_type), decltype(out_type)>(a, ia, b, ib, d, out, mask, vec8, half_math(d),
+                                                           grid(out.rows * ((out.cols + 7) / 8)), stream_);
   });
   NCF_LAUNCHED();
 }
@@ -337,7 +338,7 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
     uint32_t *count = end + n_users, *cursor = count + n_items, *start = cursor + n_items;
     uint32_t *order = start + n_items, *sorted_items = order + rows;
     NCF_CUDA(cudaMemsetAsync(first, 0, sizeof(uint32_t) * 2 * n_users, stream_));
-    if (n > 0) user_ranges_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(users, n, first, end);
+    if (n > 0) user_ranges_kernel<<<grid(n), kThreads, 0, stream_>>>(users, n, first, end);
     // The layer's masking as the kernels read dz; its bias gradient = the column sums of the item
     // sums (each row is in exactly one item's).
     RowMask mask;
@@ -348,7 +349,7 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
     const bool sorted_by_item = item_sort_ && n > 0;
     // The batch's rows sorted by item (they do not depend on dz).
     if (sorted_by_item) counting_sort(items, n, uint32_t(n_items), count, cursor, start, order, sorted_items);
-    const unsigned blocks = blocks_for(user_sums.rows * 32);
+    const unsigned blocks = grid(user_sums.rows * 32);
     with_element_types(dz.dtype == DType::F16, half_sums, [&](auto dz_type, auto sum_type) {
       using T = decltype(dz_type);
       using S = decltype(sum_type);
@@ -360,7 +361,7 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
       }
       if (sorted_by_item) {
         const OpSpan by_item(&op_times_, "by_item", stream_);
-        pair_row_sums_by_item<T><<<blocks_for((n + kItemChunk - 1) / kItemChunk * 32), kThreads, 0, stream_>>>(
+        pair_row_sums_by_item<T><<<grid((n + kItemChunk - 1) / kItemChunk * 32), kThreads, 0, stream_>>>(
             static_cast<const T*>(dz.data), mask, order, sorted_items, start, count, n, cols, item_sums.f32());
       }
     });
@@ -380,14 +381,14 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
   NCF_CUDA(cudaMemsetAsync(sums, 0, sizeof(float) * size_t(user_sums.rows) * size_t(cols), stream_));
   if (n > 0) {
     if (vec8) {
-      const unsigned blocks = blocks_for((n + kRunRows - 1) / kRunRows * (cols / 8));
+      const unsigned blocks = grid((n + kRunRows - 1) / kRunRows * (cols / 8));
       if (dz.dtype == DType::F16)
         pair_row_sums_vec8<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<const __half*>(dz.data), users, items, n, cols,
                                                                      sums, item_sums.f32());
       else
         pair_row_sums_vec8<float><<<blocks, kThreads, 0, stream_>>>(dz.f32(), users, items, n, cols, sums, item_sums.f32());
     } else {
-      pair_row_sums_kernel<<<blocks_for(n * cols), kThreads, 0, stream_>>>(dz.data, dz.dtype, users, items, n, cols, sums,
+      pair_row_sums_kernel<<<grid(n * cols), kThreads, 0, stream_>>>(dz.data, dz.dtype, users, items, n, cols, sums,
                                                                            item_sums.f32());
     }
     NCF_LAUNCHED();
@@ -424,7 +425,7 @@ void CudaBackend::add_row(Mat x, const float* row, Mat y, bool relu) {
   if (x.dtype != y.dtype) fail(ErrorCode::InvalidArgument, "add_row: x and y of one type");
   if (x.rows <= 0) return;
   use_device(device_);
-  const unsigned blocks = blocks_for(x.rows * x.cols);
+  const unsigned blocks = grid(x.rows * x.cols);
   if (x.dtype == DType::F16)
     add_row_kernel<__half><<<blocks, kThreads, 0, stream_>>>(static_cast<const __half*>(x.data), row,
                                                              static_cast<__half*>(y.data), x.rows, int(x.cols), relu);

@@ -164,8 +164,8 @@ void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint
   use_device(device_);
   if (!group_batches_) {  // NCF_CUDA_GROUPED=0: position order, for measuring what grouping gains
     SampleScratch direct{users, items, labels, nullptr, nullptr, nullptr, nullptr};
-    sample_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(d, s, pos0, n, direct);
-    iota_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, positions);
+    sample_kernel<<<grid(n), kThreads, 0, stream_>>>(d, s, pos0, n, direct);
+    iota_kernel<<<grid(n), kThreads, 0, stream_>>>(n, positions);
     NCF_LAUNCHED();
     return;
   }
@@ -177,11 +177,11 @@ void CudaBackend::sample_batch(const TrainArrays& d, const SampleStream& s, uint
                   base + 4 * rows + per_user, base + 4 * rows + 2 * per_user};
   {
     const OpSpan draw(&op_times_, "draw", stream_);
-    sample_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(d, s, pos0, n, w);
+    sample_kernel<<<grid(n), kThreads, 0, stream_>>>(d, s, pos0, n, w);
   }
   counting_sort(w.users, n, d.n_users, w.count, w.cursor, w.start, w.slot_pos, nullptr);
   const OpSpan place(&op_times_, "place", stream_);
-  place_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(n, w, users, items, labels, positions);
+  place_kernel<<<grid(n), kThreads, 0, stream_>>>(n, w, users, items, labels, positions);
   NCF_LAUNCHED();
 }
 
@@ -191,9 +191,9 @@ void CudaBackend::counting_sort(const uint32_t* keys, int64_t n, uint32_t n_keys
   NCF_CUDA(cudaMemsetAsync(count, 0, sizeof(uint32_t) * n_keys, stream_));
   NCF_CUDA(cudaMemsetAsync(cursor, 0, sizeof(uint32_t) * n_keys, stream_));
   if (n <= 0) return;
-  key_count_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(keys, n, count);
+  key_count_kernel<<<grid(n), kThreads, 0, stream_>>>(keys, n, count);
   exclusive_scan(count, n_keys, start);
-  key_slot_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(keys, n, start, cursor, order, sorted_keys);
+  key_slot_kernel<<<grid(n), kThreads, 0, stream_>>>(keys, n, start, cursor, order, sorted_keys);
   NCF_LAUNCHED();
 }
 

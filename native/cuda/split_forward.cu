@@ -156,7 +156,7 @@ bool CudaBackend::split_forward(const SplitNet& net, const uint32_t* users, cons
   a.logits = logits;
   use_device(device_);
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
-  const unsigned blocks = capped_blocks(std::min<int64_t>((tiles + kFusedWarps - 1) / kFusedWarps, int64_t(1) << 20));
+  const unsigned blocks = capped(std::min<int64_t>((tiles + kFusedWarps - 1) / kFusedWarps, int64_t(1) << 20));
   if (half) launch_fused<__half, SplitArgs, SplitTiles>(a, blocks, shared, stream_, shared_optin_, split_opted_in_[0]);
   else launch_fused<float, SplitArgs, SplitTiles>(a, blocks, shared, stream_, shared_optin_, split_opted_in_[1]);
   return fused_launch_ok("split_forward", fused_);

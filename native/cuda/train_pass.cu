@@ -320,7 +320,7 @@ bool CudaBackend::train_pass(const TrainPass& p, int n) {
   // 8), each looping over tiles: each block adds its sums to the gradients once.
   const int64_t tiles = (int64_t(n) + kTileRows - 1) / kTileRows;
   const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>(8, int64_t(shared_per_sm_ / (shared + 1024))));
-  const unsigned blocks = capped_blocks(std::min<int64_t>((tiles + kFusedWarps - 1) / kFusedWarps, int64_t(sm_count_) * per_sm));
+  const unsigned blocks = capped(std::min<int64_t>((tiles + kFusedWarps - 1) / kFusedWarps, int64_t(sm_count_) * per_sm));
   if (half) launch_fused<__half, TrainArgs, TrainTiles>(a, blocks, shared, stream_, shared_optin_, train_opted_in_[0]);
   else launch_fused<float, TrainArgs, TrainTiles>(a, blocks, shared, stream_, shared_optin_, train_opted_in_[1]);
   return fused_launch_ok("train_pass", fused_);

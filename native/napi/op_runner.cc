@@ -148,19 +148,20 @@ Napi::Function OpRunner::Define(Napi::Env env) {
                      });
 }
 
-// new OpRunner({ backend: 'cpu' | 'cuda', device, threads, tf32, fused, tileBlocks })
-// (fused: whether the fused ops run where they apply; unset, the backend's default. tileBlocks:
-// the most blocks of the kernels that loop over tiles of rows, Backend::set_tile_blocks)
+// new OpRunner({ backend: 'cpu' | 'cuda', device, threads, tf32, fused, maxBlocks })
+// (fused: whether the fused ops run where they apply; unset, the backend's default. maxBlocks:
+// the most blocks of the kernels that loop with the grid's stride, Backend::set_max_blocks;
+// unset, the backend's default)
 OpRunner::OpRunner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OpRunner>(info) {
   guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(info.Env());
     be_ = create_backend(get_string(o, "backend", "cpu"), int(get_int(o, "device", 0)), int(get_int(o, "threads", 0)));
     be_->set_tf32(get_bool(o, "tf32", false));
     if (o.Has("fused")) be_->set_fused(get_bool(o, "fused", false));
-    if (o.Has("tileBlocks")) {
-      const int64_t blocks = get_int(o, "tileBlocks", 0);
-      if (blocks < 0 || blocks > 1000000) bad_option("tileBlocks", "a count from 0 to 1000000");
-      be_->set_tile_blocks(int(blocks));
+    if (has(o, "maxBlocks")) {
+      const int64_t blocks = get_int(o, "maxBlocks", 0);
+      if (blocks < 0 || blocks > 1000000) bad_option("maxBlocks", "a count from 0 to 1000000");
+      be_->set_max_blocks(int(blocks));
     }
     return info.Env().Undefined();
   });
