@@ -4,14 +4,16 @@
 # same data, seeds and epochs) on the mean curves, because one run's curve moves by about that
 # much with the order of its sums alone (the emulated backend with every grid capped at 8 blocks
 # against uncapped: HR@10 0.4401 against 0.4454 after epoch 1 of ml-100k). Prints, per epoch, each
-# configuration's mean HR@10 and its difference from the CPU's mean, and the largest difference
-# of single runs with the same seed; the runs' JSON summaries stay in $OUT.
+# configuration's mean HR@10, its difference from the CPU's mean with twice the standard error of
+# that difference (the runs paired by seed), and the largest difference of single runs with the
+# same seed; the runs' JSON summaries stay in $OUT.
 #
 #   bash scripts/hr-vs-cpu.sh DATA [SEEDS [EPOCHS]]
 #     DATA    a prepared dataset folder (ncf-native prepare)
 #     SEEDS   how many seeds, 1..SEEDS (default 4); EPOCHS (default 4)
 #   env: BATCH (default 4096), JOBS runs at once (default 1), OUT (default hr-vs-cpu),
-#        CONFIGS (default "cpu tf32 amp"; cpu must be one), and NCF_CUDA_PLUGIN for the
+#        CONFIGS (default "cpu tf32 amp"; cpu must be one), REUSE=1 to keep the runs already in
+#        $OUT (of the same DATA and EPOCHS: the summary checks), and NCF_CUDA_PLUGIN for the
 #        emulated backend on a machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,7 @@ trap 'rm -rf "$scratch"' EXIT
 # One run: CONFIG SEED -> $out/CONFIG-SEED.json (its messages in $out/CONFIG-SEED.log).
 one_run() {
   local config=$1 seed=$2 flags=()
+  if [ "${REUSE:-}" = 1 ] && [ -s "$out/$config-$seed.json" ]; then echo "kept: $config seed $seed"; return 0; fi
   case $config in
     cpu) flags=(--backend cpu) ;;
     tf32) flags=(--backend cuda) ;;
@@ -45,24 +48,33 @@ export -f one_run
 export data epochs scratch out
 for s in $(seq 1 "$seeds"); do for c in $configs; do echo "$c $s"; done; done |
   xargs -P "${JOBS:-1}" -n 2 bash -c 'one_run "$0" "$1"'
+data_dir=$(cd "$data" && pwd)
 
 node -e '
-const fs = require("fs"), [dir, seeds, configs] = [process.argv[1], Number(process.argv[2]), process.argv[3].split(" ")];
+const fs = require("fs");
+const [dir, seeds, configs, epochs, dataDir] = [process.argv[1], Number(process.argv[2]), process.argv[3].split(" "), Number(process.argv[4]), process.argv[5]];
 const curves = {};
 for (const c of configs) {
   curves[c] = [];
-  for (let s = 1; s <= seeds; ++s) curves[c].push(JSON.parse(fs.readFileSync(`${dir}/${c}-${s}.json`, "utf8")).epochs.map((e) => e.hr));
+  for (let s = 1; s <= seeds; ++s) {
+    const file = `${dir}/${c}-${s}.json`, r = JSON.parse(fs.readFileSync(file, "utf8"));
+    if (r.epochs.length !== epochs || r.info.dataDir !== dataDir)
+      throw new Error(`${file} is a run of ${r.epochs.length} epochs on ${r.info.dataDir}, not ${epochs} on ${dataDir}`);
+    curves[c].push(r.epochs.map((e) => e.hr));
+  }
 }
-const epochs = curves.cpu[0].length, mean = (rows, e) => rows.reduce((a, r) => a + r[e], 0) / rows.length;
-console.log(`HR@10 by epoch, mean of ${seeds} seeds (in brackets: the difference from the CPU backend mean; the largest difference between two runs of one seed)`);
+const mean = (xs) => xs.reduce((a, x) => a + x, 0) / xs.length;
+const signed = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(4)}`;
+console.log(`HR@10 by epoch, mean of ${seeds} seeds (in brackets: the difference from the CPU backend mean ± twice its standard error, runs paired by seed; the largest difference of one seed)`);
 for (let e = 0; e < epochs; ++e) {
-  const cpu = mean(curves.cpu, e);
   const cols = configs.map((c) => {
-    const m = mean(curves[c], e);
+    const m = mean(curves[c].map((r) => r[e]));
     if (c === "cpu") return `cpu ${m.toFixed(4)}`;
-    const worst = Math.max(...curves[c].map((r, s) => Math.abs(r[e] - curves.cpu[s][e])));
-    return `${c} ${m.toFixed(4)} (${m >= cpu ? "+" : ""}${(m - cpu).toFixed(4)}; ${worst.toFixed(4)})`;
+    const d = curves[c].map((r, s) => r[e] - curves.cpu[s][e]), dm = mean(d);
+    const se = d.length > 1 ? Math.sqrt(d.reduce((a, x) => a + (x - dm) ** 2, 0) / (d.length - 1) / d.length) : NaN;
+    const worst = Math.max(...d.map(Math.abs));
+    return `${c} ${m.toFixed(4)} (${signed(dm)} ± ${(2 * se).toFixed(4)}; ${worst.toFixed(4)})`;
   });
   console.log(`epoch ${e + 1}: ${cols.join("  ")}`);
 }
-' "$out" "$seeds" "$configs" | tee "$out/summary.txt"
+' "$out" "$seeds" "$configs" "$epochs" "$data_dir" | tee "$out/summary.txt"
