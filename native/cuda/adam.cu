@@ -95,7 +95,7 @@ void CudaBackend::adam_step(float* params, const float* grads, float* m, float* 
   use_device(device_);
   const bool vec4 = aligned_to(params, 16) && aligned_to(grads, 16) && aligned_to(m, 16) && aligned_to(v, 16);
   adam_kernel<<<grid(int64_t(vec4 ? n / 4 + 1 : n)), kThreads, 0, stream_>>>(params, grads, m, v, n, vec4, s, loss_scale,
-                                                                                   skip_if, mirror);
+                                                                             skip_if, mirror);
   NCF_LAUNCHED();
 }
 
@@ -104,7 +104,7 @@ void CudaBackend::overflow_check(const float* grads, size_t n, const LossScaler&
   use_device(device_);
   const bool vec4 = aligned_to(grads, 16);
   overflow_kernel<<<grid(int64_t(vec4 ? n / 4 + 1 : n)), kThreads, 0, stream_>>>(grads, n, vec4, scaler.scale,
-                                                                                      scaler.found_inf);
+                                                                                 scaler.found_inf);
   NCF_LAUNCHED();
 }
 

@@ -120,13 +120,13 @@ void CudaBackend::embed_forward(const EmbedTables& t, const uint32_t* users, con
         t, users, items, n, static_cast<__half*>(mlp_in.data));
   else if (!vec8_ok(t.half, t.mlp_user, t.mlp_item, mlp_in.data))
     embed_forward_kernel<<<grid(n * 2 * t.half), kThreads, 0, stream_>>>(t, users, items, n, mlp_in.data,
-                                                                               mlp_in.dtype);
+                                                                         mlp_in.dtype);
   else if (mlp_in.dtype == DType::F16)
     embed_forward_vec8<__half><<<grid(n * 2 * t.half / 8), kThreads, 0, stream_>>>(
         t, users, items, n, static_cast<__half*>(mlp_in.data));
   else
     embed_forward_vec8<float><<<grid(n * 2 * t.half / 8), kThreads, 0, stream_>>>(t, users, items, n,
-                                                                                         mlp_in.f32());
+                                                                                  mlp_in.f32());
   NCF_LAUNCHED();
 }
 
@@ -138,7 +138,7 @@ void CudaBackend::embed_backward(const uint32_t* users, const uint32_t* items, M
   use_device(device_);
   if (!vec8_ok(h, g.mlp_user, g.mlp_item, d_mlp_in.data))
     embed_backward_kernel<<<grid(n * 2 * h), kThreads, 0, stream_>>>(users, items, n, h, d_mlp_in.data,
-                                                                           d_mlp_in.dtype, g);
+                                                                     d_mlp_in.dtype, g);
   else if (d_mlp_in.dtype == DType::F16)
     embed_backward_vec8<__half><<<grid((n + kRunRows - 1) / kRunRows * (2 * h / 8)), kThreads, 0, stream_>>>(
         users, items, n, h, static_cast<const __half*>(d_mlp_in.data), g);

@@ -402,7 +402,7 @@ void CudaBackend::head_forward_backward(const EmbedTables& t, const uint32_t* us
     if (keep_bits_.size() < bytes) keep_bits_ = BackendArray<unsigned char>(*this, bytes);
     const OpSpan keep_span(&op_times_, "keep_bits", stream_);
     keep_bits_kernel<<<grid(rows), kThreads, 0, stream_>>>(top.drop, rows, p.mlp_width,
-                                                                reinterpret_cast<uint2*>(keep_bits_.get()));
+                                                           reinterpret_cast<uint2*>(keep_bits_.get()));
     NCF_LAUNCHED();
     top.keep = keep_bits_.get();
   } else if (top.drop.active) {

@@ -389,7 +389,7 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
         pair_row_sums_vec8<float><<<blocks, kThreads, 0, stream_>>>(dz.f32(), users, items, n, cols, sums, item_sums.f32());
     } else {
       pair_row_sums_kernel<<<grid(n * cols), kThreads, 0, stream_>>>(dz.data, dz.dtype, users, items, n, cols, sums,
-                                                                           item_sums.f32());
+                                                                     item_sums.f32());
     }
     NCF_LAUNCHED();
   }
