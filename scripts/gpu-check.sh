@@ -49,11 +49,12 @@
 # (every mode): the training losses against the CPU's, and the hidden_forward and hidden_backward
 # kernels' checks against the CPU's chains. The opt-in switch runs end with the op times of an
 # --amp run with both hidden kernels. (The self-test runs each op check also with every grid at 2
-# blocks, where each kernel loops over its work as only full size does otherwise.) Where the fastest opt-in switch run of a precision beat its
-# default, HR@10 by epoch with those switches follows (every mode but quick), and on a GPU the
-# hidden-layer kernels' op checks run under compute-sanitizer's racecheck with 2 blocks each
-# looping over several tiles. HR@10 by epoch against the CPU backend's (means of 8 seeds on
-# synthetic ml-100k-shaped data, scripts/hr-vs-cpu.sh) comes last but for that racecheck.
+# blocks, where each kernel loops over its work as only full size does otherwise.) After the
+# switch runs (every mode but quick): HR@10 by epoch with the fastest opt-in switch run of each
+# precision, where it beat its default; HR@10 by epoch against the CPU backend's (means of 8 seeds
+# on synthetic ml-100k-shaped data, scripts/hr-vs-cpu.sh); and, last in the mode, on a GPU, the
+# hidden-layer kernels' op checks under compute-sanitizer's racecheck with 2 blocks each looping
+# over several tiles.
 #
 # At most 8 files go to ${OUT:-gpu-check}/ (what the device tool brings back): summary.txt,
 # log.txt and six JSON files. Checkpoints and logs go to a scratch folder.
@@ -131,7 +132,6 @@ run_json "$scratch/selftest-graph.json" env NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FOR
 print_checks "$scratch/selftest-graph.json" | grep -E '^[a-zA-Z ]{5}(training|hidden_)' | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
 grep -E 'ncf cuda graph|CUDA Graph|ncf cuda hidden_|fused hidden_' "$out/log.txt" | tail -8 | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
 
-
 # One file with what the accuracy, NCCL and MPI steps printed (those that ran), and their summary lines.
 summarise_results() {
 node -e '
@@ -156,14 +156,16 @@ if (ran(r.mpi)) console.log(`mpirun -np 2 cpu (${r.mpi.info ? r.mpi.info.communi
 # --amp training with each default switched off in turn: a default that does not pay shows here.
 # switched ENV [FLAG]: bench train for 2 epochs with one switch in the environment (ENV: one or
 # more NAME=VALUE, space-separated; FLAG --amp, or none for TF32), its figures into the summary
-# labelled "ENV, --amp: " or "ENV, TF32: ".
+# labelled "ENV, --amp: " or "ENV, TF32: ", its samples/s into switches.tsv (and into
+# opt-in.tsv when opt_in_runs calls it).
 switched() {
   rm -f "$scratch/switched.json"
   # shellcheck disable=SC2086  # ENV splits into its assignments
   run env $1 $cli bench train --synthetic $shape "${batch[@]}" ${2:-} -e 2 --out "$scratch/switched.json" \
     | figures "$1, ${2:-TF32}: " | tee -a "$out/summary.txt"
   [ -s "$scratch/switched.json" ] && node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(`${process.argv[2]}\t${r.trainSamplesPerSecond}`)' \
-    "$scratch/switched.json" "$1, ${2:-TF32}" >>"$scratch/switches.tsv"
+    "$scratch/switched.json" "$1, ${2:-TF32}" >>"$scratch/switches.tsv" &&
+    { [ -z "${opt_in:-}" ] || tail -n 1 "$scratch/switches.tsv" >>"$scratch/opt-in.tsv"; }
 }
 # Each switch run so far against its default (the main benchmark of its precision), one line
 # each: what a default should become shows here.
@@ -185,7 +187,7 @@ for (const line of fs.readFileSync(tsv, "utf8").trim().split("\n")) {
 # beat that precision's default: HR@10 by epoch with it, as the accuracy step has it for the
 # defaults, for turning those switches into defaults in one run.
 best_opt_in_accuracy() {
-  [ -s "$scratch/switches.tsv" ] || return 0
+  [ -s "$scratch/opt-in.tsv" ] || return 0
   for prec in amp tf32; do
     local label=--amp flag=(--amp) base=bench-train-amp.json
     [ $prec = tf32 ] && { label=TF32; flag=(); base=bench-train-tf32.json; }
@@ -196,10 +198,9 @@ let b = 0; try { b = JSON.parse(fs.readFileSync(base, "utf8")).trainSamplesPerSe
 let best = "", rate = b;
 for (const line of fs.readFileSync(tsv, "utf8").trim().split("\n")) {
   const [l, r] = line.split("\t"), parts = l.split(", "), prec = parts.pop(), env = parts.join(", ");
-  const optIn = env.split(" ").every((kv) => /^NCF_CUDA_(GRAPH|HIDDEN_FORWARD|HIDDEN_BACKWARD)=1$/.test(kv));
-  if (prec === label && optIn && Number(r) > rate) { best = env; rate = Number(r); }
+  if (prec === label && Number(r) > rate) { best = env; rate = Number(r); }
 }
-console.log(best);' "$scratch/switches.tsv" "$out/$base" "$label")
+console.log(best);' "$scratch/opt-in.tsv" "$out/$base" "$label")
     [ -n "$best" ] || { echo "accuracy with the fastest opt-in switches, $label: none beat the default" | tee -a "$out/summary.txt"; continue; }
     step "accuracy with the fastest opt-in switches, $label: $best"
     # shellcheck disable=SC2086  # best splits into its assignments
@@ -279,6 +280,7 @@ switch_runs() {
 # forward (NCF_CUDA_HIDDEN_FORWARD=1) and one backward (NCF_CUDA_HIDDEN_BACKWARD=1): under --amp
 # each alone, both, and both with the graphs; in TF32 both.
 opt_in_runs() {
+  local opt_in=1  # (read by switched)
   for flag in --amp ""; do switched NCF_CUDA_GRAPH=1 $flag; done
   local both="NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
   for s in NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done

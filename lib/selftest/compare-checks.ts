@@ -11,8 +11,6 @@ import { Rng, exactlyEqual, relError } from '../util/random';
 import { paramCount, paramLayout } from '../model/checkpoint';
 import { hiddenLayerChecks } from './hidden-checks';
 
-export type { GemmPrecision } from './check';
-
 export function compareOps(dev: NativeOpRunner, cpu: NativeOpRunner, precision: GemmPrecision): Check[] {
   const fp16 = precision === 'fp16';
   const tol = TOLERANCE[precision];

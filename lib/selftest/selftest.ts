@@ -5,8 +5,8 @@
  */
 import { BackendError } from '../errors';
 import { addon } from '../native';
-import type { Check } from './check';
-import { type GemmPrecision, compareOps } from './compare-checks';
+import type { Check, GemmPrecision } from './check';
+import { compareOps } from './compare-checks';
 import { cpuOpChecks } from './cpu-checks';
 import { compareTrainingChecks, cpuTrainingChecks } from './training-checks';
 
