@@ -226,11 +226,14 @@ export interface NativeOpRunner {
    * `layers` (hidden layers 1 .. L - 1) and `below` (layers 0 .. L - 2, as linearBackward's below):
    * dz[l] for every layer (the last as given) and each layer below's bias gradient. fused: false, or
    * a backend without the fused op (the CPU), runs the chain of linear_backward calls it replaces.
+   * With users (one per row, ascending, below nUsers): dz[0]'s per-user sums [nUsers x width], taken
+   * by the op where it did (userSumsFused), else by pairRowSums after it.
    */
   hiddenBackward(a: {
     dz: Float32Array; layers: { w: Float32Array; b: Float32Array; in: number; out: number }[];
     below: (DropoutArgs & { y: Float32Array; mask?: Uint8Array })[]; fp16?: boolean; fused?: boolean;
-  }): { dz: Float32Array[]; gradB: Float32Array[]; fused: boolean };
+    users?: Uint32Array; nUsers?: number;
+  }): { dz: Float32Array[]; gradB: Float32Array[]; fused: boolean; userSums?: Float32Array; userSumsFused?: boolean };
   /** The live-unit mask linear_forward writes: rows of ld / 8 bytes, ld = out rounded up to 128. */
   liveUnits(a: LinearArgs & { x: Float32Array }): Uint8Array;
   headForward(a: HeadArgs): Float32Array;

@@ -16,7 +16,7 @@
 # the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default; --amp, the hidden
 # layers after the first in one kernel forward, NCF_CUDA_HIDDEN_FORWARD=1, and one backward,
 # NCF_CUDA_HIDDEN_BACKWARD=1, both off by default, --amp each alone, together, and with the graphs,
-# and TF32 together;
+# and TF32 together, and without the backward kernel's per-user sums, NCF_CUDA_HIDDEN_SUMS=0;
 # after them a table of each switch run's samples/s against its default's),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
@@ -277,14 +277,16 @@ switch_runs() {
 }
 # The switches that are off by default until a GPU run measures them, switched on: each step as a
 # CUDA Graph (NCF_CUDA_GRAPH=1), --amp and TF32; the hidden layers after the first in one kernel
-# forward (NCF_CUDA_HIDDEN_FORWARD=1) and one backward (NCF_CUDA_HIDDEN_BACKWARD=1): under --amp
-# each alone, both, and both with the graphs; in TF32 both.
+# forward (NCF_CUDA_HIDDEN_FORWARD=1) and one backward (NCF_CUDA_HIDDEN_BACKWARD=1, which also takes
+# the first layer's per-user sums): under --amp each alone, both, and both with the graphs; in TF32
+# both, and both with the per-user sums left to pair_row_sums (NCF_CUDA_HIDDEN_SUMS=0).
 opt_in_runs() {
   local opt_in=1  # (read by switched)
   for flag in --amp ""; do switched NCF_CUDA_GRAPH=1 $flag; done
   local both="NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
   for s in NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done
   switched "$both"
+  switched "$both NCF_CUDA_HIDDEN_SUMS=0"
   op_times --amp "$both" "hidden kernels"
 }
 

@@ -127,6 +127,12 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const ampHiddenRows = run('cuda', 'amp-hidden-rows', ['--amp', '--xla'], { ...hiddenForward, ...hiddenBackward, ...rows, NCF_CUDA_MAX_BLOCKS: '3' });
   // And both in TF32 (TF32 Tensor Cores in the kernels; forward, the first layer's weights alone fit).
   const tf32Hidden = run('cuda', 'tf32-hidden', [], { ...hiddenForward, ...hiddenBackward });
+  // And hidden_backward taking the first layer's per-user sums (by parts, in user order: it does
+  // by default) on at most 2 blocks, each walking its ~8 tiles of 128 rows with users' runs open
+  // across them and reaching its range's edges, as steps captured as graphs; and with
+  // NCF_CUDA_HIDDEN_SUMS=0, pair_row_sums taking them.
+  const ampSumsCapped = run('cuda', 'amp-hidden-sums-capped', ['--amp', '--xla'], { ...hiddenBackward, NCF_CUDA_MAX_BLOCKS: '2' });
+  const ampNoSums = run('cuda', 'amp-hidden-no-sums', ['--amp'], { ...hiddenBackward, NCF_CUDA_HIDDEN_SUMS: '0' });
   // And with the first capture, or the first instantiation, failing (the emulator's injected
   // faults): the steps go on op by op, the failed one included.
   const faults = ['capture', 'instantiate'].map((f) => run('cuda', `amp-graph-${f}-fault`, ['--amp', '--xla'], { NCF_EMU_GRAPH_FAULT: f }));
@@ -170,7 +176,9 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.match(r.stderr, /ncf cuda graph: 0 steps launched as graphs, 58 uncaptured; 0 instantiations, 0 updates/);
   }
   t.notMatch(ampChain.summary.info.kernels, /Graphs/);
-  for (const r of [ampBackward, ampHiddenRows, tf32Hidden]) t.match(r.stderr, /ncf cuda hidden_backward: 58 runs of the fused kernel/, 'every step took its hidden layers back in one kernel');
+  for (const r of [ampBackward, ampHiddenRows, tf32Hidden, ampSumsCapped, ampNoSums]) t.match(r.stderr, /ncf cuda hidden_backward: 58 runs of the fused kernel/, 'every step took its hidden layers back in one kernel');
+  for (const r of [ampBackward, tf32Hidden, ampSumsCapped]) t.match(r.stderr, /hidden_backward: .*, 58 with the per-user sums/, 'and, by parts, the per-user sums');
+  for (const r of [ampHiddenRows, ampNoSums]) t.match(r.stderr, /hidden_backward: .*, 0 with the per-user sums/, 'but not per row or switched off');
   // 58 training steps, and the evaluation's batches after each epoch.
   for (const r of [ampForward, ampHiddenRows, tf32Hidden]) t.match(r.stderr, /ncf cuda hidden_forward: (5[89]|[6-9]\d) runs of the fused kernel/, 'every step and evaluation took its hidden layers forward in one kernel');
   t.notMatch(ampBackward.stderr, /hidden_forward/, 'each switch alone');
@@ -183,6 +191,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     const sw = ampSwitched.summary.epochs[i], am = ampMask.summary.epochs[i], tm = tf32Mask.summary.epochs[i];
     const tr = tf32Rows.summary.epochs[i], hf = ampForward.summary.epochs[i], hb = ampBackward.summary.epochs[i];
     const hr = ampHiddenRows.summary.epochs[i], th = tf32Hidden.summary.epochs[i], cb = ampCapped.summary.epochs[i];
+    const sc = ampSumsCapped.summary.epochs[i], ns = ampNoSums.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
@@ -198,6 +207,8 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(Math.abs(hf.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_forward ${hf.loss} vs the chain ${c.loss}`);
     t.ok(Math.abs(hf.hr - c.hr) <= 0.01, `epoch ${i + 1} HR@10 amp, hidden_forward ${hf.hr} vs the chain ${c.hr}`);
     t.ok(Math.abs(hb.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_backward ${hb.loss} vs the chain ${c.loss}`);
+    t.ok(Math.abs(sc.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_backward with its sums on 2 blocks ${sc.loss} vs the chain ${c.loss}`);
+    t.ok(Math.abs(ns.loss - hb.loss) < 1e-4 * hb.loss, `epoch ${i + 1} loss amp, hidden_backward, sums by pair_row_sums ${ns.loss} vs in the kernel ${hb.loss}`);
     t.ok(Math.abs(hr.loss - w.loss) < 1e-3 * w.loss, `epoch ${i + 1} loss amp per row, both kernels in 3 blocks ${hr.loss} vs the chain ${w.loss}`);
     t.ok(Math.abs(th.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32, both kernels ${th.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(th.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 tf32, both kernels ${th.hr} vs cpu ${e.hr}`);

@@ -11,6 +11,10 @@
  * blocks take one tile each; on a runner with maxBlocks 2 (the self-test's second round) the two
  * blocks share 3 to 10 tiles at ml-20m's layers and 4 at the narrower ones (the last partial), each
  * looping over several as at full size.
+ *
+ * The backward op also takes the per-user sums of its lowest gradient (pair_row_sums' user side)
+ * for a batch in user order: here users in runs of 1 to 40 rows and one of 150, longer than a tile
+ * (it spans tiles, and with 2 blocks the edge of a block's range), with some users left out (zeros).
  */
 import type { NativeOpRunner } from '../native';
 import { type Check, type GemmPrecision, TOLERANCE, check, property } from './check';
@@ -18,6 +22,26 @@ import { liveBits } from './cpu-checks';
 import { type Rng, exactlyEqual, relError } from '../util/random';
 
 const SHAPES: readonly (readonly [readonly number[], number])[] = [[[256, 128, 64], 300], [[64, 48, 32, 16], 397], [[32, 16], 33]];
+
+/** Ascending users of `rows` rows, as described above, and how many users there are. */
+function usersInRuns(rows: number, rng: Rng): { users: Uint32Array; nUsers: number } {
+  const users = new Uint32Array(rows);
+  let user = 0, longRun = false;
+  for (let r = 0; r < rows; ) {
+    let run = 1 + rng.below(rng.below(2) ? 4 : 40);
+    if (!longRun && r >= rows / 4) [run, longRun] = [150, true];
+    users.fill(user, r, Math.min(rows, r + run));
+    r += run;
+    user += rng.below(3) === 0 ? 2 : 1;
+  }
+  return { users, nUsers: user + 2 };
+}
+
+/** Whether the CUDA backend's hidden_backward takes the per-user sums, by the switches it reads. */
+function hiddenSumsExpected(backwardExpected: boolean): boolean {
+  const off = (name: string) => process.env[name] === '0';
+  return backwardExpected && !['NCF_CUDA_HIDDEN_SUMS', 'NCF_CUDA_SUMS_BY_USER', 'NCF_CUDA_ITEM_SORT', 'NCF_CUDA_GROUPED'].some(off);
+}
 
 export function hiddenLayerChecks(dev: NativeOpRunner, cpu: NativeOpRunner, precision: GemmPrecision, rng: Rng): Check[] {
   const fp16 = precision === 'fp16';
@@ -48,11 +72,16 @@ export function hiddenLayerChecks(dev: NativeOpRunner, cpu: NativeOpRunner, prec
       return { y, dropout: 0.5, seed: 9, layer, mask: liveBits(y, rows, cols) };
     });
     const dz = asStored(rng.f32(rows * widths[L - 1]));
-    const hd = dev.hiddenBackward({ dz, layers, below, fp16 }), hc = cpu.hiddenBackward({ dz, layers, below });
+    const { users, nUsers } = usersInRuns(rows, rng);
+    const hd = dev.hiddenBackward({ dz, layers, below, fp16, users, nUsers }), hc = cpu.hiddenBackward({ dz, layers, below, users, nUsers });
     err = 0;
     for (let l = 0; l < L - 1; ++l) err = Math.max(err, relError(hd.dz[l], hc.dz[l]), relError(hd.gradB[l], hc.gradB[l]));
     checks.push(check(`hidden_backward ${shape} (${hd.fused ? 'fused kernel' : 'op chain'})`, precision, err, tol));
     checks.push(property(`hidden_backward ${shape} ran ${backwardExpected ? 'fused' : 'as the op chain'}`, hd.fused === backwardExpected));
+    const sumsHow = hd.userSumsFused ? 'in the kernel' : 'by pair_row_sums';
+    checks.push(check(`hidden_backward ${shape}: per-user sums (${sumsHow})`, precision, relError(hd.userSums!, hc.userSums!), tol));
+    const sumsExpected = hiddenSumsExpected(backwardExpected);
+    checks.push(property(`hidden_backward ${shape}: per-user sums ${sumsExpected ? 'in the kernel' : 'by pair_row_sums'}`, hd.userSumsFused === sumsExpected));
   }
   return checks;
 }

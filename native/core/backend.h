@@ -85,6 +85,20 @@ struct LayerBelow {
   float* grad_b = nullptr;
 };
 
+// A batch's users in ascending order (sample_batch's grouping) and the per-user sums of the first
+// layer's output gradient that pair_row_sums would take ([n_users x width]: fp32, or fp16 on
+// CUDA), for hidden_backward to take as it writes that gradient.
+struct UserRowSums {
+  const uint32_t* users = nullptr;
+  Mat sums;
+};
+
+// What hidden_backward did: whether it ran (fused), and whether it also wrote the per-user sums.
+struct HiddenBackwardRun {
+  bool fused = false;
+  bool user_sums = false;
+};
+
 // The output unit: logit = w . [gmf ; mlp] + b.
 struct HeadParams {
   const float* w = nullptr;  // [factors + mlp_width]
@@ -288,7 +302,8 @@ class Backend {
   // gradient at that layer's output, and the rows summed are what relu_dropout_backward(dz,
   // layer) makes of it; layer->grad_b gets their column sums. dz may be left either way: the CPU
   // masks it in place, the CUDA backend (users ascending, a mask, 16-byte rows) as it reads it,
-  // which saves the pass that writes the masked gradient and its two reads.
+  // which saves the pass that writes the masked gradient and its two reads. An empty user_sums
+  // (null data: hidden_backward took them) leaves the per-user side out.
   virtual void pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* users, bool users_ascending,
                              const uint32_t* items, Mat user_sums, Mat item_sums) = 0;
   // grad_w = dz^T x, [dz.cols x x.cols] with ld_grad floats per row: a layer's weight gradient
@@ -307,12 +322,14 @@ class Backend {
   // without their weight gradients: for each l, dz[l - 1] = dz[l] W_l (layers[l]) taken through
   // below[l - 1] as relu_dropout_backward does, with below[l - 1].grad_b its column sums. dz[L - 1]
   // is given; dz[l], l < L - 1, are written (what linear_weight_grad reads after). layers has L
-  // entries (layers[0] unused), below L - 1. Returns false, doing nothing, where the backend has
-  // no fused form for these shapes (the CPU: never; CUDA: NCF_CUDA_HIDDEN_BACKWARD=1, fp16 or TF32,
-  // with masks).
-  virtual bool hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
-                               const std::vector<LayerBelow>& below) {
-    return false;
+  // entries (layers[0] unused), below L - 1. Returns fused false, doing nothing, where the backend
+  // has no fused form for these shapes (the CPU: never; CUDA: NCF_CUDA_HIDDEN_BACKWARD=1, fp16 or
+  // TF32, with masks). With user_sums (users ascending, sums of dz[0]'s width and type), it may also
+  // write user_sums->sums as pair_row_sums would from dz[0] (user_sums true), so that pair_row_sums
+  // takes the per-item side alone.
+  virtual HiddenBackwardRun hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
+                                            const std::vector<LayerBelow>& below, const UserRowSums* user_sums) {
+    return {};
   }
   // The fused form of a training step's data path for n rows: embed_forward, linear_forward with
   // dropout for each layer, head_forward_backward, then from the last layer to the first

@@ -226,7 +226,12 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
     params.push_back(layer(l));
     if (l < L - 1) belows.push_back(as_below(l));
   }
-  const bool inputs_fused = L > 1 && be_->hidden_backward(dz, params, belows);
+  // By parts, with the batch in user order, the backend may take the per-user sums of the first
+  // layer's gradient as it writes it (then pair_row_sums takes the items' alone).
+  const UserRowSums user_side{users, by_parts ? a.user_sums() : Mat{}};
+  const HiddenBackwardRun hidden =
+      L > 1 ? be_->hidden_backward(dz, params, belows, by_parts && a.users_ascending ? &user_side : nullptr) : HiddenBackwardRun{};
+  const bool inputs_fused = hidden.fused;
   for (int l = L - 1; l >= (by_parts ? 1 : 0); --l) {
     if (inputs_fused && l >= 1) {
       be_->linear_weight_grad(a.d_act(l).head(n), input(l), grads + layout_.weight[size_t(l)], cfg_.layers[size_t(l)]);
@@ -244,18 +249,19 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   if (by_parts) {
     // (With one hidden layer the output unit has taken the gradient through it already.)
     const LayerBelow first = as_below(0);
-    first_layer_backward_by_parts(a, n, L > 1 && !inputs_fused ? &first : nullptr, grads);
+    first_layer_backward_by_parts(a, n, L > 1 && !inputs_fused ? &first : nullptr, hidden.user_sums, grads);
   } else {
     be_->embed_backward(users, items, a.d_mlp_in().head(n), embed_grads(grads));
   }
   return false;
 }
 
-void Network::first_layer_backward_by_parts(Activations& a, int n, const LayerBelow* first_layer, float* grads) const {
+void Network::first_layer_backward_by_parts(Activations& a, int n, const LayerBelow* first_layer, bool user_sums_taken,
+                                            float* grads) const {
   const int h = cfg_.mlp_embed_dim(), in = cfg_.layers[0];
   const Mat user_sums = a.user_sums(), item_sums = a.item_sums();
-  be_->pair_row_sums(a.d_act(0).head(n), first_layer, a.users.get(), a.users_ascending, a.items.get(), user_sums,
-                     item_sums);
+  be_->pair_row_sums(a.d_act(0).head(n), first_layer, a.users.get(), a.users_ascending, a.items.get(),
+                     user_sums_taken ? Mat{} : user_sums, item_sums);
   // grad W1 = dz^T [u ; v] = [D^T mlp_user, E^T mlp_item]: two column blocks of the gradient. The
   // user side's GEMMs take the tables and weights in D's type (fp16 copies under --amp).
   const EmbedTables t = tables();

@@ -166,8 +166,10 @@ class Network {
   // The first layer's backward by parts from the gradient at its output a.d_act(0) (Parts above),
   // taken through its ReLU and dropout (first_layer) by pair_row_sums, unless null (then
   // d_act(0) is past them already: one hidden layer, whose dropout is the output unit's, or
-  // the backend's hidden_backward took it through).
-  void first_layer_backward_by_parts(Activations& a, int n, const LayerBelow* first_layer, float* grads) const;
+  // the backend's hidden_backward took it through); user_sums_taken: hidden_backward also wrote
+  // the per-user sums.
+  void first_layer_backward_by_parts(Activations& a, int n, const LayerBelow* first_layer, bool user_sums_taken,
+                                     float* grads) const;
   TrainPass train_pass_args(Activations& a, int n, const std::vector<Dropout>& dropout, float grad_scale,
                             const LossScaler* scaler, float* grads, double* loss_sum, bool allocate) const;
 };

@@ -81,27 +81,27 @@ void CpuBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* 
                                Mat user_sums, Mat item_sums) {
   require_f32(dz, "dz");
   if (layer) relu_dropout_backward(dz, layer->y, layer->mask, layer->dropout, layer->grad_b);
-  require_f32(user_sums, "user_sums");
+  const bool user_side = user_sums.data != nullptr;  // empty: taken already (hidden_backward)
+  if (user_side) require_f32(user_sums, "user_sums");
   require_f32(item_sums, "item_sums");
-  if (user_sums.cols != dz.cols || item_sums.cols != dz.cols)
+  if ((user_side && user_sums.cols != dz.cols) || item_sums.cols != dz.cols)
     fail(ErrorCode::InvalidArgument, "pair_row_sums: sums of dz's width");
   const int64_t n = dz.rows, c = dz.cols;
   const float* g = dz.f32();
-  float* su = user_sums.f32();
+  float* su = user_side ? user_sums.f32() : nullptr;
   float* si = item_sums.f32();
-  std::fill(su, su + user_sums.rows * c, 0.0f);
+  if (user_side) std::fill(su, su + user_sums.rows * c, 0.0f);
   std::fill(si, si + item_sums.rows * c, 0.0f);
   pool_.parallel_for(
       c,
       [&](int64_t c0, int64_t c1, int) {
         for (int64_t r = 0; r < n; ++r) {
           const float* __restrict src = g + r * c;
-          float* __restrict du = su + int64_t(users[r]) * c;
           float* __restrict di = si + int64_t(items[r]) * c;
-          for (int64_t j = c0; j < c1; ++j) {
-            du[j] += src[j];
-            di[j] += src[j];
-          }
+          for (int64_t j = c0; j < c1; ++j) di[j] += src[j];
+          if (!su) continue;
+          float* __restrict du = su + int64_t(users[r]) * c;
+          for (int64_t j = c0; j < c1; ++j) du[j] += src[j];
         }
       },
       16);

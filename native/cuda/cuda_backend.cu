@@ -75,6 +75,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
   hidden_forward_ = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
   hidden_backward_ = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
+  hidden_sums_ = !env_is("NCF_CUDA_HIDDEN_SUMS", "0");
   max_blocks_ = env_count("NCF_CUDA_MAX_BLOCKS");
 }
 
@@ -100,8 +101,10 @@ CudaBackend::~CudaBackend() {
   if (hidden_forward_runs_ > 0)
     std::fprintf(stderr, "ncf cuda hidden_forward: %lld runs of the fused kernel\n", static_cast<long long>(hidden_forward_runs_));
   if (hidden_backward_runs_ > 0)
-    std::fprintf(stderr, "ncf cuda hidden_backward: %lld runs of the fused kernel\n", static_cast<long long>(hidden_backward_runs_));
+    std::fprintf(stderr, "ncf cuda hidden_backward: %lld runs of the fused kernel, %lld with the per-user sums\n",
+                 static_cast<long long>(hidden_backward_runs_), static_cast<long long>(hidden_sums_runs_));
   bgrad_half_.reset();
+  edge_scratch_.reset();
   sample_scratch_.reset();
   sums_scratch_.reset();
   keep_bits_.reset();

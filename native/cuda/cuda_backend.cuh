@@ -60,8 +60,8 @@ class CudaBackend final : public Backend {
   void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) override;
   int hidden_forward(const std::vector<Mat>& act, const std::vector<LinearParams>& layers,
                      const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks) override;
-  bool hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
-                       const std::vector<LayerBelow>& below) override;
+  HiddenBackwardRun hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
+                                    const std::vector<LayerBelow>& below, const UserRowSums* user_sums) override;
   bool train_pass(const TrainPass& p, int n) override;
   void head_forward(const EmbedTables& t, const uint32_t* users, const uint32_t* items, Mat mlp, const HeadParams& p,
                     float* logits) override;
@@ -113,6 +113,11 @@ class CudaBackend final : public Backend {
   bool hidden_forward_ = false, hidden_backward_ = false;
   bool hidden_forward_opted_in_[2] = {false, false}, hidden_backward_opted_in_[2] = {false, false};  // [fp16, fp32]
   int64_t hidden_forward_runs_ = 0, hidden_backward_runs_ = 0;
+  // hidden_backward also takes dz[0]'s per-user sums (when it runs, for batches in user order);
+  // NCF_CUDA_HIDDEN_SUMS=0: pair_row_sums does. How many runs took them; the blocks' edge slots.
+  bool hidden_sums_ = true;
+  int64_t hidden_sums_runs_ = 0;
+  BackendArray<unsigned char> edge_scratch_;
   // The most blocks of every grid-stride or persistent kernel (set_max_blocks, or
   // NCF_CUDA_MAX_BLOCKS; 0: no cap); capped(b) applies it to b blocks, grid(n) to blocks_for's
   // count for n items, and persistent_blocks() to one block per multiprocessor.

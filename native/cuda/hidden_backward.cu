@@ -17,7 +17,21 @@
 // gradient written once; the chain also wrote every unmasked dx, read it back and wrote it
 // masked, and read it again for the next GEMM (about 0.74 KB a row less at ml-20m's layers
 // 256-128-64 in fp16, 1.5 KB in fp32). The bias sums reach device memory once per block (atomics).
-// Shared memory at that shape: 191 KB with 128-row tiles in fp16; 211 KB with 32-row tiles in fp32.
+//
+// The per-user sums of dz[0] (pair_row_sums' user side, for a batch in ascending user order), as
+// the last product's epilogue holds dz[0]: saves pair_row_sums' read of it (0.5 KB a row in fp16,
+// 1 KB in fp32 at ml-20m's shape). A block takes consecutive tiles (TileRange), so it meets its
+// rows in order:
+//   - per 16 x 16 block, a segmented sum down the rows by user (4 shuffle steps); a run that
+//     starts and ends inside the block is a user's whole range, stored at once; the block's first
+//     and last runs go to the tile's partials in shared memory;
+//   - after the tile, one thread per column adds the partials in row order into the block's open
+//     run, storing each run as it ends; the block's first run (which may have begun in the block
+//     before) and its last go to two edge slots in device memory, and edge_user_sums stores those
+//     users' sums after the kernel, adding each user's slots in row order.
+// Every sum is taken in one fixed order (the same on every run), as the values are stored in dz[0].
+// Shared memory at that shape (of an H100's 227 KiB): 196.5 KiB with 128-row tiles in fp16, 214.5
+// KiB with the sums; 213.5 KiB with 32-row tiles in fp32, 218.75 KiB with the sums.
 #include <algorithm>
 
 #include "cuda_backend.cuh"
@@ -49,7 +63,20 @@ struct BackwardArgs {
   int stage_mask_off[kMaxFusedLayers];      // within a staging buffer
   int buf_off[2];
   int scratch_off;
+  // The per-user sums of dz[0] (users null: none): the batch's users (ascending), the sums
+  // [n_users x width[0]] in the activations' type (zeroed by the caller), and each block's edge
+  // slots: 2b its range's first run, 2b + 1 its last (width[0] floats each, user kNoUser: none).
+  const uint32_t* users;
+  void* user_sums;
+  float* edge_sums;
+  uint32_t* edge_users;
+  int stage_users_off;  // within a staging buffer: the tile's users (R words; past n: kNoUser)
+  int part_off;         // the tile's run partials, [R / 16][first, last][width[0]] floats
+  int carry_off;        // the block's open run, width[0] floats
 };
+
+// The user of a row past the batch's end (and of an empty edge slot).
+constexpr uint32_t kNoUser = 0xffffffffu;
 
 // The copies of tile t's inputs into staging buffer `stage`: the last layer's gradient rows and
 // every mask's (rows past n: zeros).
@@ -64,6 +91,107 @@ __device__ void stage_tile(const BackwardArgs& a, char* shared, int64_t t, int s
     const int chunks = a.mask_bytes[l] / 16;
     uint4* m = reinterpret_cast<uint4*>(base + a.stage_mask_off[l]);
     stage_rows(m, reinterpret_cast<const uint4*>(a.mask[l]), a.n, chunks, r0, R);
+  }
+  if (a.users) {  // plain loads: R words
+    uint32_t* u = reinterpret_cast<uint32_t*>(base + a.stage_users_off);
+    for (int i = int(threadIdx.x); i < R; i += int(blockDim.x)) u[i] = r0 + i < a.n ? a.users[r0 + i] : kNoUser;
+  }
+}
+
+// The per-user sums of one 16 x 16 block of dz[0] (its rows tr .. tr + 15 of the tile, users[] the
+// tile's users; the calling lane's row tr + lane / 2 and columns c .. c + 7, v as stored): a
+// segmented inclusive sum down the block's rows by user (rows ascend by user, so a user's rows are
+// one run), then the lane at each run's last row stores it: a run that starts and ends inside the
+// block is the user's whole range, stored in T; the block's first run and its last (the one at its
+// last row, or at the batch's end) go to the tile's partials (parts: [2 (tr / 16) + {0, 1}][width]).
+template <typename T>
+__device__ __forceinline__ void block_user_runs(const uint32_t* users, float* parts, int width, T* user_sums, int tr,
+                                                int c, int lane, float* v) {
+  const int br = lane / 2;  // the lane's row in the block; lanes of one parity hold one column group
+  const uint32_t u = users[tr + br];
+#pragma unroll
+  for (int d = 1; d < 16; d *= 2) {
+    const uint32_t up = __shfl_up_sync(0xffffffffu, u, 2 * d);
+    float t[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) t[j] = __shfl_up_sync(0xffffffffu, v[j], 2 * d);
+    if (br >= d && up == u)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] += t[j];
+  }
+  const uint32_t next = __shfl_down_sync(0xffffffffu, u, 2), first = __shfl_sync(0xffffffffu, u, lane % 2);
+  if (u == kNoUser || (br < 15 && next == u)) return;  // not a run's last row
+  if (br == 15 || next == kNoUser) store8(parts + (2 * (tr / 16) + 1) * width + c, v);
+  else if (u == first) store8(parts + 2 * (tr / 16) * width + c, v);
+  else store8(user_sums + int64_t(u) * width + c, v);
+}
+
+// A block's open run of dz[0]'s per-user sums across its tiles: its user (kNoUser: none yet), its
+// columns' sums in shared memory (carry), and whether the block's first run has gone to its edge slot.
+struct OpenRun {
+  uint32_t user = kNoUser;
+  uint32_t head_user = kNoUser;
+  bool head_done = false;
+};
+
+// After tile r0's dz[0]: its 16-row blocks' first and last runs (partials) in row order into the
+// open run, each run that ends stored (the block's first to its head edge slot); the calling
+// thread's columns j = threadIdx.x, + blockDim.x, ... Every thread takes the same decisions.
+template <typename T>
+__device__ void add_tile_runs(const BackwardArgs& a, const uint32_t* users, const float* parts, float* carry, OpenRun& open,
+                              int64_t r0) {
+  const int W = a.width[0];
+  auto close = [&]() {
+    if (open.user == kNoUser) return;
+    float* const head = a.edge_sums + int64_t(2 * blockIdx.x) * W;
+    T* const sums = static_cast<T*>(a.user_sums) + int64_t(open.user) * W;
+    for (int j = int(threadIdx.x); j < W; j += int(blockDim.x)) {
+      if (open.head_done) sums[j] = Tc<T>::from_float(carry[j]);
+      else head[j] = carry[j];
+    }
+    if (!open.head_done) open.head_user = open.user;
+    open.head_done = true;
+  };
+  auto take = [&](uint32_t u, const float* p) {
+    const bool same = u == open.user;
+    if (!same) close();
+    for (int j = int(threadIdx.x); j < W; j += int(blockDim.x)) carry[j] = same ? carry[j] + p[j] : p[j];
+    open.user = u;
+  };
+  for (int b = 0; b < a.rows / 16 && r0 + 16 * b < a.n; ++b) {
+    const int last_row = int(min(int64_t(16), a.n - r0 - 16 * b)) - 1;
+    const uint32_t uf = users[16 * b], ul = users[16 * b + last_row];
+    const float* first = parts + 2 * b * W;
+    if (uf == ul) {  // one run: its partial is the last
+      take(uf, first + W);
+    } else {
+      take(uf, first);
+      take(ul, first + W);
+    }
+  }
+}
+
+// The users whose runs reached a block's range edge (hidden_backward's edge slots, in row order;
+// a user's slots are consecutive): for each slot that opens a user's slots, the sum of them stored
+// as the user's. One thread per slot and column.
+template <typename T>
+__global__ void edge_user_sums(const float* edge_sums, const uint32_t* edge_users, int slots, int width, T* user_sums) {
+  const int64_t total = int64_t(slots) * width;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int s = int(i / width), j = int(i - int64_t(s) * width);
+    const uint32_t u = edge_users[s];
+    if (u == kNoUser) continue;
+    int p = s - 1;
+    while (p >= 0 && edge_users[p] == kNoUser) --p;
+    if (p >= 0 && edge_users[p] == u) continue;  // an earlier slot opens u's
+    float sum = 0.0f;
+    for (int q = s; q < slots; ++q) {
+      const uint32_t v = edge_users[q];
+      if (v == kNoUser) continue;
+      if (v != u) break;
+      sum += edge_sums[int64_t(q) * width + j];
+    }
+    user_sums[int64_t(u) * width + j] = Tc<T>::from_float(sum);
   }
 }
 
@@ -95,9 +223,13 @@ __device__ void BackwardTiles<T>::run(const BackwardArgs& a, char* shared) {
   stage_weights(shared, reinterpret_cast<const T* const*>(a.w), a.width, a.w_off, 1, L);
   for (int i = int(threadIdx.x); i < a.sums_bytes / 4; i += int(blockDim.x)) bias_sums[i] = 0.0f;
   float* const scratch = reinterpret_cast<float*>(shared + a.scratch_off) + warp * kTileRows * kAccLd;
+  float* const parts = reinterpret_cast<float*>(shared + a.part_off);
+  float* const carry = reinterpret_cast<float*>(shared + a.carry_off);
+  OpenRun open;
   auto stage = [&](int64_t t, int s) { stage_tile<T>(a, shared, t, s); };
   for_each_tile(a.n, R, stage, [&](int64_t t, int s) {
     const char* st = shared + a.stage_off[s];
+    const uint32_t* const users = reinterpret_cast<const uint32_t*>(st + a.stage_users_off);
     const int64_t r0 = t * R;
     for (int l = L - 1; l >= 1; --l) {
       const int k = a.width[l], out = a.width[l - 1];
@@ -124,12 +256,28 @@ __device__ void BackwardTiles<T>::run(const BackwardArgs& a, char* shared) {
         // The column's sum over the block's rows (column_sum16's column for this lane).
         const float sum = column_sum16(v, lane);
         if (lane < 16) atomicAdd(&col_sums[c + 4 * ((lane >> 1) & 1) + 2 * ((lane >> 2) & 1) + ((lane >> 3) & 1)], sum);
+        if (l == 1 && a.users) {  // dz[0]'s per-user sums, of the values as stored
+#pragma unroll
+          for (int j = 0; j < 8; ++j) v[j] = stored<T>(v[j]);
+          block_user_runs(users, parts, out, static_cast<T*>(a.user_sums), tr, c, lane, v);
+        }
       };
       block_mma<T, false>(x, tile_ld<T>(k), R, k, w, tile_ld<T>(out), out, scratch, epilogue);
-      __syncthreads();  // dz[l - 1]'s shared tile is complete before the next layer reads it
+      __syncthreads();  // dz[l - 1]'s shared tile (and dz[0]'s partials) complete before they are read
     }
+    // (The next tile's partials are written after the barrier at its start.)
+    if (a.users) add_tile_runs<T>(a, users, parts, carry, open, r0);
   });
   __syncthreads();
+  if (a.users) {  // the open run to the tail edge slot; both slots' users
+    const int W = a.width[0];
+    float* const tail = a.edge_sums + int64_t(2 * blockIdx.x + 1) * W;
+    for (int j = int(threadIdx.x); j < W; j += int(blockDim.x)) tail[j] = open.user == kNoUser ? 0.0f : carry[j];
+    if (threadIdx.x == 0) {
+      a.edge_users[2 * blockIdx.x] = open.head_user;
+      a.edge_users[2 * blockIdx.x + 1] = open.user;
+    }
+  }
   for (int l = 0; l < L - 1; ++l)
     for (int j = int(threadIdx.x); j < a.width[l]; j += int(blockDim.x))
       atomicAdd(&a.grad_b[l][j], bias_sums[a.sum_off[l] + j]);
@@ -137,36 +285,43 @@ __device__ void BackwardTiles<T>::run(const BackwardArgs& a, char* shared) {
 
 }  // namespace
 
-bool CudaBackend::hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
-                                  const std::vector<LayerBelow>& below) {
+HiddenBackwardRun CudaBackend::hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
+                                               const std::vector<LayerBelow>& below, const UserRowSums* user_sums) {
   const int L = int(dz.size());
   if (!hidden_backward_ || L < 2 || L > kMaxFusedLayers || layers.size() != size_t(L) || below.size() != size_t(L - 1))
-    return false;
+    return {};
   // fp16 activations, or fp32 ones with TF32 GEMMs (the same rounding as the chain's).
   const DType type = dz[0].dtype;
   const bool half = type == DType::F16;
-  if (!tensor_cores_allowed(half)) return false;
+  if (!tensor_cores_allowed(half)) return {};
   const int64_t n = dz[0].rows;
   const int elem = half ? 2 : 4;
   auto ld = [&](int cols) { return half ? tile_ld<__half>(cols) : tile_ld<float>(cols); };
   BackwardArgs a{};
   a.n = n;
   a.layers = L;
-  if (!tile_matrices(dz, type, n, a.width, a.dz)) return false;
+  if (!tile_matrices(dz, type, n, a.width, a.dz)) return {};
   for (int l = 1; l < L; ++l) {
     const LinearParams& p = layers[size_t(l)];
     a.w[l] = half ? p.w_half : static_cast<const void*>(p.w);
-    if (!a.w[l] || !aligned_to(a.w[l], 16) || p.out != a.width[l] || p.in != a.width[l - 1]) return false;
+    if (!a.w[l] || !aligned_to(a.w[l], 16) || p.out != a.width[l] || p.in != a.width[l - 1]) return {};
   }
   for (int l = 0; l < L - 1; ++l) {
     const LayerBelow& b = below[size_t(l)];
-    if (b.mask.empty() || b.mask.ld % 128 != 0 || !aligned_to(b.mask.bits, 16) || !b.grad_b) return false;
+    if (b.mask.empty() || b.mask.ld % 128 != 0 || !aligned_to(b.mask.bits, 16) || !b.grad_b) return {};
     a.mask[l] = b.mask.bits;
     a.mask_bytes[l] = int(b.mask.ld / 8);
     a.scale[l] = b.dropout.active ? b.dropout.scale : 1.0f;
     a.grad_b[l] = b.grad_b;
   }
-  // The shared memory a tile of R rows takes; the largest R (128, else 64, else 32) that fits.
+  // dz[0]'s per-user sums here where pair_row_sums would take them by user and by the item sort
+  // (NCF_CUDA_HIDDEN_SUMS=0: there).
+  const bool sums_wanted = user_sums && user_sums->users && hidden_sums_ && group_batches_ && sums_by_user_ && item_sort_ &&
+                           user_sums->sums.dtype == type && user_sums->sums.cols == a.width[0] &&
+                           aligned_to(user_sums->sums.data, 16);
+  bool sums = false;
+  // The shared memory a tile of R rows takes; the largest R (128, else 64, else 32) that fits, with
+  // the sums' staging and partials if they are wanted and fit at some R, else without.
   auto layout = [&](int R) {
     SharedLayout at;
     int sum_floats = 0;
@@ -182,31 +337,65 @@ bool CudaBackend::hidden_backward(const std::vector<Mat>& dz, const std::vector<
       a.stage_mask_off[l] = stage_bytes;
       stage_bytes += round_up(R * tile_ld<uint4>(a.mask_bytes[l] / 16) * 16, 128);
     }
+    a.stage_users_off = stage_bytes;
+    if (sums) stage_bytes += round_up(R * 4, 128);
     a.stage_off[0] = at.take(stage_bytes);
     a.stage_off[1] = at.take(stage_bytes);
     int widest[2] = {0, 0};  // the tiles for dz[1] .. dz[L - 2], by parity
     for (int l = 1; l < L - 1; ++l) widest[l % 2] = std::max(widest[l % 2], a.width[l]);
     for (int p = 0; p < 2; ++p) a.buf_off[p] = at.take(R * ld(widest[p]) * elem);
     a.scratch_off = at.take(tile_warps(R) * kTileRows * kAccLd * 4);
+    a.part_off = sums ? at.take(R / 16 * 2 * a.width[0] * 4) : 0;
+    a.carry_off = sums ? at.take(a.width[0] * 4) : 0;
     return size_t(at.bytes);
   };
   size_t shared = 0;
-  for (int R : {128, 64, 32}) {
-    shared = layout(R);
-    a.rows = R;
-    if (shared <= shared_optin_) break;
+  for (const bool with_sums : {sums_wanted, false}) {
+    sums = with_sums;
+    for (int R : {128, 64, 32}) {
+      shared = layout(R);
+      a.rows = R;
+      if (shared <= shared_optin_) break;
+    }
+    if (shared <= shared_optin_ || !with_sums) break;
   }
-  if (shared > shared_optin_) return false;
+  if (shared > shared_optin_) return {};
 
   const OpSpan span(&op_times_, "hidden_backward", stream_);
   use_device(device_);
   for (int l = 0; l < L - 1; ++l) NCF_CUDA(cudaMemsetAsync(a.grad_b[l], 0, sizeof(float) * size_t(a.width[l]), stream_));
+  const int64_t tiles = (n + a.rows - 1) / a.rows;
+  const int blocks = int(std::min<int64_t>(tiles, persistent_blocks()));
+  if (sums) {
+    // Zeros for the users without rows; each block's two edge slots.
+    const Mat& us = user_sums->sums;
+    NCF_CUDA(cudaMemsetAsync(us.data, 0, us.bytes(), stream_));
+    const size_t slots = 2 * size_t(std::max(blocks, 1));
+    const size_t bytes = slots * (sizeof(float) * size_t(a.width[0]) + sizeof(uint32_t));
+    if (edge_scratch_.size() < bytes) edge_scratch_ = BackendArray<unsigned char>(*this, bytes);
+    a.edge_sums = reinterpret_cast<float*>(edge_scratch_.get());
+    a.edge_users = reinterpret_cast<uint32_t*>(a.edge_sums + slots * size_t(a.width[0]));
+    a.users = user_sums->users;
+    a.user_sums = us.data;
+  }
   if (n > 0) {
-    const TileLaunch launch{(n + a.rows - 1) / a.rows, a.rows, shared, shared_optin_, persistent_blocks(), stream_};
-    if (!launch_tiles<BackwardTiles>("hidden_backward", half, a, launch, hidden_backward_opted_in_, hidden_backward_)) return false;
+    const TileLaunch launch{tiles, a.rows, shared, shared_optin_, persistent_blocks(), stream_};
+    if (!launch_tiles<BackwardTiles>("hidden_backward", half, a, launch, hidden_backward_opted_in_, hidden_backward_)) return {};
+    if (sums) {
+      const int slots = 2 * blocks, W = a.width[0];
+      const unsigned edge_blocks = grid(int64_t(slots) * W);
+      if (half)
+        edge_user_sums<__half><<<edge_blocks, kThreads, 0, stream_>>>(a.edge_sums, a.edge_users, slots, W,
+                                                                     static_cast<__half*>(a.user_sums));
+      else
+        edge_user_sums<float><<<edge_blocks, kThreads, 0, stream_>>>(a.edge_sums, a.edge_users, slots, W,
+                                                                    static_cast<float*>(a.user_sums));
+      NCF_LAUNCHED();
+    }
   }
   ++hidden_backward_runs_;
-  return true;
+  if (sums) ++hidden_sums_runs_;
+  return {true, sums};
 }
 
 }  // namespace ncf::cuda

@@ -69,20 +69,31 @@ __device__ __forceinline__ void stage_weights(char* shared, const T* const* w, c
     stage_rows(reinterpret_cast<T*>(shared + w_off[l]), w[l], width[l], width[l - 1], 0, width[l]);
 }
 
-// A persistent block's loop over tiles of R rows (tiles blockIdx.x, + gridDim.x, ... of n rows)
-// with two staging buffers: stage(t, s) issues tile t's copies into buffer s (copy16_async), and
-// body(t, s) works on tile t in buffer s while the next tile's copies arrive in the other. The
-// barrier at each tile's start makes its copies (and any the block issued before the loop) visible,
-// and orders the last tile's reads of the other buffer before its refill.
+// The tiles [first, end) of n rows in tiles of R that persistent block b of `blocks` takes: a
+// contiguous share (sizes differing by at most one), so that a block walks its rows in order.
+struct TileRange {
+  int64_t first, end;
+  __host__ __device__ TileRange(int64_t n, int R, int64_t b, int64_t blocks) {
+    const int64_t tiles = (n + R - 1) / R;
+    first = tiles * b / blocks;
+    end = tiles * (b + 1) / blocks;
+  }
+};
+
+// A persistent block's loop over its tiles of R rows (TileRange: consecutive tiles) with two
+// staging buffers: stage(t, s) issues tile t's copies into buffer s (copy16_async), and body(t, s)
+// works on tile t in buffer s while the next tile's copies arrive in the other. The barrier at each
+// tile's start makes its copies (and any the block issued before the loop) visible, and orders the
+// last tile's reads of the other buffer before its refill.
 template <typename Stage, typename Body>
 __device__ void for_each_tile(int64_t n, int R, Stage stage, Body body) {
-  const int64_t tiles = (n + R - 1) / R;
+  const TileRange range(n, R, blockIdx.x, gridDim.x);
   int s = 0;
-  if (int64_t(blockIdx.x) < tiles) stage(int64_t(blockIdx.x), s);
-  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, s ^= 1) {
+  if (range.first < range.end) stage(range.first, s);
+  for (int64_t t = range.first; t < range.end; ++t, s ^= 1) {
     copies_wait();
     __syncthreads();
-    if (t + gridDim.x < tiles) stage(t + gridDim.x, s ^ 1);
+    if (t + 1 < range.end) stage(t + 1, s ^ 1);
     body(t, s);
   }
 }

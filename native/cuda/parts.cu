@@ -266,7 +266,8 @@ __global__ void pair_row_sums_by_item(const T* __restrict__ dz, RowMask mask, co
   }
 }
 
-// Both sums by atomics into zeroed fp32 arrays, for rows in any order.
+// Both sums by atomics into zeroed fp32 arrays, for rows in any order (user_sums null: the items'
+// alone).
 template <typename T>
 __global__ void pair_row_sums_vec8(const T* __restrict__ dz, const uint32_t* users, const uint32_t* items, int64_t n,
                                    int cols, float* user_sums, float* item_sums) {
@@ -281,9 +282,9 @@ __global__ void pair_row_sums_vec8(const T* __restrict__ dz, const uint32_t* use
       float d[8];
       load8(dz + r * cols + k, d);
       atomic_add8(item_sums + int64_t(items[r]) * cols + k, d);
-      user.add(users[r], d, user_sums + k, cols);
+      if (user_sums) user.add(users[r], d, user_sums + k, cols);
     }
-    user.flush(user_sums + k, cols);
+    if (user_sums) user.flush(user_sums + k, cols);
   }
 }
 
@@ -294,7 +295,7 @@ __global__ void pair_row_sums_kernel(const void* dz, DType t, const uint32_t* us
     const int64_t r = i / cols;
     const int j = int(i - r * cols);
     const float v = load(dz, t, i);
-    atomicAdd(user_sums + int64_t(users[r]) * cols + j, v);
+    if (user_sums) atomicAdd(user_sums + int64_t(users[r]) * cols + j, v);
     atomicAdd(item_sums + int64_t(items[r]) * cols + j, v);
   }
 }
@@ -318,27 +319,33 @@ void CudaBackend::gather_add_relu(Mat a, const uint32_t* ia, Mat b, const uint32
 void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* users, bool users_ascending,
                                 const uint32_t* items, Mat user_sums, Mat item_sums) {
   const OpSpan span(&op_times_, "pair_row_sums", stream_);
-  if (item_sums.dtype != DType::F32 || user_sums.cols != dz.cols || item_sums.cols != dz.cols)
+  // An empty user_sums: hidden_backward took them; the items' sums alone.
+  const bool user_side = user_sums.data != nullptr;
+  if (item_sums.dtype != DType::F32 || (user_side && user_sums.cols != dz.cols) || item_sums.cols != dz.cols)
     fail(ErrorCode::InvalidArgument, "pair_row_sums: sums of dz's width, fp32 per item");
   const int64_t n = dz.rows;
   const int cols = int(dz.cols);
   use_device(device_);
   NCF_CUDA(cudaMemsetAsync(item_sums.data, 0, item_sums.bytes(), stream_));
-  const bool half_sums = user_sums.dtype == DType::F16;
+  const bool half_sums = user_side && user_sums.dtype == DType::F16;
   const bool vec8 = cols % 8 == 0 && aligned_to(dz.data, 16) && aligned_to(user_sums.data, 16) && aligned_to(item_sums.data, 16);
   // NCF_CUDA_GROUPED=0 leaves sample_batch's rows in position order, whatever the caller says.
-  if (users_ascending && group_batches_ && sums_by_user_ && vec8 && (!layer || !layer->mask.empty())) {
+  // Without the user side, the sorted path is the items' sort.
+  const bool sorted = user_side ? users_ascending && group_batches_ && sums_by_user_ : item_sort_;
+  if (sorted && vec8 && (!layer || !layer->mask.empty())) {
     // Scratch: each user's first and end row; with the item sort, each item's count, first row and
     // cursor, and the sorted rows and their items.
-    const size_t n_users = size_t(user_sums.rows), n_items = size_t(item_sums.rows), rows = size_t(n);
+    const size_t n_users = user_side ? size_t(user_sums.rows) : 0, n_items = size_t(item_sums.rows), rows = size_t(n);
     const size_t words = 2 * n_users + (item_sort_ ? 3 * n_items + 2 * rows : 0);
     if (sums_scratch_.size() < sizeof(uint32_t) * words) sums_scratch_ = BackendArray<unsigned char>(*this, sizeof(uint32_t) * words);
     uint32_t* first = reinterpret_cast<uint32_t*>(sums_scratch_.get());
     uint32_t* end = first + n_users;
     uint32_t *count = end + n_users, *cursor = count + n_items, *start = cursor + n_items;
     uint32_t *order = start + n_items, *sorted_items = order + rows;
-    NCF_CUDA(cudaMemsetAsync(first, 0, sizeof(uint32_t) * 2 * n_users, stream_));
-    if (n > 0) user_ranges_kernel<<<grid(n), kThreads, 0, stream_>>>(users, n, first, end);
+    if (user_side) {
+      NCF_CUDA(cudaMemsetAsync(first, 0, sizeof(uint32_t) * 2 * n_users, stream_));
+      if (n > 0) user_ranges_kernel<<<grid(n), kThreads, 0, stream_>>>(users, n, first, end);
+    }
     // The layer's masking as the kernels read dz; its bias gradient = the column sums of the item
     // sums (each row is in exactly one item's).
     RowMask mask;
@@ -349,11 +356,11 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
     const bool sorted_by_item = item_sort_ && n > 0;
     // The batch's rows sorted by item (they do not depend on dz).
     if (sorted_by_item) counting_sort(items, n, uint32_t(n_items), count, cursor, start, order, sorted_items);
-    const unsigned blocks = grid(user_sums.rows * 32);
+    const unsigned blocks = grid(int64_t(n_users) * 32);
     with_element_types(dz.dtype == DType::F16, half_sums, [&](auto dz_type, auto sum_type) {
       using T = decltype(dz_type);
       using S = decltype(sum_type);
-      {
+      if (user_side) {
         const OpSpan by_user(&op_times_, "by_user", stream_);
         pair_row_sums_by_user<T, S><<<blocks, kThreads, 0, stream_>>>(
             static_cast<const T*>(dz.data), mask, items, first, end, user_sums.rows, cols, static_cast<S*>(user_sums.data),
@@ -372,13 +379,13 @@ void CudaBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t*
   // Other paths take the masking as a pass first.
   if (layer) relu_dropout_backward(dz, layer->y, layer->mask, layer->dropout, layer->grad_b);
   // Any order: the per-user sums by atomics, in fp32 (a scratch array when they are fp16).
-  float* sums = user_sums.f32();
+  float* sums = user_side ? user_sums.f32() : nullptr;
   if (half_sums) {
     const size_t bytes = sizeof(float) * size_t(user_sums.rows) * size_t(cols);
     if (sums_scratch_.size() < bytes) sums_scratch_ = BackendArray<unsigned char>(*this, bytes);
     sums = reinterpret_cast<float*>(sums_scratch_.get());
   }
-  NCF_CUDA(cudaMemsetAsync(sums, 0, sizeof(float) * size_t(user_sums.rows) * size_t(cols), stream_));
+  if (user_side) NCF_CUDA(cudaMemsetAsync(sums, 0, sizeof(float) * size_t(user_sums.rows) * size_t(cols), stream_));
   if (n > 0) {
     if (vec8) {
       const unsigned blocks = grid((n + kRunRows - 1) / kRunRows * (cols / 8));

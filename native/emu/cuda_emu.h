@@ -183,6 +183,13 @@ T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   return ::emu::shuffle_from(mask, v, src < 0 ? lane : src, width);
 }
 
+// Lane (lane + delta)'s v, or the lane's own v where that is past lane 31.
+template <typename T>
+T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  const int lane = int(threadIdx.x % 32), src = lane + int(delta);
+  return ::emu::shuffle_from(mask, v, src > 31 ? lane : src, width);
+}
+
 // Whether pred holds in every lane (a butterfly of exchanges, so every lane takes part).
 inline bool __all_sync(unsigned mask, bool pred) {
   if (mask != 0xffffffffu) ::emu::fatal("the emulator supports full-warp votes only");

@@ -54,6 +54,12 @@ void shuffle_up_kernel(int* out) {
   out[threadIdx.x] = __shfl_up_sync(0xffffffffu, lane * 10, 3);
 }
 
+// Lane i gets lane i + 3's value (lanes 29..31 keep their own).
+void shuffle_down_kernel(int* out) {
+  const int lane = int(threadIdx.x % 32);
+  out[threadIdx.x] = __shfl_down_sync(0xffffffffu, lane * 10, 3);
+}
+
 void syncwarp_kernel(int* out) {
   __shared__ int slots[32];
   slots[threadIdx.x] = int(threadIdx.x) + 100;
@@ -234,6 +240,11 @@ void warp_and_block_checks() {
   ok = true;
   for (int i = 0; i < 64; ++i) ok = ok && up[size_t(i)] == (i % 32 < 3 ? i % 32 : i % 32 - 3) * 10;
   expect(ok, "__shfl_up_sync: lane i gets lane i - 3's value, lanes 0..2 their own");
+  emu::launch(shuffle_down_kernel, dim3(1), dim3(64))(d);
+  const std::vector<int> down = host_array(d, 64);
+  ok = true;
+  for (int i = 0; i < 64; ++i) ok = ok && down[size_t(i)] == (i % 32 > 28 ? i % 32 : i % 32 + 3) * 10;
+  expect(ok, "__shfl_down_sync: lane i gets lane i + 3's value, lanes 29..31 their own");
   cudaFree(d);
 }
 

@@ -474,12 +474,15 @@ Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
 }
 
 // hiddenBackward({ dz, layers: [{ w, b, in, out }, ...], below: [{ y, mask, dropout, seed, layer,
-//   epoch, pos0 }, ...], fp16, fused }) -> { dz: [Float32Array, ...], gradB: [...], fused }:
+//   epoch, pos0 }, ...], fp16, fused, users, nUsers }) -> { dz: [Float32Array, ...], gradB: [...],
+//   fused, userSums?, userSumsFused? }:
 //   Backend::hidden_backward for hidden layers 1 .. L - 1 (`layers`, L - 1 of them) from dz, the
 //   gradient at the last one's output, through layers 0 .. L - 2 (`below`, as linearBackward's
 //   below): dz[l] for l = 0 .. L - 1 (the last as given) and each layer below's bias gradient. Where
 //   the backend has no fused form, or fused is false, the chain it replaces: linear_backward per
-//   layer with the layer below's output as its input.
+//   layer with the layer below's output as its input. With users (one per row, ascending, below
+//   nUsers): dz[0]'s per-user sums ([nUsers x width], in dz's type), from the op where it took them
+//   (userSumsFused), else from pair_row_sums after it.
 Napi::Value OpRunner::HiddenBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -498,7 +501,21 @@ Napi::Value OpRunner::HiddenBackward(const Napi::CallbackInfo& info) {
       below.push_back(layer_below_from(io, below_opts[size_t(l)], "below[" + std::to_string(l) + "]", n, layers[size_t(l)].out, fp16));
     }
     dz.push_back(io.mat(top, n, layers.back().out, fp16));
-    bool fused = get_bool(o, "fused", true) && be_->hidden_backward(dz, layers, below);
+    const bool has_users = has(o, "users");
+    UserRowSums user_sums;
+    if (has_users) {
+      const std::vector<uint32_t> users = get_u32(o.Get("users"), "users");
+      const int64_t n_users = get_int(o, "nUsers", 0);
+      if (int64_t(users.size()) != n) bad_option("users", "one per row of dz");
+      if (n_users < 1 || !std::all_of(users.begin(), users.end(), [&](uint32_t u) { return u < n_users; }))
+        bad_option("users/nUsers", "users below nUsers");
+      if (!std::is_sorted(users.begin(), users.end())) bad_option("users", "in ascending order");
+      // Garbage in the sums first: the op must overwrite them.
+      user_sums = UserRowSums{io.u32(users), io.mat(std::vector<float>(size_t(n_users) * size_t(layers[0].out), 7.0f), n_users, layers[0].out, fp16)};
+    }
+    const HiddenBackwardRun run =
+        get_bool(o, "fused", true) ? be_->hidden_backward(dz, layers, below, has_users ? &user_sums : nullptr) : HiddenBackwardRun{};
+    const bool fused = run.fused;
     if (!fused)
       for (int l = L - 1; l >= 1; --l) {
         const LinearParams& p = layers[size_t(l)];
@@ -513,6 +530,15 @@ Napi::Value OpRunner::HiddenBackward(const Napi::CallbackInfo& info) {
     r.Set("dz", dz_out);
     r.Set("gradB", grad_b);
     r.Set("fused", fused);
+    if (has_users) {
+      if (!run.user_sums) {  // pair_row_sums' user side from dz[0] (its items: all one)
+        Mat item_sums = io.mat_zeros(1, layers[0].out, false);
+        be_->pair_row_sums(dz[0], nullptr, user_sums.users, true, io.u32(std::vector<uint32_t>(size_t(n), 0)), user_sums.sums,
+                           item_sums);
+      }
+      r.Set("userSums", out(info.Env(), io.read(user_sums.sums)));
+      r.Set("userSumsFused", run.user_sums);
+    }
     return r;
   });
 }
