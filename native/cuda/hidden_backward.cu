@@ -379,7 +379,7 @@ HiddenBackwardRun CudaBackend::hidden_backward(const std::vector<Mat>& dz, const
     a.user_sums = us.data;
   }
   if (n > 0) {
-    const TileLaunch launch{tiles, a.rows, shared, shared_optin_, persistent_blocks(), stream_};
+    const TileLaunch launch{tiles, a.rows, shared, shared_optin_, blocks, stream_};  // (the edge slots' count)
     if (!launch_tiles<BackwardTiles>("hidden_backward", half, a, launch, hidden_backward_opted_in_, hidden_backward_)) return {};
     if (sums) {
       const int slots = 2 * blocks, W = a.width[0];
