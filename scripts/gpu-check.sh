@@ -23,7 +23,7 @@
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
 # the separate masking pass ran.
 #
-#   bash scripts/gpu-check.sh [quick|targets|dry]
+#   bash scripts/gpu-check.sh [quick|targets|figures|dry]
 #     quick  self-test and the --amp training benchmarks: the op chains (the default), with the
 #            DRELU_BGRAD epilogue (NCF_CUDA_DRELU=1), without grouping batches by user
 #            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), the
@@ -38,8 +38,13 @@
 #     targets  the issue's figures only: self-test, --amp and TF32 training, the memory of
 #            --no-neg-trick, evaluation, HR@10 with and without --amp; and the opt-in switches
 #            (steps as CUDA Graphs, the hidden layers in one kernel each way)
+#     figures  the issue's figures with the defaults as they are, nothing else: self-test, --amp
+#            and TF32 training, the memory of --no-neg-trick, evaluation, HR@10 with and without
+#            --amp (about 4 minutes less than targets: for measuring again after a switch became
+#            a default)
 #     dry    no build and small data, for checking this script without a GPU: run it with
-#            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend)
+#            NCF_CUDA_PLUGIN=$PWD/build-emu/Release/ncf_cuda_emu.so (the emulated backend); DRY=1
+#            does the same for another mode (DRY=1 ... figures)
 #
 # The main training benchmarks run with NCF_CUDA_GEMM_LOG=1: the summary gets each tuned GEMM's
 # pick, log.txt every candidate's configuration and time. After each (every mode), a 2-epoch run
@@ -61,6 +66,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-full}
+case $mode in
+  full | quick | targets | figures | dry) ;;
+  *) echo "gpu-check: unknown mode '$mode': expected quick, targets, figures or dry (none: everything)" >&2; exit 2 ;;
+esac
+# Small data, no build, no GPU tools: dry, or DRY=1 with another mode.
+small=false
+if [ "$mode" = dry ] || [ "${DRY:-0}" = 1 ]; then small=true; fi
 out=${OUT:-gpu-check}
 mkdir -p "$out"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ncf-gpu-check.XXXXXX")
@@ -91,7 +103,7 @@ run_json() {
   timeout -k 5 "$step_limit" "$@" 2>>"$out/log.txt" >"$file"
 }
 
-if [ "$mode" = dry ]; then
+if $small; then
   shape=tiny; batch=(-b 4096); train_epochs=2; infer=(--batch-sizes 1024 4096 --seconds 0.3 --topk-users 3)
   fused_infer=(--batch-sizes 1024 --seconds 0.3 --topk-users 3)
   nccl_data=synthetic:tiny; nccl_batch=4096; accuracy_epochs=2
@@ -113,7 +125,7 @@ print_checks() {
 step "selftest --device cuda"
 run_json "$out/selftest-cuda.json" $cli selftest --device cuda --json; selftest_rc=$?
 print_checks "$out/selftest-cuda.json" | tee -a "$out/summary.txt"
-if [ "$selftest_rc" != 0 ] && [ "$mode" != dry ]; then
+if [ "$selftest_rc" != 0 ] && ! $small; then
   # Where a kernel faults or reads what nothing wrote: the first reports of compute-sanitizer.
   step "selftest failed ($selftest_rc): compute-sanitizer memcheck on the op checks"
   run compute-sanitizer --tool memcheck --print-limit 10 $cli selftest --device cuda --no-training \
@@ -126,11 +138,13 @@ fi
 # instantiations, updates) or the capture's failure; and the hidden layers after the first in one
 # kernel each way (NCF_CUDA_HIDDEN_FORWARD=1, NCF_CUDA_HIDDEN_BACKWARD=1): their op checks
 # against the CPU's chains (they also say whether each ran fused), and the training runs with them.
-step "selftest --device cuda with NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
-run_json "$scratch/selftest-graph.json" env NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 \
-  $cli selftest --device cuda --json
-print_checks "$scratch/selftest-graph.json" | grep -E '^[a-zA-Z ]{5}(training|hidden_)' | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
-grep -E 'ncf cuda graph|CUDA Graph|ncf cuda hidden_|fused hidden_' "$out/log.txt" | tail -8 | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
+if [ "$mode" != figures ]; then
+  step "selftest --device cuda with NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
+  run_json "$scratch/selftest-graph.json" env NCF_CUDA_GRAPH=1 NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 \
+    $cli selftest --device cuda --json
+  print_checks "$scratch/selftest-graph.json" | grep -E '^[a-zA-Z ]{5}(training|hidden_)' | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
+  grep -E 'ncf cuda graph|CUDA Graph|ncf cuda hidden_|fused hidden_' "$out/log.txt" | tail -8 | sed 's/^/opt-in: /' | tee -a "$out/summary.txt"
+fi
 
 # One file with what the accuracy, NCCL and MPI steps printed (those that ran), and their summary lines.
 summarise_results() {
@@ -220,7 +234,7 @@ try {
 # with 2 blocks looping over 3 to 10 tiles (the self-test's op checks, hidden-checks.ts). Last
 # in each mode (quick: none), as a diagnosis.
 hidden_racecheck() {
-  [ "$mode" != dry ] && command -v compute-sanitizer >/dev/null || return 0
+  ! $small && command -v compute-sanitizer >/dev/null || return 0
   step "compute-sanitizer racecheck: hidden_forward and hidden_backward, 2 blocks of several tiles"
   run env NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 compute-sanitizer --tool racecheck --print-limit 10 \
     node -e '
@@ -243,7 +257,7 @@ process.exitCode = failed ? 1 : 0;' \
 # three step limits for the 24.
 hr_vs_cpu() {
   local shape=ml-100k seeds=8 epochs=4 batch=4096
-  [ "$mode" = dry ] && { shape=tiny; seeds=2; epochs=2; batch=2048; }
+  $small && { shape=tiny; seeds=2; epochs=2; batch=2048; }
   step "HR@10 against the CPU backend (synthetic $shape, $seeds seeds of $epochs epochs)"
   run $cli prepare synthetic:$shape -o "$scratch/hr-data" --seed 1 >/dev/null || return 0
   step_limit=$((3 * step_limit)) run env OUT="$scratch/hr-vs-cpu" JOBS=3 BATCH=$batch bash scripts/hr-vs-cpu.sh "$scratch/hr-data" $seeds $epochs \
@@ -253,6 +267,7 @@ hr_vs_cpu() {
 # FLAG --amp or none for TF32, ENV more NAME=VALUE switches, NAME their label); the second epoch's
 # table and the run's figures into the summary.
 op_times() {
+  [ "$mode" = figures ] && return 0
   local label="op times, ${1:-TF32}${3:+, $3}"
   step "$label"
   # shellcheck disable=SC2086  # ENV splits into its assignments
@@ -308,7 +323,7 @@ step "bench eval"
 run $cli bench eval --synthetic $shape "${batch[@]}" --out "$out/bench-eval.json" | figures "TF32: " | tee -a "$out/summary.txt"
 step "bench eval --amp"
 run $cli bench eval --synthetic $shape "${batch[@]}" --amp --out "$scratch/eval-amp.json" | figures "--amp: " | tee -a "$out/summary.txt"
-if [ "$mode" != targets ]; then
+if [ "$mode" != targets ] && [ "$mode" != figures ]; then
   step "bench infer"
   run $cli bench infer "${infer[@]}" --out "$out/bench-infer.json" | tee -a "$out/summary.txt"
 fi
@@ -320,6 +335,11 @@ for prec in amp tf32; do
     --checkpoint-dir "$scratch/ck-$prec" --log-path "$scratch/$prec.log" --json
 done
 
+if [ "$mode" = figures ]; then
+  summarise_results
+  step "done"
+  exit 0
+fi
 if [ "$mode" = targets ]; then
   step "bench train with the opt-in switches (CUDA Graphs, hidden_backward)"
   opt_in_runs
@@ -357,7 +377,7 @@ done
 run env NCF_CUDA_FUSED=1 $cli bench infer "${fused_infer[@]}" --precision tf32 fp16 --out "$scratch/infer-fused.json" | tee -a "$out/summary.txt"
 
 # Hardware counters of the fused kernels (one launch each, small data), while budget is left.
-if [ "$mode" != dry ] && command -v ncu >/dev/null; then
+if ! $small && command -v ncu >/dev/null; then
   step "ncu: fused training and evaluation kernels"
   run env NCF_CUDA_FUSED=1 ncu --kernel-name regex:fused_kernel --launch-skip 2 --launch-count 2 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section MemoryWorkloadAnalysis $cli bench train --synthetic ml-1m --amp -e 1 --out "$scratch/ncu.json" \
