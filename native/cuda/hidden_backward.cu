@@ -146,7 +146,7 @@ __device__ void add_tile_runs(const BackwardArgs& a, const uint32_t* users, cons
     float* const head = a.edge_sums + int64_t(2 * blockIdx.x) * W;
     T* const sums = static_cast<T*>(a.user_sums) + int64_t(open.user) * W;
     for (int j = int(threadIdx.x); j < W; j += int(blockDim.x)) {
-      if (open.head_done) sums[j] = Tc<T>::from_float(carry[j]);
+      if (open.head_done) store(sums, dtype_of<T>(), j, carry[j]);
       else head[j] = carry[j];
     }
     if (!open.head_done) open.head_user = open.user;
@@ -191,7 +191,7 @@ __global__ void edge_user_sums(const float* edge_sums, const uint32_t* edge_user
       if (v != u) break;
       sum += edge_sums[int64_t(q) * width + j];
     }
-    user_sums[int64_t(u) * width + j] = Tc<T>::from_float(sum);
+    store(user_sums, dtype_of<T>(), int64_t(u) * width + j, sum);  // (Tc<float> is sm_80's and later)
   }
 }
 

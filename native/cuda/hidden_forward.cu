@@ -75,6 +75,7 @@ __device__ __forceinline__ uint32_t bias_relu_dropout8<__half>(float* v, const f
   out[0] = h.raw;
   return live;
 }
+#ifdef NCF_WARP_TF32  // (the fp32 body runs only where TF32 WMMA exists: sm_80 and later)
 template <>
 __device__ __forceinline__ uint32_t bias_relu_dropout8<float>(float* v, const float* bias, const ForwardArgs& a, int l,
                                                              int64_t row, int g, __half2, uint4* out) {
@@ -86,6 +87,7 @@ __device__ __forceinline__ uint32_t bias_relu_dropout8<float>(float* v, const fl
   f[1] = make_float4(v[4], v[5], v[6], v[7]);
   return live;
 }
+#endif
 
 template <typename T>
 struct ForwardTiles {
