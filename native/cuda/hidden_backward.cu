@@ -22,13 +22,14 @@
 // the last product's epilogue holds dz[0]: saves pair_row_sums' read of it (0.5 KB a row in fp16,
 // 1 KB in fp32 at ml-20m's shape). A block takes consecutive tiles (TileRange), so it meets its
 // rows in order:
-//   - per 16 x 16 block, a segmented sum down the rows by user (4 shuffle steps); a run that
-//     starts and ends inside the block is a user's whole range, stored at once; the block's first
-//     and last runs go to the tile's partials in shared memory;
-//   - after the tile, one thread per column adds the partials in row order into the block's open
-//     run, storing each run as it ends; the block's first run (which may have begun in the block
-//     before) and its last go to two edge slots in device memory, and edge_user_sums stores those
-//     users' sums after the kernel, adding each user's slots in row order.
+//   - per 16 x 16 result, a segmented sum down its 16 rows by user (4 shuffle steps); a run that
+//     starts and ends inside those rows is a user's whole range, stored at once; their first and
+//     last runs go to the tile's partials in shared memory;
+//   - after the tile, one thread per column adds the partials in row order into the thread
+//     block's open run, storing each run as it ends; the thread block's first run (which may have
+//     begun in the one before) and its last go to two edge slots in device memory, and
+//     edge_user_sums stores those users' sums after the kernel, adding each user's slots in row
+//     order.
 // Every sum is taken in one fixed order (the same on every run), as the values are stored in dz[0].
 // Shared memory at that shape (of an H100's 227 KiB): 196.5 KiB with 128-row tiles in fp16, 214.5
 // KiB with the sums; 213.5 KiB with 32-row tiles in fp32, 218.75 KiB with the sums.
