@@ -320,10 +320,8 @@ HiddenBackwardRun CudaBackend::hidden_backward(const std::vector<Mat>& dz, const
   const bool sums_wanted = user_sums && user_sums->users && hidden_sums_ && group_batches_ && sums_by_user_ && item_sort_ &&
                            user_sums->sums.dtype == type && user_sums->sums.cols == a.width[0] &&
                            aligned_to(user_sums->sums.data, 16);
-  bool sums = false;
-  // The shared memory a tile of R rows takes; the largest R (128, else 64, else 32) that fits, with
-  // the sums' staging and partials if they are wanted and fit at some R, else without.
-  auto layout = [&](int R) {
+  // The shared memory a tile of R rows takes, with or without the sums' staging and partials.
+  auto layout = [&](int R, bool with_sums) {
     SharedLayout at;
     int sum_floats = 0;
     for (int l = 0; l < L - 1; ++l) {
@@ -339,28 +337,34 @@ HiddenBackwardRun CudaBackend::hidden_backward(const std::vector<Mat>& dz, const
       stage_bytes += round_up(R * tile_ld<uint4>(a.mask_bytes[l] / 16) * 16, 128);
     }
     a.stage_users_off = stage_bytes;
-    if (sums) stage_bytes += round_up(R * 4, 128);
+    if (with_sums) stage_bytes += round_up(R * 4, 128);
     a.stage_off[0] = at.take(stage_bytes);
     a.stage_off[1] = at.take(stage_bytes);
     int widest[2] = {0, 0};  // the tiles for dz[1] .. dz[L - 2], by parity
     for (int l = 1; l < L - 1; ++l) widest[l % 2] = std::max(widest[l % 2], a.width[l]);
     for (int p = 0; p < 2; ++p) a.buf_off[p] = at.take(R * ld(widest[p]) * elem);
     a.scratch_off = at.take(tile_warps(R) * kTileRows * kAccLd * 4);
-    a.part_off = sums ? at.take(R / 16 * 2 * a.width[0] * 4) : 0;
-    a.carry_off = sums ? at.take(a.width[0] * 4) : 0;
+    a.part_off = with_sums ? at.take(R / 16 * 2 * a.width[0] * 4) : 0;
+    a.carry_off = with_sums ? at.take(a.width[0] * 4) : 0;
     return size_t(at.bytes);
   };
-  size_t shared = 0;
-  for (const bool with_sums : {sums_wanted, false}) {
-    sums = with_sums;
+  // The largest R (128, else 64, else 32) that fits (a's offsets then that layout's); 0 if none.
+  auto fit = [&](bool with_sums) {
     for (int R : {128, 64, 32}) {
-      shared = layout(R);
       a.rows = R;
-      if (shared <= shared_optin_) break;
+      const size_t bytes = layout(R, with_sums);
+      if (bytes <= shared_optin_) return bytes;
     }
-    if (shared <= shared_optin_ || !with_sums) break;
+    return size_t(0);
+  };
+  // With the sums if they are wanted and fit at some R, else without.
+  bool sums = sums_wanted;
+  size_t shared = sums ? fit(true) : 0;
+  if (!shared) {
+    sums = false;
+    shared = fit(false);
   }
-  if (shared > shared_optin_) return {};
+  if (!shared) return {};
 
   const OpSpan span(&op_times_, "hidden_backward", stream_);
   use_device(device_);
