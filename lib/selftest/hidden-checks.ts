@@ -23,18 +23,26 @@ import { type Rng, exactlyEqual, relError } from '../util/random';
 
 const SHAPES: readonly (readonly [readonly number[], number])[] = [[[256, 128, 64], 300], [[64, 48, 32, 16], 397], [[32, 16], 33]];
 
-/** Ascending users of `rows` rows, as described above, and how many users there are. */
+/**
+ * Ascending users of `rows` rows, as described above, and how many users there are. The users
+ * without rows: user 0, single ones between runs, 25 after the long run (if it is not the last),
+ * and after the last run 12 at 300 rows, 3 at 397 and 40 at 33. The CUDA kernel zeroes them where
+ * a batch has at least two rows a user (at 300 and 397 rows; at 33, a memset), gaps of up to 8
+ * users from one thread, longer ones listed for its second kernel.
+ */
 function usersInRuns(rows: number, rng: Rng): { users: Uint32Array; nUsers: number } {
   const users = new Uint32Array(rows);
-  let user = 0, longRun = false;
+  let user = 1, longRun = false;
   for (let r = 0; r < rows; ) {
     let run = 1 + rng.below(rng.below(2) ? 4 : 40);
-    if (!longRun && r >= rows / 4) [run, longRun] = [150, true];
+    const long = !longRun && r >= rows / 4;
+    if (long) [run, longRun] = [150, true];
     users.fill(user, r, Math.min(rows, r + run));
     r += run;
-    user += rng.below(3) === 0 ? 2 : 1;
+    user += long ? 26 : rng.below(3) === 0 ? 2 : 1;
   }
-  return { users, nUsers: user + 2 };
+  const after = rows < 100 ? 40 : rows % 2 ? 3 : 12;
+  return { users, nUsers: users[rows - 1] + 1 + after };
 }
 
 /** Whether the CUDA backend's hidden_backward takes the per-user sums, by the switches it reads. */
