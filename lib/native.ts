@@ -215,12 +215,18 @@ export interface NativeOpRunner {
    * Hidden layers 1 .. L - 1 (`layers`, each with its dropout, its live units kept where mask is
    * true) from x, layer 0's output, as Network runs them: Backend::hidden_forward for the leading
    * layers it takes (fusedLayers; none with fused: false or on the CPU), linear_forward for the
-   * rest. Every layer's output (the first as given) and masks (null where not kept).
+   * rest. Every layer's output (the first as given) and masks (null where not kept). With parts
+   * instead of x (the first layer's two parts and each row's index in them), layer 0's output
+   * from them as evaluation takes it: inside hidden_forward where the backend takes them
+   * (partsFused; it then writes only the last of the fusedLayers: the ones before come back as
+   * zeros), else by gatherAddRelu first.
    */
   hiddenForward(a: {
-    x: Float32Array; layers: (DropoutArgs & { w: Float32Array; b: Float32Array; in: number; out: number; mask?: boolean })[];
+    layers: (DropoutArgs & { w: Float32Array; b: Float32Array; in: number; out: number; mask?: boolean })[];
     fp16?: boolean; fused?: boolean;
-  }): { act: Float32Array[]; masks: (Uint8Array | null)[]; fusedLayers: number };
+  } & ({ x: Float32Array } | { parts: { a: Float32Array; ia: Uint32Array; b: Float32Array; ib: Uint32Array } })): {
+    act: Float32Array[]; masks: (Uint8Array | null)[]; fusedLayers: number; partsFused: boolean;
+  };
   /**
    * Backend::hidden_backward: from dz, the gradient at the last hidden layer's output, down through
    * `layers` (hidden layers 1 .. L - 1) and `below` (layers 0 .. L - 2, as linearBackward's below):

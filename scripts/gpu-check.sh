@@ -294,7 +294,9 @@ switch_runs() {
 # CUDA Graph (NCF_CUDA_GRAPH=1), --amp and TF32; the hidden layers after the first in one kernel
 # forward (NCF_CUDA_HIDDEN_FORWARD=1) and one backward (NCF_CUDA_HIDDEN_BACKWARD=1, which also takes
 # the first layer's per-user sums): under --amp each alone, both, and both with the graphs; in TF32
-# both, and both with the per-user sums left to pair_row_sums (NCF_CUDA_HIDDEN_SUMS=0).
+# both, and both with the per-user sums left to pair_row_sums (NCF_CUDA_HIDDEN_SUMS=0). Then
+# evaluation with NCF_CUDA_HIDDEN_FORWARD=1 (which takes the first layer from its parts there), TF32
+# and --amp, against the bench eval figures above.
 opt_in_runs() {
   local opt_in=1  # (read by switched)
   for flag in --amp ""; do switched NCF_CUDA_GRAPH=1 $flag; done
@@ -302,6 +304,11 @@ opt_in_runs() {
   for s in NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done
   switched "$both"
   switched "$both NCF_CUDA_HIDDEN_SUMS=0"
+  for flag in "" --amp; do
+    # shellcheck disable=SC2086  # an empty flag is no argument
+    run env NCF_CUDA_HIDDEN_FORWARD=1 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-hidden.json" \
+      | figures "NCF_CUDA_HIDDEN_FORWARD=1 evaluation, ${flag:-TF32}: " | tee -a "$out/summary.txt"
+  done
   op_times --amp "$both" "hidden kernels"
 }
 

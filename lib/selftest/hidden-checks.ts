@@ -75,6 +75,29 @@ export function hiddenLayerChecks(dev: NativeOpRunner, cpu: NativeOpRunner, prec
     checks.push(property(`hidden_forward ${shape} ran ${forwardExpected ? 'fused' : 'as the op chain'}`, fd.fusedLayers > 0 === forwardExpected));
     checks.push(property(`hidden_forward ${shape}: live units = (y > 0)`, fd.masks.every((m, l) => !m || exactlyEqual(m, liveBits(fd.act[l], rows, widths[l])))));
 
+    // As evaluation runs it: no dropout, the first layer from its two parts (the user side's rows
+    // in runs of 101, an evaluation list's), inside the kernel where it takes them.
+    const parts = {
+      a: asStored(rng.f32(4 * widths[0], -1, 1)), ia: Uint32Array.from({ length: rows }, (_, r) => Math.floor(r / 101) % 4),
+      b: asStored(rng.f32(9 * widths[0], -1, 1)), ib: Uint32Array.from({ length: rows }, () => rng.below(9)),
+    };
+    const evalLayers = layers.map((l) => ({ ...l, dropout: 0, mask: false }));
+    // (Taking the parts, the kernel writes only the last of its layers' outputs, what evaluation reads next.)
+    const pd = dev.hiddenForward({ parts, layers: evalLayers, fp16 }), pc = cpu.hiddenForward({ parts, layers: evalLayers });
+    const written = pd.partsFused ? pd.fusedLayers : 1;  // the first layer output compared
+    err = 0;
+    for (let l = written; l < L; ++l) err = Math.max(err, relError(pd.act[l], pc.act[l]));
+    const partsHow = pd.partsFused ? 'in the kernel' : 'by gather_add_relu';
+    checks.push(check(`hidden_forward ${shape}, first layer from its parts (${partsHow})`, precision, err, tol));
+    checks.push(property(`hidden_forward ${shape}: first layer from its parts ${forwardExpected ? 'in the kernel' : 'by gather_add_relu'}`,
+      pd.partsFused === forwardExpected));
+    // The same op from gather_add_relu's output: the same values, bit for bit (the kernel sums and
+    // rounds the parts as gather_add_relu does, and multiplies the same tiles).
+    const gathered = dev.gatherAddRelu({ ...parts, cols: widths[0], fp16, halfTables: fp16, dropout: 0 }).y;
+    const gd = dev.hiddenForward({ x: gathered, layers: evalLayers, fp16 });
+    checks.push(property(`hidden_forward ${shape}: from its parts = from gather_add_relu's output`,
+      pd.act.every((a, l) => l < written || exactlyEqual(a, gd.act[l]))));
+
     const below = widths.slice(0, -1).map((cols, layer) => {
       const y = asStored(rng.f32(rows * cols).map((v) => Math.max(v, 0)));
       return { y, dropout: 0.5, seed: 9, layer, mask: liveBits(y, rows, cols) };

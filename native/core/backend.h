@@ -93,6 +93,15 @@ struct UserRowSums {
   Mat sums;
 };
 
+// The first layer's output from its two parts, as gather_add_relu takes it without dropout
+// (evaluation and serving): relu(a[ia[r]] + b[ib[r]]) for row r, a and b of the activations' type.
+struct FirstLayerParts {
+  Mat a;
+  const uint32_t* ia = nullptr;
+  Mat b;
+  const uint32_t* ib = nullptr;
+};
+
 // What hidden_backward did: whether it ran (fused), and whether it also wrote the per-user sums.
 struct HiddenBackwardRun {
   bool fused = false;
@@ -314,8 +323,12 @@ class Backend {
   // leading layers the backend takes at once (K <= L - 1; the caller runs the rest). layers, drop
   // and masks have L entries ([0] unused). Returns K; 0, doing nothing, where the backend has no
   // fused form for these shapes (the CPU: never; CUDA: NCF_CUDA_HIDDEN_FORWARD=1, fp16 or TF32).
+  // With parts, act[0] is gather_add_relu's output from them (no dropout), which the op computes
+  // as it reads it instead of reading act[0]; it then writes act[K] alone (act[0] .. act[K - 1]
+  // are left as they were). 0 leaves the first layer to the caller too.
   virtual int hidden_forward(const std::vector<Mat>& act, const std::vector<LinearParams>& layers,
-                             const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks) {
+                             const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks,
+                             const FirstLayerParts* parts) {
     return 0;
   }
   // The fused form of linear_backward's input gradients for the hidden layers L - 1 down to 1,

@@ -125,10 +125,13 @@ void Network::forward_from_embeddings(Activations& a, const uint32_t* users, con
 }
 
 void Network::hidden_layers_forward(const std::vector<Mat>& act, const std::vector<Dropout>& drop,
-                                    const std::vector<UnitMask>& masks) const {
+                                    const std::vector<UnitMask>& masks, const FirstLayerParts* parts) const {
   std::vector<LinearParams> params;
   for (size_t l = 0; l < act.size(); ++l) params.push_back(layer(int(l)));
-  const int fused = act.size() > 1 ? be_->hidden_forward(act, params, drop, masks) : 0;
+  const bool hidden = act.size() > 1;
+  int fused = hidden && parts ? be_->hidden_forward(act, params, drop, masks, parts) : 0;
+  if (parts && !fused) be_->gather_add_relu(parts->a, parts->ia, parts->b, parts->ib, Dropout{}, act[0], UnitMask{});
+  if (hidden && !fused) fused = be_->hidden_forward(act, params, drop, masks, nullptr);
   for (size_t l = size_t(fused) + 1; l < act.size(); ++l) be_->linear_forward(act[l - 1], params[l], drop[l], act[l], masks[l]);
 }
 
@@ -369,16 +372,16 @@ void Network::forward_split(Activations& a, Mat user_part, Mat item_part, const 
   if (fused && user_part.dtype == DType::F32 && item_part.dtype == DType::F32 &&
       forward_split_fused(user_part.f32(), item_part.f32(), users, items, n, a.logits.get()))
     return;
-  be_->gather_add_relu(user_part, users, item_part, items, Dropout{}, a.act(0).head(n), UnitMask{});
-  forward_after_first_layer(a, users, items, 0, n);
+  const FirstLayerParts parts{user_part, users, item_part, items};
+  forward_after_first_layer(a, users, items, 0, n, &parts);
 }
 
 void Network::forward_after_first_layer(Activations& a, const uint32_t* users, const uint32_t* items, int64_t r0,
-                                        int64_t n) const {
+                                        int64_t n, const FirstLayerParts* parts) const {
   const int L = cfg_.hidden_layers();
   std::vector<Mat> act;
   for (int l = 0; l < L; ++l) act.push_back(a.act(l).rows_from(r0, n));
-  hidden_layers_forward(act, std::vector<Dropout>(size_t(L)), std::vector<UnitMask>(size_t(L)));
+  hidden_layers_forward(act, std::vector<Dropout>(size_t(L)), std::vector<UnitMask>(size_t(L)), parts);
   be_->head_forward(tables(), users, items, act.back(), head(), a.logits.get() + r0);
 }
 

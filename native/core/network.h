@@ -144,10 +144,11 @@ class Network {
   // Only the fused form: false (nothing done) where the backend has none for this network.
   bool forward_split_fused(const float* user_part, const float* item_part, const uint32_t* users,
                            const uint32_t* items, int64_t n, float* logits) const;
-  // With the first layer's output in rows [r0, r0 + n) of a.act[0]: the remaining layers and the
-  // output unit (GMF values from the pairs (users[i], items[i]), i < n), into a.logits[r0 ..].
-  void forward_after_first_layer(Activations& a, const uint32_t* users, const uint32_t* items, int64_t r0,
-                                 int64_t n) const;
+  // With the first layer's output in rows [r0, r0 + n) of a.act[0] (or, with parts, from them):
+  // the remaining layers and the output unit (GMF values from the pairs (users[i], items[i]),
+  // i < n), into a.logits[r0 ..].
+  void forward_after_first_layer(Activations& a, const uint32_t* users, const uint32_t* items, int64_t r0, int64_t n,
+                                 const FirstLayerParts* parts = nullptr) const;
 
  private:
   Backend* be_;
@@ -160,9 +161,10 @@ class Network {
 
   // Hidden layers 1 .. L - 1 forward from act[0] (act: each layer's output rows), each with its
   // dropout and live-unit mask (entry 0 unused): the backend's hidden_forward for the leading
-  // layers it takes, linear_forward for the rest.
-  void hidden_layers_forward(const std::vector<Mat>& act, const std::vector<Dropout>& drop,
-                             const std::vector<UnitMask>& masks) const;
+  // layers it takes, linear_forward for the rest. With parts, act[0] is first gather_add_relu's
+  // from them (no dropout), unless the backend's hidden_forward takes them as it reads act[0].
+  void hidden_layers_forward(const std::vector<Mat>& act, const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks,
+                             const FirstLayerParts* parts = nullptr) const;
   // The first layer's backward by parts from the gradient at its output a.d_act(0) (Parts above),
   // taken through its ReLU and dropout (first_layer) by pair_row_sums, unless null (then
   // d_act(0) is past them already: one hidden layer, whose dropout is the output unit's, or

@@ -59,7 +59,8 @@ class CudaBackend final : public Backend {
   bool drelu_epilogue_ok(DType t);
   void linear_weight_grad(Mat dz, Mat x, float* grad_w, int ld_grad) override;
   int hidden_forward(const std::vector<Mat>& act, const std::vector<LinearParams>& layers,
-                     const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks) override;
+                     const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks,
+                     const FirstLayerParts* parts) override;
   HiddenBackwardRun hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
                                     const std::vector<LayerBelow>& below, const UserRowSums* user_sums) override;
   bool train_pass(const TrainPass& p, int n) override;

@@ -19,6 +19,15 @@
 // once; the chain also wrote each pre-dropout output, read and rewrote it in the dropout pass, and
 // read it again for the next GEMM (about 0.77 KB a row less at ml-20m's shape in fp16; 1 KB for
 // the first layer alone in fp32).
+// With the first layer's parts (evaluation and serving: FirstLayerParts, no dropout), the staging
+// buffer takes the row's item-side part row b[ib[r]] instead of act[0]'s row, and the block adds
+// the user-side row a[ia[r]] (read through L1: a user's rows are consecutive) and takes the ReLU
+// in place before the first product, rounding as gather_add_relu does; act[0] is neither written
+// nor read, and of the later layers only the last one's output is written (what the caller
+// reads next: the output unit, or the chain's next layer). At ml-20m's shape that saves
+// gather_add_relu's write of act[0] and the kernel's read of it, 1 KB a row in fp16 and 2 KB in
+// fp32, and in fp16 the write of act[1], 0.25 KB (of about 1.5 / 3.5 KB a row through the chain);
+// the item-side rows (14 MB in fp16, 27 MB in fp32) come from L2.
 #include <algorithm>
 
 #include "cuda_backend.cuh"
@@ -41,6 +50,12 @@ struct ForwardArgs {
   int mask_bytes[kMaxFusedLayers];       // bytes per row of mask[l]
   Dropout drop[kMaxFusedLayers];
   bool half_math[kMaxFusedLayers];       // fp16: the dropout in half2 arithmetic (CudaBackend::half_math)
+  // act[0] from the first layer's parts (part_a null: act[0] given): relu(part_a[ia[r]] + part_b[ib[r]]).
+  const void* part_a;
+  const uint32_t* ia;
+  const void* part_b;
+  const uint32_t* ib;
+  bool part_half_math;                   // fp16: their sum in half2 arithmetic, as gather_add_relu takes it
   // Shared memory, byte offsets: weights, biases (fp32), two staging buffers for act[0]'s tile,
   // two tiles for the layers in between, each warp's accumulator scratch.
   int w_off[kMaxFusedLayers];
@@ -89,6 +104,33 @@ __device__ __forceinline__ uint32_t bias_relu_dropout8<float>(float* v, const fl
 }
 #endif
 
+// act[0]'s values at row `row`, columns c .. c + 7, from the parts as gather_add_relu takes them
+// without dropout: the item-side values staged at `tile` become relu(user side + item side), in
+// half2 arithmetic where gather_add_relu's fp16 form takes it (part_half_math), else an fp32 sum.
+template <typename T>
+__device__ __forceinline__ void first_layer8(const ForwardArgs& a, int64_t row, int c, T* tile) {
+  const T* const user_side = static_cast<const T*>(a.part_a) + int64_t(a.ia[row]) * a.width[0] + c;
+  if constexpr (std::is_same<T, __half>::value) {
+    if (a.part_half_math) {
+      Half8 x, y;
+      x.raw = *reinterpret_cast<const uint4*>(user_side);
+      y.raw = *reinterpret_cast<const uint4*>(tile);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) x.h2[k] = __hadd2(x.h2[k], y.h2[k]);
+      relu_dropout8_half(x.raw, true, Dropout{}, half_scale(Dropout{}), row, c / 8);
+      *reinterpret_cast<uint4*>(tile) = x.raw;
+      return;
+    }
+  }
+  float x[8], y[8];
+  load8(user_side, x);
+  load8(tile, y);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) x[k] += y[k];
+  relu_dropout8<T>(x, 8, nullptr, true, Dropout{}, row, c / 8);
+  store8(tile, x);
+}
+
 template <typename T>
 struct ForwardTiles {
   __device__ static void run(const ForwardArgs& a, char* shared);
@@ -101,13 +143,25 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
   for (int l = 1; l < L; ++l)
     for (int j = int(threadIdx.x); j < a.width[l]; j += int(blockDim.x))
       reinterpret_cast<float*>(shared + a.bias_off[l])[j] = float(static_cast<const T*>(a.b[l])[j]);
-  // Tile t's rows of act[0] into staging buffer s.
+  // Tile t's rows of act[0], or of the item-side part, into staging buffer s.
   auto stage_input = [&](int64_t t, int s) {
-    stage_rows(reinterpret_cast<T*>(shared + a.stage_off[s]), static_cast<const T*>(a.act[0]), a.n, a.width[0], t * R, R);
+    T* const tile = reinterpret_cast<T*>(shared + a.stage_off[s]);
+    if (a.part_a) stage_rows(tile, static_cast<const T*>(a.part_b), a.n, a.width[0], t * R, R, a.ib);
+    else stage_rows(tile, static_cast<const T*>(a.act[0]), a.n, a.width[0], t * R, R);
   };
   float* const scratch = reinterpret_cast<float*>(shared + a.scratch_off) + warp * kTileRows * kAccLd;
   for_each_tile(a.n, R, stage_input, [&](int64_t t, int stage) {
     const int64_t r0 = t * R;
+    if (a.part_a) {  // act[0] = relu(user-side row + the staged item-side row), in place
+      T* const tile = reinterpret_cast<T*>(shared + a.stage_off[stage]);
+      const int groups = a.width[0] / 8, ld = tile_ld<T>(a.width[0]);
+      for (int i = int(threadIdx.x); i < R * groups; i += int(blockDim.x)) {
+        const int r = i / groups, c = (i - r * groups) * 8;
+        if (r0 + r >= a.n) continue;  // (staged as zeros)
+        first_layer8(a, r0 + r, c, tile + r * ld + c);
+      }
+      __syncthreads();
+    }
     for (int l = 1; l < L; ++l) {
       const int in = a.width[l - 1], out = a.width[l];
       const T* x = reinterpret_cast<const T*>(shared + (l == 1 ? a.stage_off[stage] : a.buf_off[(l - 1) % 2]));
@@ -116,6 +170,7 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
       const float* const bias = reinterpret_cast<const float*>(shared + a.bias_off[l]);
       const __half2 scale = half_scale(a.drop[l]);
       T* const dst = static_cast<T*>(a.act[l]);
+      const bool store_act = l == L - 1 || !a.part_a;  // (from the parts: the last layer's output alone)
       uint8_t* const mask = a.mask[l];
       const int mask_bytes = a.mask_bytes[l];
       const T* const w = reinterpret_cast<const T*>(shared + a.w_off[l]);
@@ -132,7 +187,7 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
 #pragma unroll
         for (int q = 0; q < int(sizeof(T) / 2); ++q) {
           if (in_tile) in_tile[q] = out8[q];
-          if (row < a.n) in_act[q] = out8[q];
+          if (row < a.n && store_act) in_act[q] = out8[q];
         }
         if (mask && row < a.n) mask[row * mask_bytes + g] = uint8_t(live);
       };
@@ -145,7 +200,8 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
 }  // namespace
 
 int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<LinearParams>& layers,
-                                const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks) {
+                                const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks,
+                                const FirstLayerParts* parts) {
   const int L = int(act.size());
   if (!hidden_forward_ || L < 2 || L > kMaxFusedLayers || layers.size() != size_t(L) || drop.size() != size_t(L) ||
       masks.size() != size_t(L))
@@ -160,6 +216,16 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
   ForwardArgs a{};
   a.n = n;
   if (!tile_matrices(act, type, n, a.width, a.act)) return 0;
+  if (parts) {  // both parts of act[0]'s type and width, 16-byte aligned rows
+    for (const Mat* m : {&parts->a, &parts->b})
+      if (m->dtype != type || m->cols != a.width[0] || !aligned_to(m->data, 16)) return 0;
+    if (!parts->ia || !parts->ib) return 0;
+    a.part_a = parts->a.data;
+    a.ia = parts->ia;
+    a.part_b = parts->b.data;
+    a.ib = parts->ib;
+    a.part_half_math = half && half_math(Dropout{});
+  }
   for (int l = 1; l < L; ++l) {
     const LinearParams& p = layers[size_t(l)];
     a.w[l] = half ? p.w_half : static_cast<const void*>(p.w);

@@ -45,17 +45,18 @@ __host__ __device__ inline int tile_ld(int cols) {
 // least 8.
 __host__ __device__ inline int tile_warps(int rows) { return rows / 8 > 8 ? rows / 8 : 8; }
 
-// Copies rows [r0, r0 + R) of an [n x cols] matrix of T into a shared tile with rows of
-// tile_ld<T>(cols) elements, by copy16_async (the caller waits); rows past n become zeros.
-// cols * sizeof(T) is a multiple of 16.
+// Copies rows [r0, r0 + R) of an [n x cols] matrix of T (or, with idx, rows idx[r0] .. idx[r0 +
+// R - 1] of a table of cols columns) into a shared tile with rows of tile_ld<T>(cols) elements, by
+// copy16_async (the caller waits); rows past n become zeros. cols * sizeof(T) is a multiple of 16.
 template <typename T>
-__device__ __forceinline__ void stage_rows(T* tile, const T* m, int64_t n, int cols, int64_t r0, int R) {
+__device__ __forceinline__ void stage_rows(T* tile, const T* m, int64_t n, int cols, int64_t r0, int R,
+                                           const uint32_t* idx = nullptr) {
   constexpr int kPer = 16 / int(sizeof(T));  // elements per 16-byte chunk
   const int chunks = cols / kPer;
   for (int c = int(threadIdx.x); c < R * chunks; c += int(blockDim.x)) {
     const int r = c / chunks, q = c - r * chunks;
     T* dst = tile + r * tile_ld<T>(cols) + q * kPer;
-    if (r0 + r < n) copy16_async(dst, m + (r0 + r) * cols + q * kPer);
+    if (r0 + r < n) copy16_async(dst, m + (idx ? int64_t(idx[r0 + r]) : r0 + r) * cols + q * kPer);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
   }
 }

@@ -438,6 +438,11 @@ std::vector<LinearParams> hidden_layers_from(Io& io, const std::vector<Napi::Obj
 //   kept where mask is true) from x, layer 0's output, as Network runs them: Backend::hidden_forward
 //   for the leading layers it takes (fusedLayers of them; none with fused false), linear_forward for
 //   the rest. act[l] for l = 0 .. L - 1 (the first as given) and the masks (null where not kept).
+//   With parts ({ a, ia, b, ib }: the first layer's parts, [rows x width] each, and each pair's row
+//   in them) instead of x: layer 0's output from them as evaluation takes it (gather_add_relu
+//   without dropout, fp16 tables with fp16), inside Backend::hidden_forward where it takes them
+//   (partsFused; the op then writes only the last of the layers it takes: act[0] .. act[K - 1]
+//   come back as zeros), else by gather_add_relu first.
 Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Object o = opts(info);
@@ -449,14 +454,39 @@ Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
     std::vector<Dropout> drop(1);
     std::vector<UnitMask> masks(1);
     for (const Napi::Object& lo : layer_opts) drop.push_back(dropout_from(lo));
-    const std::vector<float> x = get_f32(o.Get("x"), "x");
-    const int64_t n = int64_t(x.size()) / layers[1].in;
-    std::vector<Mat> act{io.mat(x, n, layers[1].in, fp16)};
+    const int width = layers[1].in;
+    const bool has_parts = has(o, "parts");
+    FirstLayerParts parts;
+    std::vector<float> x;
+    int64_t n = 0;
+    if (has_parts) {
+      const Napi::Object po = o.Get("parts").As<Napi::Object>();
+      const std::vector<float> a = get_f32(po.Get("a"), "parts.a"), b = get_f32(po.Get("b"), "parts.b");
+      const std::vector<uint32_t> ia = get_u32(po.Get("ia"), "parts.ia"), ib = get_u32(po.Get("ib"), "parts.ib");
+      if (ia.size() != ib.size() || a.size() % size_t(width) || b.size() % size_t(width))
+        bad_option("parts", "ia and ib of equal length, a and b of rows of layers[0].in values");
+      for (size_t r = 0; r < ia.size(); ++r)
+        if (size_t(ia[r]) >= a.size() / size_t(width) || size_t(ib[r]) >= b.size() / size_t(width))
+          bad_option("parts.ia/ib", "row indices within a and b");
+      n = int64_t(ia.size());
+      // (With fp16, the parts' fp16 copies, as --amp evaluation takes them.)
+      parts = FirstLayerParts{io.mat(a, int64_t(a.size()) / width, width, fp16), io.u32(ia),
+                              io.mat(b, int64_t(b.size()) / width, width, fp16), io.u32(ib)};
+    } else {
+      x = get_f32(o.Get("x"), "x");
+      n = int64_t(x.size()) / width;
+    }
+    std::vector<Mat> act{has_parts ? io.mat_zeros(n, width, fp16) : io.mat(x, n, width, fp16)};
     for (int l = 1; l < L; ++l) {
       act.push_back(io.mat_zeros(n, layers[size_t(l)].out, fp16));
       masks.push_back(get_bool(layer_opts[size_t(l) - 1], "mask", false) ? io.unit_mask(n, layers[size_t(l)].out) : UnitMask{});
     }
-    const int fused = get_bool(o, "fused", true) ? be_->hidden_forward(act, layers, drop, masks) : 0;
+    // As Network::hidden_layers_forward: the parts inside the fused op, else gather_add_relu first.
+    const bool try_fused = get_bool(o, "fused", true);
+    int fused = try_fused && has_parts ? be_->hidden_forward(act, layers, drop, masks, &parts) : 0;
+    const bool parts_fused = fused > 0;
+    if (has_parts && !fused) be_->gather_add_relu(parts.a, parts.ia, parts.b, parts.ib, Dropout{}, act[0], UnitMask{});
+    if (try_fused && !fused) fused = be_->hidden_forward(act, layers, drop, masks, nullptr);
     for (int l = fused + 1; l < L; ++l)
       be_->linear_forward(act[size_t(l) - 1], layers[size_t(l)], drop[size_t(l)], act[size_t(l)], masks[size_t(l)]);
     Napi::Array act_out = Napi::Array::New(info.Env()), mask_out = Napi::Array::New(info.Env());
@@ -469,6 +499,7 @@ Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
     r.Set("act", act_out);
     r.Set("masks", mask_out);
     r.Set("fusedLayers", fused);
+    r.Set("partsFused", parts_fused);
     return r;
   });
 }
