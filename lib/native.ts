@@ -216,15 +216,17 @@ export interface NativeOpRunner {
    * true) from x, layer 0's output, as Network runs them: Backend::hidden_forward for the leading
    * layers it takes (fusedLayers; none with fused: false or on the CPU), linear_forward for the
    * rest. Every layer's output (the first as given) and masks (null where not kept). With parts
-   * instead of x (the first layer's two parts and each row's index in them), layer 0's output
-   * from them as evaluation takes it: inside hidden_forward where the backend takes them
-   * (partsFused; it then writes only the last of the fusedLayers: the ones before come back as
-   * zeros), else by gatherAddRelu first.
+   * instead of x (the first layer's two parts, each row's index in them, the first layer's dropout
+   * and whether its live units are kept), layer 0's output from them: inside hidden_forward where
+   * the backend takes them (partsFused; without training it then writes only the last of the
+   * fusedLayers: the ones before come back as zeros), else by gatherAddRelu first.
    */
   hiddenForward(a: {
     layers: (DropoutArgs & { w: Float32Array; b: Float32Array; in: number; out: number; mask?: boolean })[];
     fp16?: boolean; fused?: boolean;
-  } & ({ x: Float32Array } | { parts: { a: Float32Array; ia: Uint32Array; b: Float32Array; ib: Uint32Array } })): {
+  } & ({ x: Float32Array } | {
+    parts: DropoutArgs & { a: Float32Array; ia: Uint32Array; b: Float32Array; ib: Uint32Array; mask?: boolean; training?: boolean };
+  })): {
     act: Float32Array[]; masks: (Uint8Array | null)[]; fusedLayers: number; partsFused: boolean;
   };
   /**

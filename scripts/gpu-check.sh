@@ -16,8 +16,10 @@
 # the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default; --amp, the hidden
 # layers after the first in one kernel forward, NCF_CUDA_HIDDEN_FORWARD=1, and one backward,
 # NCF_CUDA_HIDDEN_BACKWARD=1, both off by default, --amp each alone, together, and with the graphs,
-# and TF32 together, and without the backward kernel's per-user sums, NCF_CUDA_HIDDEN_SUMS=0;
-# after them a table of each switch run's samples/s against its default's),
+# and TF32 together, and without the backward kernel's per-user sums, NCF_CUDA_HIDDEN_SUMS=0, and
+# (both precisions) without the forward kernel taking the first layer, NCF_CUDA_HIDDEN_PARTS=0;
+# after them a table of each switch run's samples/s against its default's; evaluation with
+# NCF_CUDA_HIDDEN_FORWARD=1),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
@@ -294,7 +296,8 @@ switch_runs() {
 # CUDA Graph (NCF_CUDA_GRAPH=1), --amp and TF32; the hidden layers after the first in one kernel
 # forward (NCF_CUDA_HIDDEN_FORWARD=1) and one backward (NCF_CUDA_HIDDEN_BACKWARD=1, which also takes
 # the first layer's per-user sums): under --amp each alone, both, and both with the graphs; in TF32
-# both, and both with the per-user sums left to pair_row_sums (NCF_CUDA_HIDDEN_SUMS=0). Then
+# both, and both with the per-user sums left to pair_row_sums (NCF_CUDA_HIDDEN_SUMS=0); in both
+# precisions, both with the first layer left to gather_add_relu (NCF_CUDA_HIDDEN_PARTS=0). Then
 # evaluation with NCF_CUDA_HIDDEN_FORWARD=1 (which takes the first layer from its parts there), TF32
 # and --amp, against the bench eval figures above.
 opt_in_runs() {
@@ -304,6 +307,7 @@ opt_in_runs() {
   for s in NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done
   switched "$both"
   switched "$both NCF_CUDA_HIDDEN_SUMS=0"
+  for flag in --amp ""; do switched "$both NCF_CUDA_HIDDEN_PARTS=0" $flag; done
   for flag in "" --amp; do
     # shellcheck disable=SC2086  # an empty flag is no argument
     run env NCF_CUDA_HIDDEN_FORWARD=1 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-hidden.json" \

@@ -117,12 +117,13 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   const ampCapped = run('cuda', 'amp-max-blocks', ['--amp'], { NCF_CUDA_MAX_BLOCKS: '2' });
   const gpuGraph = run('cuda', 'cuda-graph', ['--no-tf32'], { NCF_CUDA_GRAPH: '1' });
   // And the hidden layers after the first in one kernel each way (hidden_forward, also in the
-  // evaluation, and hidden_backward), by parts, and both per row with the steps as graphs (the
-  // kernels' arguments must survive a capture and its updates) and at most 3 blocks in every grid:
+  // evaluation, and hidden_backward), by parts (hidden_forward taking the first layer from its
+  // parts, with the steps as graphs), and both per row with the steps as graphs (the kernels'
+  // arguments must survive a capture and its updates) and at most 3 blocks in every grid:
   // each tile kernel's block looping over about 11 tiles of the 2048-row batches, as each block
   // of a GPU does at full size.
   const hiddenForward = { NCF_CUDA_HIDDEN_FORWARD: '1' }, hiddenBackward = { NCF_CUDA_HIDDEN_BACKWARD: '1' };
-  const ampForward = run('cuda', 'amp-hidden-forward', ['--amp'], hiddenForward);
+  const ampForward = run('cuda', 'amp-hidden-forward', ['--amp', '--xla'], hiddenForward);
   const ampBackward = run('cuda', 'amp-hidden-backward', ['--amp'], hiddenBackward);
   const ampHiddenRows = run('cuda', 'amp-hidden-rows', ['--amp', '--xla'], { ...hiddenForward, ...hiddenBackward, ...rows, NCF_CUDA_MAX_BLOCKS: '3' });
   // And both in TF32 (TF32 Tensor Cores in the kernels; forward, the first layer's weights alone fit).
@@ -133,6 +134,11 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   // NCF_CUDA_HIDDEN_SUMS=0, pair_row_sums taking them.
   const ampSumsCapped = run('cuda', 'amp-hidden-sums-capped', ['--amp', '--xla'], { ...hiddenBackward, NCF_CUDA_MAX_BLOCKS: '2' });
   const ampNoSums = run('cuda', 'amp-hidden-no-sums', ['--amp'], { ...hiddenBackward, NCF_CUDA_HIDDEN_SUMS: '0' });
+  // And with NCF_CUDA_HIDDEN_PARTS=0: gather_add_relu writing the first layer's output for
+  // hidden_forward to read, where by default hidden_forward computes it from its parts.
+  const noParts = { ...hiddenForward, NCF_CUDA_HIDDEN_PARTS: '0' };
+  const ampNoParts = run('cuda', 'amp-hidden-no-parts', ['--amp'], noParts);
+  const tf32NoParts = run('cuda', 'tf32-hidden-no-parts', [], { ...noParts, ...hiddenBackward });
   // And with the first capture, or the first instantiation, failing (the emulator's injected
   // faults): the steps go on op by op, the failed one included.
   const faults = ['capture', 'instantiate'].map((f) => run('cuda', `amp-graph-${f}-fault`, ['--amp', '--xla'], { NCF_EMU_GRAPH_FAULT: f }));
@@ -180,7 +186,9 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   for (const r of [ampBackward, tf32Hidden, ampSumsCapped]) t.match(r.stderr, /hidden_backward: .*, 58 with the per-user sums/, 'and, by parts, the per-user sums');
   for (const r of [ampHiddenRows, ampNoSums]) t.match(r.stderr, /hidden_backward: .*, 0 with the per-user sums/, 'but not per row or switched off');
   // 58 training steps, and the evaluation's batches after each epoch.
-  for (const r of [ampForward, ampHiddenRows, tf32Hidden]) t.match(r.stderr, /ncf cuda hidden_forward: (5[89]|[6-9]\d) runs of the fused kernel/, 'every step and evaluation took its hidden layers forward in one kernel');
+  for (const r of [ampForward, ampHiddenRows, tf32Hidden, ampNoParts, tf32NoParts]) t.match(r.stderr, /ncf cuda hidden_forward: (5[89]|[6-9]\d) runs of the fused kernel/, 'every step and evaluation took its hidden layers forward in one kernel');
+  for (const r of [ampForward, tf32Hidden]) t.match(r.stderr, /hidden_forward: (\d+) runs of the fused kernel, \1 with the first layer from its parts/, 'every one from the first layer\'s parts');
+  for (const r of [ampNoParts, tf32NoParts]) t.match(r.stderr, /hidden_forward: .*, 0 with the first layer from its parts/, 'but not switched off');
   t.notMatch(ampBackward.stderr, /hidden_forward/, 'each switch alone');
   t.notMatch(ampForward.stderr, /hidden_backward/);
   t.notMatch(ampChain.stderr, /hidden_/, 'and neither kernel without them');
@@ -192,6 +200,7 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     const tr = tf32Rows.summary.epochs[i], hf = ampForward.summary.epochs[i], hb = ampBackward.summary.epochs[i];
     const hr = ampHiddenRows.summary.epochs[i], th = tf32Hidden.summary.epochs[i], cb = ampCapped.summary.epochs[i];
     const sc = ampSumsCapped.summary.epochs[i], ns = ampNoSums.summary.epochs[i];
+    const np = ampNoParts.summary.epochs[i], tp = tf32NoParts.summary.epochs[i];
     t.ok(Math.abs(g.loss - e.loss) < 1e-3 * e.loss, `epoch ${i + 1} loss fp32 ${g.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(g.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 fp32 ${g.hr} vs cpu ${e.hr}`);
     t.ok(Math.abs(f.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32 ${f.loss} vs cpu ${e.loss}`);
@@ -209,6 +218,13 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     t.ok(Math.abs(hb.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_backward ${hb.loss} vs the chain ${c.loss}`);
     t.ok(Math.abs(sc.loss - c.loss) < 1e-3 * c.loss, `epoch ${i + 1} loss amp, hidden_backward with its sums on 2 blocks ${sc.loss} vs the chain ${c.loss}`);
     t.ok(Math.abs(ns.loss - hb.loss) < 1e-4 * hb.loss, `epoch ${i + 1} loss amp, hidden_backward, sums by pair_row_sums ${ns.loss} vs in the kernel ${hb.loss}`);
+    // (hidden_forward rounds, drops and masks the first layer's values as gather_add_relu does, and
+    // multiplies the same tiles: the self-test checks that bit for bit. Only the order of the
+    // atomics' sums later in the step differs, with the emulator's warp order, which alternates
+    // with the launch count.)
+    t.ok(Math.abs(np.loss - hf.loss) < 1e-4 * hf.loss, `epoch ${i + 1} loss amp, hidden_forward from gather_add_relu ${np.loss} vs from the parts ${hf.loss}`);
+    t.ok(Math.abs(np.hr - hf.hr) <= 0.01, `epoch ${i + 1} HR@10 amp, hidden_forward from gather_add_relu ${np.hr} vs from the parts ${hf.hr}`);
+    t.ok(Math.abs(tp.loss - th.loss) < 1e-4 * th.loss, `epoch ${i + 1} loss tf32, both kernels, from gather_add_relu ${tp.loss} vs from the parts ${th.loss}`);
     t.ok(Math.abs(hr.loss - w.loss) < 1e-3 * w.loss, `epoch ${i + 1} loss amp per row, both kernels in 3 blocks ${hr.loss} vs the chain ${w.loss}`);
     t.ok(Math.abs(th.loss - e.loss) < 1e-2 * e.loss, `epoch ${i + 1} loss tf32, both kernels ${th.loss} vs cpu ${e.loss}`);
     t.ok(Math.abs(th.hr - e.hr) <= 0.03, `epoch ${i + 1} HR@10 tf32, both kernels ${th.hr} vs cpu ${e.hr}`);

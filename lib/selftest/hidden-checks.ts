@@ -16,7 +16,7 @@
  * for a batch in user order: here users in runs of 1 to 40 rows and one of 150, longer than a tile
  * (it spans tiles, and with 2 blocks the edge of a block's range), with some users left out (zeros).
  */
-import type { NativeOpRunner } from '../native';
+import type { DropoutArgs, NativeOpRunner } from '../native';
 import { type Check, type GemmPrecision, TOLERANCE, check, property } from './check';
 import { liveBits } from './cpu-checks';
 import { type Rng, exactlyEqual, relError } from '../util/random';
@@ -51,6 +51,55 @@ function hiddenSumsExpected(backwardExpected: boolean): boolean {
   return backwardExpected && !['NCF_CUDA_HIDDEN_SUMS', 'NCF_CUDA_SUMS_BY_USER', 'NCF_CUDA_ITEM_SORT', 'NCF_CUDA_GROUPED'].some(off);
 }
 
+interface PartsCase {
+  widths: readonly number[]; rows: number; shape: string; training: boolean; fp16: boolean; precision: GemmPrecision;
+  forwardExpected: boolean;  // whether hidden_forward runs fused
+  layers: (DropoutArgs & { w: Float32Array; b: Float32Array; in: number; out: number; mask: boolean })[];
+  asStored: (v: Float32Array) => Float32Array; rng: Rng;
+}
+
+/**
+ * hidden_forward with the first layer's parts (FirstLayerParts) against the CPU's gather_add_relu
+ * and chain, and bit for bit against the same op fed gather_add_relu's output. Taking the parts
+ * for evaluation, the kernel writes only the last of its layers' outputs (what evaluation reads
+ * next); for training, every one, with the first layer's live units.
+ */
+function partsChecks(dev: NativeOpRunner, cpu: NativeOpRunner, c: PartsCase): Check[] {
+  const { widths, rows, training, fp16, rng } = c, L = widths.length;
+  // The user side's rows: in runs of 101 (evaluation lists), or of 1 to 12 (a batch grouped by user).
+  let user = 0, left = 0;
+  const ia = new Uint32Array(rows);
+  for (let r = 0; r < rows; ++r) {
+    if (left === 0) [user, left] = [(user + 1) % 4, training ? 1 + rng.below(12) : 101];
+    ia[r] = user;
+    --left;
+  }
+  const first = training ? { dropout: 0.5, seed: 13, layer: 0, epoch: 2, pos0: 500, mask: true } : { dropout: 0 };
+  const parts = {
+    a: c.asStored(rng.f32(4 * widths[0], -1, 1)), ia, b: c.asStored(rng.f32(9 * widths[0], -1, 1)),
+    ib: Uint32Array.from({ length: rows }, () => rng.below(9)), ...first, training,
+  };
+  const layers = training ? c.layers : c.layers.map((l) => ({ ...l, dropout: 0, mask: false }));
+  const pd = dev.hiddenForward({ parts, layers, fp16 }), pc = cpu.hiddenForward({ parts, layers });
+  // The outputs compared: from the parts in evaluation, the kernel writes only its last layer's.
+  const written = pd.partsFused && !training ? pd.fusedLayers : 0;
+  let err = 0;
+  for (let l = written; l < L; ++l) err = Math.max(err, relError(pd.act[l], pc.act[l]));
+  const how = pd.partsFused ? 'in the kernel' : 'by gather_add_relu';
+  const name = `hidden_forward ${c.shape}, ${training ? 'training' : 'evaluation'}, first layer from its parts`;
+  const expected = c.forwardExpected && process.env.NCF_CUDA_HIDDEN_PARTS !== '0';
+  // The same op from gather_add_relu's output, with its live units.
+  const gathered = dev.gatherAddRelu({ ...parts, cols: widths[0], fp16, halfTables: fp16 });
+  const gd = dev.hiddenForward({ x: gathered.y, layers, fp16 });
+  const same = pd.act.every((a, l) => l < written || exactlyEqual(a, l === 0 ? gathered.y : gd.act[l])) &&
+    pd.masks.every((m, l) => (l === 0 ? !training || exactlyEqual(m!, gathered.mask) : m === gd.masks[l] || exactlyEqual(m!, gd.masks[l]!)));
+  return [
+    check(`${name} (${how})`, c.precision, err, TOLERANCE[c.precision]),
+    property(`${name} ${expected ? 'in the kernel' : 'by gather_add_relu'}`, pd.partsFused === expected),
+    property(`${name} = from gather_add_relu's output`, same),
+  ];
+}
+
 export function hiddenLayerChecks(dev: NativeOpRunner, cpu: NativeOpRunner, precision: GemmPrecision, rng: Rng): Check[] {
   const fp16 = precision === 'fp16';
   const tol = TOLERANCE[precision];
@@ -75,28 +124,11 @@ export function hiddenLayerChecks(dev: NativeOpRunner, cpu: NativeOpRunner, prec
     checks.push(property(`hidden_forward ${shape} ran ${forwardExpected ? 'fused' : 'as the op chain'}`, fd.fusedLayers > 0 === forwardExpected));
     checks.push(property(`hidden_forward ${shape}: live units = (y > 0)`, fd.masks.every((m, l) => !m || exactlyEqual(m, liveBits(fd.act[l], rows, widths[l])))));
 
-    // As evaluation runs it: no dropout, the first layer from its two parts (the user side's rows
-    // in runs of 101, an evaluation list's), inside the kernel where it takes them.
-    const parts = {
-      a: asStored(rng.f32(4 * widths[0], -1, 1)), ia: Uint32Array.from({ length: rows }, (_, r) => Math.floor(r / 101) % 4),
-      b: asStored(rng.f32(9 * widths[0], -1, 1)), ib: Uint32Array.from({ length: rows }, () => rng.below(9)),
-    };
-    const evalLayers = layers.map((l) => ({ ...l, dropout: 0, mask: false }));
-    // (Taking the parts, the kernel writes only the last of its layers' outputs, what evaluation reads next.)
-    const pd = dev.hiddenForward({ parts, layers: evalLayers, fp16 }), pc = cpu.hiddenForward({ parts, layers: evalLayers });
-    const written = pd.partsFused ? pd.fusedLayers : 1;  // the first layer output compared
-    err = 0;
-    for (let l = written; l < L; ++l) err = Math.max(err, relError(pd.act[l], pc.act[l]));
-    const partsHow = pd.partsFused ? 'in the kernel' : 'by gather_add_relu';
-    checks.push(check(`hidden_forward ${shape}, first layer from its parts (${partsHow})`, precision, err, tol));
-    checks.push(property(`hidden_forward ${shape}: first layer from its parts ${forwardExpected ? 'in the kernel' : 'by gather_add_relu'}`,
-      pd.partsFused === forwardExpected));
-    // The same op from gather_add_relu's output: the same values, bit for bit (the kernel sums and
-    // rounds the parts as gather_add_relu does, and multiplies the same tiles).
-    const gathered = dev.gatherAddRelu({ ...parts, cols: widths[0], fp16, halfTables: fp16, dropout: 0 }).y;
-    const gd = dev.hiddenForward({ x: gathered, layers: evalLayers, fp16 });
-    checks.push(property(`hidden_forward ${shape}: from its parts = from gather_add_relu's output`,
-      pd.act.every((a, l) => l < written || exactlyEqual(a, gd.act[l]))));
+    // The first layer from its two parts, inside the kernel where it takes them: as evaluation
+    // runs it (no dropout; the user side's rows in runs of 101, an evaluation list's) and as
+    // training does (the first layer's dropout and live units; runs of 1 to 12 rows).
+    for (const training of [false, true])
+      checks.push(...partsChecks(dev, cpu, { widths, rows, shape, layers, training, fp16, precision, forwardExpected, asStored, rng }));
 
     const below = widths.slice(0, -1).map((cols, layer) => {
       const y = asStored(rng.f32(rows * cols).map((v) => Math.max(v, 0)));

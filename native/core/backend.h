@@ -93,13 +93,16 @@ struct UserRowSums {
   Mat sums;
 };
 
-// The first layer's output from its two parts, as gather_add_relu takes it without dropout
-// (evaluation and serving): relu(a[ia[r]] + b[ib[r]]) for row r, a and b of the activations' type.
+// The first layer's output from its two parts, as gather_add_relu takes them: relu(a[ia[r]] +
+// b[ib[r]]) for row r (a and b of the activations' type), then hidden_forward's drop[0], with its
+// live units in masks[0]. training: every layer's output is kept (what the backward pass reads);
+// else (evaluation and serving) only the last is needed.
 struct FirstLayerParts {
   Mat a;
   const uint32_t* ia = nullptr;
   Mat b;
   const uint32_t* ib = nullptr;
+  bool training = false;
 };
 
 // What hidden_backward did: whether it ran (fused), and whether it also wrote the per-user sums.
@@ -323,9 +326,10 @@ class Backend {
   // leading layers the backend takes at once (K <= L - 1; the caller runs the rest). layers, drop
   // and masks have L entries ([0] unused). Returns K; 0, doing nothing, where the backend has no
   // fused form for these shapes (the CPU: never; CUDA: NCF_CUDA_HIDDEN_FORWARD=1, fp16 or TF32).
-  // With parts, act[0] is gather_add_relu's output from them (no dropout), which the op computes
-  // as it reads it instead of reading act[0]; it then writes act[K] alone (act[0] .. act[K - 1]
-  // are left as they were). 0 leaves the first layer to the caller too.
+  // With parts, act[0] is gather_add_relu's output from them (with drop[0] and masks[0]), which
+  // the op computes as it reads it instead of reading act[0]: in training it also writes act[0]
+  // and masks[0], else it writes act[K] alone (act[0] .. act[K - 1] are left as they were). 0
+  // leaves the first layer to the caller too.
   virtual int hidden_forward(const std::vector<Mat>& act, const std::vector<LinearParams>& layers,
                              const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks,
                              const FirstLayerParts* parts) {

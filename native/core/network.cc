@@ -130,7 +130,7 @@ void Network::hidden_layers_forward(const std::vector<Mat>& act, const std::vect
   for (size_t l = 0; l < act.size(); ++l) params.push_back(layer(int(l)));
   const bool hidden = act.size() > 1;
   int fused = hidden && parts ? be_->hidden_forward(act, params, drop, masks, parts) : 0;
-  if (parts && !fused) be_->gather_add_relu(parts->a, parts->ia, parts->b, parts->ib, Dropout{}, act[0], UnitMask{});
+  if (parts && !fused) be_->gather_add_relu(parts->a, parts->ia, parts->b, parts->ib, drop[0], act[0], masks[0]);
   if (hidden && !fused) fused = be_->hidden_forward(act, params, drop, masks, nullptr);
   for (size_t l = size_t(fused) + 1; l < act.size(); ++l) be_->linear_forward(act[l - 1], params[l], drop[l], act[l], masks[l]);
 }
@@ -193,10 +193,12 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
   const Dropout none;
   auto forward_dropout = [&](int l) -> const Dropout& { return l == L - 1 ? none : drop[size_t(l)]; };
   auto forward_mask = [&](int l) { return l == L - 1 ? UnitMask{} : a.mask(l); };
+  // By parts, the first layer's gather_add_relu comes with the hidden layers (inside the backend's
+  // hidden_forward where it takes it).
+  FirstLayerParts parts;
   if (by_parts) {
     first_layer_parts(a.user_part(), a.item_part());
-    be_->gather_add_relu(a.user_part(), users, a.item_part(), items, forward_dropout(0), a.act(0).head(n),
-                         forward_mask(0));
+    parts = FirstLayerParts{a.user_part(), users, a.item_part(), items, true};
   } else {
     be_->embed_forward(tables(), users, items, input(0));
     be_->linear_forward(input(0), layer(0), forward_dropout(0), a.act(0).head(n), forward_mask(0));
@@ -209,7 +211,7 @@ bool Network::train_pass(Activations& a, int n, const std::vector<Dropout>& drop
     forward_drop.push_back(forward_dropout(l));
     forward_masks.push_back(forward_mask(l));
   }
-  hidden_layers_forward(acts, forward_drop, forward_masks);
+  hidden_layers_forward(acts, forward_drop, forward_masks, by_parts ? &parts : nullptr);
   // Hidden layer l as the layer below the one taken back: whose ReLU and dropout the gradient
   // passes through on its way down.
   auto as_below = [&](int l) {

@@ -162,7 +162,8 @@ class Network {
   // Hidden layers 1 .. L - 1 forward from act[0] (act: each layer's output rows), each with its
   // dropout and live-unit mask (entry 0 unused): the backend's hidden_forward for the leading
   // layers it takes, linear_forward for the rest. With parts, act[0] is first gather_add_relu's
-  // from them (no dropout), unless the backend's hidden_forward takes them as it reads act[0].
+  // from them (with drop[0] and masks[0]), unless the backend's hidden_forward takes them as it
+  // reads act[0].
   void hidden_layers_forward(const std::vector<Mat>& act, const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks,
                              const FirstLayerParts* parts = nullptr) const;
   // The first layer's backward by parts from the gradient at its output a.d_act(0) (Parts above),

@@ -76,6 +76,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   hidden_forward_ = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
   hidden_backward_ = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
   hidden_sums_ = !env_is("NCF_CUDA_HIDDEN_SUMS", "0");
+  hidden_parts_ = !env_is("NCF_CUDA_HIDDEN_PARTS", "0");
   max_blocks_ = env_count("NCF_CUDA_MAX_BLOCKS");
 }
 
@@ -99,7 +100,8 @@ CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamSynchronize(stream_);
   step_graph_.report(stderr);
   if (hidden_forward_runs_ > 0)
-    std::fprintf(stderr, "ncf cuda hidden_forward: %lld runs of the fused kernel\n", static_cast<long long>(hidden_forward_runs_));
+    std::fprintf(stderr, "ncf cuda hidden_forward: %lld runs of the fused kernel, %lld with the first layer from its parts\n",
+                 static_cast<long long>(hidden_forward_runs_), static_cast<long long>(hidden_parts_runs_));
   if (hidden_backward_runs_ > 0)
     std::fprintf(stderr, "ncf cuda hidden_backward: %lld runs of the fused kernel, %lld with the per-user sums\n",
                  static_cast<long long>(hidden_backward_runs_), static_cast<long long>(hidden_sums_runs_));

@@ -118,6 +118,10 @@ class CudaBackend final : public Backend {
   // NCF_CUDA_HIDDEN_SUMS=0: pair_row_sums does. How many runs took them; the blocks' edge slots.
   bool hidden_sums_ = true;
   int64_t hidden_sums_runs_ = 0;
+  // hidden_forward also takes the first layer from its parts (FirstLayerParts) where it runs;
+  // NCF_CUDA_HIDDEN_PARTS=0: gather_add_relu does. How many runs took it.
+  bool hidden_parts_ = true;
+  int64_t hidden_parts_runs_ = 0;
   BackendArray<unsigned char> edge_scratch_;
   // The most blocks of every grid-stride or persistent kernel (set_max_blocks, or
   // NCF_CUDA_MAX_BLOCKS; 0: no cap); capped(b) applies it to b blocks, grid(n) to blocks_for's

@@ -19,15 +19,19 @@
 // once; the chain also wrote each pre-dropout output, read and rewrote it in the dropout pass, and
 // read it again for the next GEMM (about 0.77 KB a row less at ml-20m's shape in fp16; 1 KB for
 // the first layer alone in fp32).
-// With the first layer's parts (evaluation and serving: FirstLayerParts, no dropout), the staging
-// buffer takes the row's item-side part row b[ib[r]] instead of act[0]'s row, and the block adds
-// the user-side row a[ia[r]] (read through L1: a user's rows are consecutive) and takes the ReLU
-// in place before the first product, rounding as gather_add_relu does; act[0] is neither written
-// nor read, and of the later layers only the last one's output is written (what the caller
-// reads next: the output unit, or the chain's next layer). At ml-20m's shape that saves
-// gather_add_relu's write of act[0] and the kernel's read of it, 1 KB a row in fp16 and 2 KB in
-// fp32, and in fp16 the write of act[1], 0.25 KB (of about 1.5 / 3.5 KB a row through the chain);
-// the item-side rows (14 MB in fp16, 27 MB in fp32) come from L2.
+// With the first layer's parts (FirstLayerParts), the staging buffer takes the row's item-side
+// part row b[ib[r]] instead of act[0]'s row, and the block adds the user-side row a[ia[r]] (read
+// through L1: a user's rows are consecutive) and takes ReLU and the first layer's dropout in place
+// before the first product, rounding as gather_add_relu does. act[0] is never read:
+//   - evaluation and serving: nor written, and of the later layers only the last one's output
+//     (what the caller reads next: the output unit, or the chain's next layer). At ml-20m's shape
+//     that saves gather_add_relu's write of act[0] and the kernel's read of it, 1 KB a row in fp16
+//     and 2 KB in fp32, and in fp16 the write of act[1], 0.25 KB (of about 1.5 / 3.5 KB a row
+//     through the chain);
+//   - training: act[0] and its live units are written as gather_add_relu wrote them (the backward
+//     pass reads them), which saves the read of act[0], 0.5 KB a row in fp16 and 1 KB in fp32.
+// The item-side rows (14 MB in fp16, 27 MB in fp32) come from L2. NCF_CUDA_HIDDEN_PARTS=0 leaves
+// the first layer to gather_add_relu.
 #include <algorithm>
 
 #include "cuda_backend.cuh"
@@ -50,12 +54,14 @@ struct ForwardArgs {
   int mask_bytes[kMaxFusedLayers];       // bytes per row of mask[l]
   Dropout drop[kMaxFusedLayers];
   bool half_math[kMaxFusedLayers];       // fp16: the dropout in half2 arithmetic (CudaBackend::half_math)
-  // act[0] from the first layer's parts (part_a null: act[0] given): relu(part_a[ia[r]] + part_b[ib[r]]).
+  // act[0] from the first layer's parts (part_a null: act[0] given): relu(part_a[ia[r]] +
+  // part_b[ib[r]]) through drop[0], with its live units into mask[0]; keep_all: every layer's
+  // output written (training), else the last alone.
   const void* part_a;
   const uint32_t* ia;
   const void* part_b;
   const uint32_t* ib;
-  bool part_half_math;                   // fp16: their sum in half2 arithmetic, as gather_add_relu takes it
+  bool keep_all;
   // Shared memory, byte offsets: weights, biases (fp32), two staging buffers for act[0]'s tile,
   // two tiles for the layers in between, each warp's accumulator scratch.
   int w_off[kMaxFusedLayers];
@@ -104,31 +110,42 @@ __device__ __forceinline__ uint32_t bias_relu_dropout8<float>(float* v, const fl
 }
 #endif
 
-// act[0]'s values at row `row`, columns c .. c + 7, from the parts as gather_add_relu takes them
-// without dropout: the item-side values staged at `tile` become relu(user side + item side), in
-// half2 arithmetic where gather_add_relu's fp16 form takes it (part_half_math), else an fp32 sum.
+// act[0]'s values at row `row`, columns c .. c + 7, from the parts as gather_add_relu takes them:
+// the item-side values staged at `tile` become dropout(relu(user side + item side)), in half2
+// arithmetic where gather_add_relu's fp16 form takes it (half_math[0]), else from an fp32 sum; in
+// training also stored to act[0] with their live-unit byte.
 template <typename T>
 __device__ __forceinline__ void first_layer8(const ForwardArgs& a, int64_t row, int c, T* tile) {
   const T* const user_side = static_cast<const T*>(a.part_a) + int64_t(a.ia[row]) * a.width[0] + c;
+  const Dropout& d = a.drop[0];
+  const int g = c / 8;
+  uint32_t live = 0;
   if constexpr (std::is_same<T, __half>::value) {
-    if (a.part_half_math) {
+    if (a.half_math[0]) {
       Half8 x, y;
       x.raw = *reinterpret_cast<const uint4*>(user_side);
       y.raw = *reinterpret_cast<const uint4*>(tile);
 #pragma unroll
       for (int k = 0; k < 4; ++k) x.h2[k] = __hadd2(x.h2[k], y.h2[k]);
-      relu_dropout8_half(x.raw, true, Dropout{}, half_scale(Dropout{}), row, c / 8);
+      live = relu_dropout8_half(x.raw, true, d, half_scale(d), row, g);
       *reinterpret_cast<uint4*>(tile) = x.raw;
-      return;
     }
   }
-  float x[8], y[8];
-  load8(user_side, x);
-  load8(tile, y);
+  if (!std::is_same<T, __half>::value || !a.half_math[0]) {
+    float x[8], y[8];
+    load8(user_side, x);
+    load8(tile, y);
 #pragma unroll
-  for (int k = 0; k < 8; ++k) x[k] += y[k];
-  relu_dropout8<T>(x, 8, nullptr, true, Dropout{}, row, c / 8);
-  store8(tile, x);
+    for (int k = 0; k < 8; ++k) x[k] += y[k];
+    live = relu_dropout8<T>(x, 8, nullptr, true, d, row, g);
+    store8(tile, x);
+  }
+  if (!a.keep_all) return;
+  const uint4* const v = reinterpret_cast<const uint4*>(tile);
+  uint4* const out = reinterpret_cast<uint4*>(static_cast<T*>(a.act[0]) + row * a.width[0] + c);
+#pragma unroll
+  for (int q = 0; q < int(sizeof(T) / 2); ++q) out[q] = v[q];
+  if (a.mask[0]) a.mask[0][row * a.mask_bytes[0] + g] = uint8_t(live);
 }
 
 template <typename T>
@@ -170,7 +187,7 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
       const float* const bias = reinterpret_cast<const float*>(shared + a.bias_off[l]);
       const __half2 scale = half_scale(a.drop[l]);
       T* const dst = static_cast<T*>(a.act[l]);
-      const bool store_act = l == L - 1 || !a.part_a;  // (from the parts: the last layer's output alone)
+      const bool store_act = l == L - 1 || !a.part_a || a.keep_all;  // (evaluation from the parts: the last alone)
       uint8_t* const mask = a.mask[l];
       const int mask_bytes = a.mask_bytes[l];
       const T* const w = reinterpret_cast<const T*>(shared + a.w_off[l]);
@@ -216,7 +233,8 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
   ForwardArgs a{};
   a.n = n;
   if (!tile_matrices(act, type, n, a.width, a.act)) return 0;
-  if (parts) {  // both parts of act[0]'s type and width, 16-byte aligned rows
+  if (parts) {  // both parts of act[0]'s type and width, 16-byte aligned rows (NCF_CUDA_HIDDEN_PARTS=0: none)
+    if (!hidden_parts_) return 0;
     for (const Mat* m : {&parts->a, &parts->b})
       if (m->dtype != type || m->cols != a.width[0] || !aligned_to(m->data, 16)) return 0;
     if (!parts->ia || !parts->ib) return 0;
@@ -224,7 +242,11 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
     a.ia = parts->ia;
     a.part_b = parts->b.data;
     a.ib = parts->ib;
-    a.part_half_math = half && half_math(Dropout{});
+    a.keep_all = parts->training;
+    a.mask[0] = masks[0].bits;
+    a.mask_bytes[0] = int(masks[0].ld / 8);
+    a.drop[0] = drop[0];
+    a.half_math[0] = half && half_math(drop[0]);
   }
   for (int l = 1; l < L; ++l) {
     const LinearParams& p = layers[size_t(l)];
@@ -270,6 +292,7 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
     if (!launch_tiles<ForwardTiles>("hidden_forward", half, a, launch, hidden_forward_opted_in_, hidden_forward_)) return 0;
   }
   ++hidden_forward_runs_;
+  if (a.part_a) ++hidden_parts_runs_;
   return a.layers - 1;
 }
 

@@ -438,10 +438,11 @@ std::vector<LinearParams> hidden_layers_from(Io& io, const std::vector<Napi::Obj
 //   kept where mask is true) from x, layer 0's output, as Network runs them: Backend::hidden_forward
 //   for the leading layers it takes (fusedLayers of them; none with fused false), linear_forward for
 //   the rest. act[l] for l = 0 .. L - 1 (the first as given) and the masks (null where not kept).
-//   With parts ({ a, ia, b, ib }: the first layer's parts, [rows x width] each, and each pair's row
-//   in them) instead of x: layer 0's output from them as evaluation takes it (gather_add_relu
-//   without dropout, fp16 tables with fp16), inside Backend::hidden_forward where it takes them
-//   (partsFused; the op then writes only the last of the layers it takes: act[0] .. act[K - 1]
+//   With parts ({ a, ia, b, ib, dropout, seed, layer, epoch, pos0, mask, training }: the first
+//   layer's parts, [rows x width] each, each pair's row in them, and the first layer's dropout and
+//   whether its live units are kept) instead of x: layer 0's output from them (gather_add_relu;
+//   fp16 tables with fp16), inside Backend::hidden_forward where it takes them (partsFused;
+//   without training the op then writes only the last of the layers it takes: act[0] .. act[K - 1]
 //   come back as zeros), else by gather_add_relu first.
 Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -471,7 +472,9 @@ Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
       n = int64_t(ia.size());
       // (With fp16, the parts' fp16 copies, as --amp evaluation takes them.)
       parts = FirstLayerParts{io.mat(a, int64_t(a.size()) / width, width, fp16), io.u32(ia),
-                              io.mat(b, int64_t(b.size()) / width, width, fp16), io.u32(ib)};
+                              io.mat(b, int64_t(b.size()) / width, width, fp16), io.u32(ib), get_bool(po, "training", false)};
+      drop[0] = dropout_from(po);
+      if (get_bool(po, "mask", false)) masks[0] = io.unit_mask(n, width);
     } else {
       x = get_f32(o.Get("x"), "x");
       n = int64_t(x.size()) / width;
@@ -485,7 +488,7 @@ Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
     const bool try_fused = get_bool(o, "fused", true);
     int fused = try_fused && has_parts ? be_->hidden_forward(act, layers, drop, masks, &parts) : 0;
     const bool parts_fused = fused > 0;
-    if (has_parts && !fused) be_->gather_add_relu(parts.a, parts.ia, parts.b, parts.ib, Dropout{}, act[0], UnitMask{});
+    if (has_parts && !fused) be_->gather_add_relu(parts.a, parts.ia, parts.b, parts.ib, drop[0], act[0], masks[0]);
     if (try_fused && !fused) fused = be_->hidden_forward(act, layers, drop, masks, nullptr);
     for (int l = fused + 1; l < L; ++l)
       be_->linear_forward(act[size_t(l) - 1], layers[size_t(l)], drop[size_t(l)], act[size_t(l)], masks[size_t(l)]);
