@@ -37,8 +37,8 @@
 // thread writes more than a few rows; that replaces a memset of all the sums (71 MB in fp16 at
 // ml-20m's users, 142 in fp32) with the rows of the users a batch leaves out. Smaller batches,
 // whose gaps are wide, take the memset.
-// Shared memory at that shape (of an H100's 227 KiB): 196.5 KiB with 128-row tiles in fp16, 214.5
-// KiB with the sums; 213.5 KiB with 32-row tiles in fp32, 218.75 KiB with the sums.
+// Shared memory at that shape (of an H100's 227 KiB): 196.5 KiB with 128-row tiles in fp16, 214.75
+// KiB with the sums; 213.5 KiB with 32-row tiles in fp32, 219 KiB with the sums.
 #include <algorithm>
 
 #include "cuda_backend.cuh"

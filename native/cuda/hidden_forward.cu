@@ -110,36 +110,15 @@ __device__ __forceinline__ uint32_t bias_relu_dropout8<float>(float* v, const fl
 }
 #endif
 
-// act[0]'s values at row `row`, columns c .. c + 7, from the parts as gather_add_relu takes them:
-// the item-side values staged at `tile` become dropout(relu(user side + item side)), in half2
-// arithmetic where gather_add_relu's fp16 form takes it (half_math[0]), else from an fp32 sum; in
-// training also stored to act[0] with their live-unit byte.
+// act[0]'s values at row `row`, columns c .. c + 7, from the parts by gather_add_relu's step
+// (add_relu_dropout8, with drop[0]; scale: half_scale of it): the item-side values staged at
+// `tile` become dropout(relu(user side + item side)); in training also stored to act[0] with their
+// live-unit byte.
 template <typename T>
-__device__ __forceinline__ void first_layer8(const ForwardArgs& a, int64_t row, int c, T* tile) {
+__device__ __forceinline__ void first_layer8(const ForwardArgs& a, int64_t row, int c, T* tile, __half2 scale) {
   const T* const user_side = static_cast<const T*>(a.part_a) + int64_t(a.ia[row]) * a.width[0] + c;
-  const Dropout& d = a.drop[0];
   const int g = c / 8;
-  uint32_t live = 0;
-  if constexpr (std::is_same<T, __half>::value) {
-    if (a.half_math[0]) {
-      Half8 x, y;
-      x.raw = *reinterpret_cast<const uint4*>(user_side);
-      y.raw = *reinterpret_cast<const uint4*>(tile);
-#pragma unroll
-      for (int k = 0; k < 4; ++k) x.h2[k] = __hadd2(x.h2[k], y.h2[k]);
-      live = relu_dropout8_half(x.raw, true, d, half_scale(d), row, g);
-      *reinterpret_cast<uint4*>(tile) = x.raw;
-    }
-  }
-  if (!std::is_same<T, __half>::value || !a.half_math[0]) {
-    float x[8], y[8];
-    load8(user_side, x);
-    load8(tile, y);
-#pragma unroll
-    for (int k = 0; k < 8; ++k) x[k] += y[k];
-    live = relu_dropout8<T>(x, 8, nullptr, true, d, row, g);
-    store8(tile, x);
-  }
+  const uint32_t live = add_relu_dropout8(user_side, tile, tile, a.drop[0], scale, a.half_math[0], row, g);
   if (!a.keep_all) return;
   const uint4* const v = reinterpret_cast<const uint4*>(tile);
   uint4* const out = reinterpret_cast<uint4*>(static_cast<T*>(a.act[0]) + row * a.width[0] + c);
@@ -169,13 +148,14 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
   float* const scratch = reinterpret_cast<float*>(shared + a.scratch_off) + warp * kTileRows * kAccLd;
   for_each_tile(a.n, R, stage_input, [&](int64_t t, int stage) {
     const int64_t r0 = t * R;
-    if (a.part_a) {  // act[0] = relu(user-side row + the staged item-side row), in place
+    if (a.part_a) {  // act[0] = dropout(relu(user-side row + the staged item-side row)), in place
       T* const tile = reinterpret_cast<T*>(shared + a.stage_off[stage]);
       const int groups = a.width[0] / 8, ld = tile_ld<T>(a.width[0]);
+      const __half2 scale = half_scale(a.drop[0]);
       for (int i = int(threadIdx.x); i < R * groups; i += int(blockDim.x)) {
         const int r = i / groups, c = (i - r * groups) * 8;
         if (r0 + r >= a.n) continue;  // (staged as zeros)
-        first_layer8(a, r0 + r, c, tile + r * ld + c);
+        first_layer8(a, r0 + r, c, tile + r * ld + c, scale);
       }
       __syncthreads();
     }

@@ -50,31 +50,12 @@ template <typename T, typename O>
 __global__ void gather_add_relu_vec8(const T* a, const uint32_t* ia, const T* b, const uint32_t* ib, int64_t rows, int cols,
                                      O* out, Dropout d, UnitMask mask, bool half_math) {
   // fp16 tables and output with half_math: in half2 arithmetic.
-  constexpr bool kHalf = std::is_same<T, __half>::value && std::is_same<O, __half>::value;
   const __half2 scale = half_scale(d);
   for (RowGroupWalk w(cols / 8); w.row < rows; w.next()) {
     const int64_t r = w.row;
     const int g = w.g, j = g * 8;
-    if constexpr (kHalf) {
-      if (half_math) {
-        Half8 x, y;
-        x.raw = *reinterpret_cast<const uint4*>(a + int64_t(ia[r]) * cols + j);
-        y.raw = *reinterpret_cast<const uint4*>(b + int64_t(ib[r]) * cols + j);
-#pragma unroll
-        for (int k = 0; k < 4; ++k) x.h2[k] = __hadd2(x.h2[k], y.h2[k]);
-        const uint32_t live = relu_dropout8_half(x.raw, true, d, scale, r, g);
-        *reinterpret_cast<uint4*>(out + r * cols + j) = x.raw;
-        store_live(mask, r, g, live);
-        continue;
-      }
-    }
-    float x[8], y[8];
-    load8(a + int64_t(ia[r]) * cols + j, x);
-    load8(b + int64_t(ib[r]) * cols + j, y);
-#pragma unroll
-    for (int k = 0; k < 8; ++k) x[k] += y[k];
-    const uint32_t live = relu_dropout8<O>(x, 8, nullptr, true, d, r, g);
-    store8(out + r * cols + j, x);
+    const uint32_t live = add_relu_dropout8(a + int64_t(ia[r]) * cols + j, b + int64_t(ib[r]) * cols + j, out + r * cols + j, d,
+                                            scale, half_math, r, g);
     store_live(mask, r, g, live);
   }
 }

@@ -93,6 +93,35 @@ __device__ __forceinline__ uint32_t relu_dropout8_half(uint4& raw, bool relu, co
   return (pos & 0x55u) | ((pos >> 15) & 0xAAu);
 }
 
+// gather_add_relu's step for 8 values (16-byte-aligned groups): out = dropout(relu(x + y)) for row
+// `row`, features 8g..8g+7, in half2 arithmetic where x, y and out are fp16 and half_math (the sum
+// rounded to fp16, as a separate add would), else from their fp32 sum rounded as O stores it.
+// Returns the live-unit byte. out may be y (the loads come first).
+template <typename T, typename O>
+__device__ __forceinline__ uint32_t add_relu_dropout8(const T* x, const T* y, O* out, const Dropout& d, __half2 scale,
+                                                      bool half_math, int64_t row, int g) {
+  if constexpr (std::is_same<T, __half>::value && std::is_same<O, __half>::value) {
+    if (half_math) {
+      Half8 a, b;
+      a.raw = *reinterpret_cast<const uint4*>(x);
+      b.raw = *reinterpret_cast<const uint4*>(y);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) a.h2[k] = __hadd2(a.h2[k], b.h2[k]);
+      const uint32_t live = relu_dropout8_half(a.raw, true, d, scale, row, g);
+      *reinterpret_cast<uint4*>(out) = a.raw;
+      return live;
+    }
+  }
+  float a[8], b[8];
+  load8(x, a);
+  load8(y, b);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) a[k] += b[k];
+  const uint32_t live = relu_dropout8<O>(a, 8, nullptr, true, d, row, g);
+  store8(out, a);
+  return live;
+}
+
 // Writes a row's live-unit byte for features [8g, 8g + 8) (UnitMask: ld % 128 == 0, so the group
 // is byte g of the row's bits).
 __device__ __forceinline__ void store_live(const UnitMask& mask, int64_t row, int g, uint32_t live) {

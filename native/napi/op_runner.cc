@@ -116,6 +116,23 @@ Pairs pairs_from(const Napi::Object& o, const ModelConfig& cfg) {
   return p;
 }
 
+// gather_add_relu's operands from options a, ia, b, ib (named with `prefix` in errors): tables a
+// and b of rows of `cols` values, and per output row an index into each, of equal length and
+// within the tables' rows.
+struct GatherOperands {
+  std::vector<float> a, b;
+  std::vector<uint32_t> ia, ib;
+};
+GatherOperands gather_operands_from(const Napi::Object& o, int cols, const std::string& prefix) {
+  GatherOperands g{get_f32(o.Get("a"), (prefix + "a").c_str()), get_f32(o.Get("b"), (prefix + "b").c_str()),
+                   get_u32(o.Get("ia"), (prefix + "ia").c_str()), get_u32(o.Get("ib"), (prefix + "ib").c_str())};
+  if (g.ia.size() != g.ib.size()) bad_option(prefix + "ia/ib", "of equal length");
+  for (size_t r = 0; r < g.ia.size(); ++r)
+    if (size_t(g.ia[r]) >= g.a.size() / size_t(cols) || size_t(g.ib[r]) >= g.b.size() / size_t(cols))
+      bad_option(prefix + "ia/ib", "row indices within a and b");
+  return g;
+}
+
 }  // namespace
 
 Napi::Function OpRunner::Define(Napi::Env env) {
@@ -462,17 +479,12 @@ Napi::Value OpRunner::HiddenForward(const Napi::CallbackInfo& info) {
     int64_t n = 0;
     if (has_parts) {
       const Napi::Object po = o.Get("parts").As<Napi::Object>();
-      const std::vector<float> a = get_f32(po.Get("a"), "parts.a"), b = get_f32(po.Get("b"), "parts.b");
-      const std::vector<uint32_t> ia = get_u32(po.Get("ia"), "parts.ia"), ib = get_u32(po.Get("ib"), "parts.ib");
-      if (ia.size() != ib.size() || a.size() % size_t(width) || b.size() % size_t(width))
-        bad_option("parts", "ia and ib of equal length, a and b of rows of layers[0].in values");
-      for (size_t r = 0; r < ia.size(); ++r)
-        if (size_t(ia[r]) >= a.size() / size_t(width) || size_t(ib[r]) >= b.size() / size_t(width))
-          bad_option("parts.ia/ib", "row indices within a and b");
-      n = int64_t(ia.size());
+      const GatherOperands g = gather_operands_from(po, width, "parts.");
+      if (g.a.size() % size_t(width) || g.b.size() % size_t(width)) bad_option("parts.a/b", "rows of layers[0].in values");
+      n = int64_t(g.ia.size());
       // (With fp16, the parts' fp16 copies, as --amp evaluation takes them.)
-      parts = FirstLayerParts{io.mat(a, int64_t(a.size()) / width, width, fp16), io.u32(ia),
-                              io.mat(b, int64_t(b.size()) / width, width, fp16), io.u32(ib), get_bool(po, "training", false)};
+      parts = FirstLayerParts{io.mat(g.a, int64_t(g.a.size()) / width, width, fp16), io.u32(g.ia),
+                              io.mat(g.b, int64_t(g.b.size()) / width, width, fp16), io.u32(g.ib), get_bool(po, "training", false)};
       drop[0] = dropout_from(po);
       if (get_bool(po, "mask", false)) masks[0] = io.unit_mask(n, width);
     } else {
@@ -823,12 +835,9 @@ Napi::Value OpRunner::GatherAddRelu(const Napi::CallbackInfo& info) {
     Napi::Object o = opts(info);
     const int cols = int(get_int(o, "cols", 0));
     if (cols < 1) bad_option("cols", "positive");
-    const std::vector<float> a = get_f32(o.Get("a"), "a"), b = get_f32(o.Get("b"), "b");
-    const std::vector<uint32_t> ia = get_u32(o.Get("ia"), "ia"), ib = get_u32(o.Get("ib"), "ib");
-    if (ia.size() != ib.size()) bad_option("ia/ib", "of equal length");
-    for (size_t r = 0; r < ia.size(); ++r)
-      if (size_t(ia[r]) >= a.size() / size_t(cols) || size_t(ib[r]) >= b.size() / size_t(cols))
-        bad_option("ia/ib", "row indices within a and b");
+    const GatherOperands g = gather_operands_from(o, cols, "");
+    const std::vector<float>&a = g.a, &b = g.b;
+    const std::vector<uint32_t>&ia = g.ia, &ib = g.ib;
     Io io(*be_);
     Mat y = io.mat_zeros(int64_t(ia.size()), cols, get_bool(o, "fp16", false));
     const int64_t ra = int64_t(a.size()) / cols, rb = int64_t(b.size()) / cols;
