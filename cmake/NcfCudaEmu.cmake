@@ -15,7 +15,7 @@ foreach(piece NCF_EMU_RUNTIME_INCLUDE NCF_EMU_CUBLASLT_INCLUDE NCF_EMU_CURAND_IN
 endforeach()
 
 # Each .cu becomes a .cc with its launches and dynamic shared memory in the emulator's terms:
-#   k<<<grid, block, smem, stream>>>(args)  ->  ::emu::launch(k, grid, block, smem, stream)(args)
+#   k<<<grid, block, smem, stream>>>(args)  ->  ::emu::launch("k", __PRETTY_FUNCTION__, k, grid, block, smem, stream)(args)
 #   (k a name, or a template's name with its arguments: k<__half>, k<T, O>)
 #   extern __shared__ T x[];               ->  T* x = ::emu::dynamic_shared<T>();
 # (a launch configuration must not contain '>'; if one does, its <<< is left and the build fails).
@@ -29,7 +29,7 @@ foreach(cu ${NCF_EMU_CU})
   get_filename_component(stem "${cu}" NAME_WE)
   get_filename_component(ext "${cu}" LAST_EXT)
   file(READ "${cu}" text)
-  string(REGEX REPLACE "([A-Za-z_][A-Za-z0-9_:]*(<[A-Za-z0-9_:, ]*>)?)<<<([^>]*)>>>\\(" "::emu::launch(\\1, \\3)(" text "${text}")
+  string(REGEX REPLACE "([A-Za-z_][A-Za-z0-9_:]*(<[A-Za-z0-9_:, ]*>)?)<<<([^>]*)>>>\\(" "::emu::launch(\"\\1\", __PRETTY_FUNCTION__, \\1, \\3)(" text "${text}")
   string(REGEX REPLACE "extern __shared__ ([A-Za-z_][A-Za-z0-9_]*) ([A-Za-z_][A-Za-z0-9_]*)\\[\\];"
          "\\1* \\2 = ::emu::dynamic_shared<\\1>();" text "${text}")
   if(ext STREQUAL ".cu")
@@ -62,6 +62,20 @@ if(NCF_CUDA_EMU_ASAN)
   target_compile_options(ncf_emu_flags INTERFACE ${NCF_EMU_SANITIZE} -fno-omit-frame-pointer)
   target_link_options(ncf_emu_flags INTERFACE ${NCF_EMU_SANITIZE})
   target_compile_definitions(ncf_emu_flags INTERFACE NCF_EMU_ASAN)
+endif()
+
+# NCF_CUDA_EMU_RACE=ON adds the racecheck (native/emu/emu_race.cc): the CUDA sources (and the
+# emulator's own checks) are compiled with -fsanitize=thread, whose calls before each memory
+# access emu_race.cc answers itself (ThreadSanitizer's runtime is not linked), and a launch with
+# shared-memory hazards between a block's threads reports them and stops the process.
+if(NCF_CUDA_EMU_RACE)
+  if(NCF_CUDA_EMU_ASAN)
+    message(FATAL_ERROR "NCF_CUDA_EMU_RACE and NCF_CUDA_EMU_ASAN are separate builds (-fsanitize=thread and address do not mix)")
+  endif()
+  list(APPEND NCF_EMU_RUNTIME ${NCF_EMU_DIR}/emu_race.cc)
+  target_compile_definitions(ncf_emu_flags INTERFACE NCF_EMU_RACE)
+  set_source_files_properties(${NCF_EMU_GENERATED} ${NCF_EMU_DIR}/emu_selftest.cc PROPERTIES COMPILE_OPTIONS -fsanitize=thread)
+  target_link_libraries(ncf_emu_flags INTERFACE ${CMAKE_DL_LIBS})
 endif()
 
 add_library(ncf_cuda_emu MODULE ${NCF_EMU_GENERATED} ${NCF_EMU_RUNTIME} ${NCF_EMU_DIR}/emu_nccl.cc)

@@ -15,11 +15,14 @@
 namespace ncf::cuda {
 
 // 16 bytes from device memory to shared memory: cp.async (through L2 only, no registers) on sm_80
-// and later, a plain copy elsewhere (older architectures and the host emulation).
+// and later, a plain copy on older architectures. (The host emulation holds the copy until the
+// thread's copies_wait, the latest a GPU may land it.)
 __device__ __forceinline__ void copy16_async(void* shared, const void* global) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned dst = unsigned(__cvta_generic_to_shared(shared));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global) : "memory");
+#elif defined(NCF_CUDA_EMULATION)
+  ::emu::async_copy16(shared, global);
 #else
   *static_cast<uint4*>(shared) = *static_cast<const uint4*>(global);
 #endif
@@ -30,6 +33,8 @@ __device__ __forceinline__ void copy16_async(void* shared, const void* global) {
 __device__ __forceinline__ void copies_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_all;\n" ::: "memory");
+#elif defined(NCF_CUDA_EMULATION)
+  ::emu::async_copies_wait();
 #endif
 }
 

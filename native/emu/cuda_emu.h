@@ -11,10 +11,14 @@
 //     pointer argument of a kernel must lie in device memory (emu_cudart.cc keeps the registry);
 //   - cuBLASLt's matmul is a host GEMM with the same layouts, checks and epilogues, TF32 rounding
 //     of inputs under CUBLAS_COMPUTE_32F_FAST_TF32 (emu_cublaslt.cc).
-// The configure step rewrites `k<<<g, b, s, st>>>(args)` into `::emu::launch(k, g, b, s, st)(args)`
+// The configure step rewrites `k<<<g, b, s, st>>>(args)` into
+// `::emu::launch("k", __PRETTY_FUNCTION__, k, g, b, s, st)(args)` (names for reports)
 // and `extern __shared__ T x[];` into `T* x = ::emu::dynamic_shared<T>();`; nothing else in the
-// CUDA sources changes. What this cannot find: races between threads (fibers never interleave),
-// timing and performance, and differences of the real cuBLASLt kernels.
+// CUDA sources changes. cp.async copies (copy16_async in mlp_tiles.cuh) land when the issuing
+// thread waits for them, the latest a GPU may, so a read of their destination before then sees
+// what was there before. What this cannot find: timing and performance, and differences of the
+// real cuBLASLt kernels. Fibers never interleave, so races cannot show as wrong values, but the
+// build with NCF_CUDA_EMU_RACE=ON reports shared-memory hazards as they happen (emu_race.cc).
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -57,6 +61,9 @@ struct LaunchConfig {
   size_t shared_bytes = 0;
   cudaStream_t stream = nullptr;
   size_t shared_limit = 48 << 10;  // the kernel's dynamic shared memory limit (cudaFuncSetAttribute)
+  // For reports: the kernel's name as the launch wrote it, and the function that launched it.
+  const char* name = "a kernel";
+  const char* site = nullptr;
 };
 // The limit cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ...) set
 // for a kernel (48 KiB until then, as on the GPU).
@@ -88,6 +95,18 @@ T* dynamic_shared() {
 void block_barrier();
 // A warp shuffle: publishes this lane's 8 bytes, waits for the warp, returns src_lane's.
 uint64_t warp_exchange(uint64_t mine, int src_lane);
+// cp.async: 16 bytes from global to shared memory, copied when the calling thread next calls
+// async_copies_wait (or finishes), not before.
+void async_copy16(void* shared, const void* global);
+void async_copies_wait();
+#ifdef NCF_EMU_RACE
+// The racecheck build (emu_race.cc): an atomic access of n bytes at p (atomics do not race with
+// each other, only with plain accesses); hazards found so far in this process; on: hazards are
+// only counted, off (the default): a launch with hazards reports them and stops the process.
+void race_atomic(const void* p, size_t n);
+size_t race_hazards();
+void race_count_only(bool on);
+#endif
 // Whether p lies in (or one past) memory from cudaMalloc; kernels get only such pointers.
 bool is_device_pointer(const void* p);
 // While one exists, the host may touch device memory. With NCF_EMU_PROTECT=1 device memory is
@@ -139,6 +158,15 @@ template <typename... P>
 Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes = 0, cudaStream_t stream = nullptr) {
   return Launch<P...>{kernel, LaunchConfig{grid, block, shared_bytes, stream,
                                            dynamic_shared_limit(reinterpret_cast<const void*>(kernel))}};
+}
+// The same, named (the rewritten CUDA sources' launches).
+template <typename... P>
+Launch<P...> launch(const char* name, const char* site, void (*kernel)(P...), dim3 grid, dim3 block,
+                    size_t shared_bytes = 0, cudaStream_t stream = nullptr) {
+  Launch<P...> l = launch(kernel, grid, block, shared_bytes, stream);
+  l.config.name = name;
+  l.config.site = site;
+  return l;
 }
 
 }  // namespace emu
@@ -205,13 +233,28 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   ::emu::warp_exchange(0, int(threadIdx.x % 32));
 }
 
-// Fibers switch only at barriers, so a read-modify-write is atomic.
+// Fibers switch only at barriers, so a read-modify-write is atomic. (In the racecheck build the
+// access is reported as atomic, and the read-modify-write itself is left uninstrumented.)
+#ifdef NCF_EMU_RACE
+template <typename T>
+__attribute__((noinline, no_sanitize_thread)) T emu_atomic_rmw(T* p, T v) {
+  const T old = *p;
+  *p = old + v;
+  return old;
+}
+template <typename T>
+T emu_atomic_add(T* p, T v) {
+  ::emu::race_atomic(p, sizeof(T));
+  return emu_atomic_rmw(p, v);
+}
+#else
 template <typename T>
 T emu_atomic_add(T* p, T v) {
   const T old = *p;
   *p = old + v;
   return old;
 }
+#endif
 inline float atomicAdd(float* p, float v) { return emu_atomic_add(p, v); }
 inline double atomicAdd(double* p, double v) { return emu_atomic_add(p, v); }
 inline int atomicAdd(int* p, int v) { return emu_atomic_add(p, v); }

@@ -3,6 +3,8 @@
 // what CUDA would: a warp whose 32 lanes all wait at a shuffle (each lane gets its source lane's
 // value), or the whole block when every thread has finished or waits at __syncthreads. Lanes of
 // one warp split between a shuffle and __syncthreads deadlock on a GPU too, and are reported.
+// A thread's cp.async copies wait in its fiber until it calls async_copies_wait (or finishes).
+// The racecheck build is told who runs and what each barrier releases (emu_race.h).
 // On x86-64 fibers switch with a few instructions (callee-saved registers and the stack
 // pointer); elsewhere with ucontext, whose swapcontext also makes a system call per switch.
 #include <sys/mman.h>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "cuda_emu.h"
+#include "emu_race.h"
 
 namespace emu {
 
@@ -88,11 +91,19 @@ void make_context(Context* c, char* stack, size_t bytes) {
 void switch_context(Context* from, Context* to) { swapcontext(&from->uc, &to->uc); }
 #endif
 
+// A cp.async copy issued and not yet waited for (and the racecheck's barrier interval then).
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  uint32_t issued;
+};
+
 struct Fiber {
   Context context;
   State state = State::Ready;
   uint64_t shuffle_value = 0, shuffle_result = 0;
   int shuffle_source = 0;
+  std::vector<PendingCopy> copies;
 };
 
 // One per host thread: the fibers of the running block and their stacks (kept for reuse).
@@ -123,9 +134,19 @@ thread_local cudaError_t t_last_error = cudaSuccess;
 // float atomics, depend on which thread ran an op).
 std::atomic<uint64_t> g_launches{0};
 
+// Lands the running fiber's cp.async copies.
+void land_copies(Fiber& f) {
+  for (const PendingCopy& c : f.copies) {
+    std::memcpy(c.dst, c.src, 16);
+    race::async_commit(c.dst, 16, c.issued);
+  }
+  f.copies.clear();
+}
+
 void fiber_main() {
   Scheduler& s = t_sched;
   (*s.body)();
+  land_copies(s.fibers[size_t(s.current)]);  // a thread may finish without waiting for them
   s.fibers[size_t(s.current)].state = State::Done;
   switch_context(&s.fibers[size_t(s.current)].context, &s.main_context);
 }
@@ -141,8 +162,9 @@ void wait(State st) {
 
 uint3 unflatten(unsigned i, dim3 d) { return uint3{i % d.x, (i / d.x) % d.y, i / (d.x * d.y)}; }
 
-void run_block(Scheduler& s, unsigned n) {
+void run_block(Scheduler& s, unsigned n, const LaunchConfig& c) {
   s.fibers.assign(n, Fiber{});
+  race::block_begin(c.name, c.site, g_coords.block, n, dynamic_shared_memory(), s.shared.size() - kSharedAlign);
   for (unsigned i = 0; i < n; ++i) {
     make_context(&s.fibers[i].context, s.stack(i), kStackBytes);
   }
@@ -162,7 +184,9 @@ void run_block(Scheduler& s, unsigned n) {
           if (f.state != State::Ready) continue;
           s.current = int(i);
           g_coords.thread = unflatten(i, g_coords.block_dim);
+          race::set_thread(int(i));
           switch_context(&s.main_context, &f.context);
+          race::set_thread(-1);
           s.current = -1;
         }
         unsigned waiting = 0, done = 0;
@@ -179,6 +203,7 @@ void run_block(Scheduler& s, unsigned n) {
           f.shuffle_result = src < l1 ? s.fibers[src].shuffle_value : f.shuffle_value;
         }
         for (unsigned i = l0; i < l1; ++i) s.fibers[i].state = State::Ready;
+        race::warp_released(w);
       }
     }
     // Every thread has finished or waits at __syncthreads: release the barrier.
@@ -189,6 +214,7 @@ void run_block(Scheduler& s, unsigned n) {
         any_waiting = true;
       }
     if (!any_waiting) return;
+    race::block_released();
   }
 }
 
@@ -219,6 +245,19 @@ void* dynamic_shared_memory() {
 }
 
 void block_barrier() { wait(State::AtBlockBarrier); }
+
+void async_copy16(void* shared, const void* global) {
+  Scheduler& s = t_sched;
+  if (s.current < 0) fatal("cp.async called outside a kernel");
+  race::async_issue(shared, 16);
+  s.fibers[size_t(s.current)].copies.push_back(PendingCopy{shared, global, race::interval()});
+}
+
+void async_copies_wait() {
+  Scheduler& s = t_sched;
+  if (s.current < 0) fatal("cp.async.wait_all called outside a kernel");
+  land_copies(s.fibers[size_t(s.current)]);
+}
 
 uint64_t warp_exchange(uint64_t mine, int src_lane) {
   Scheduler& s = t_sched;
@@ -252,9 +291,10 @@ void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
     for (unsigned y = 0; y < c.grid.y; ++y)
       for (unsigned x = 0; x < c.grid.x; ++x) {
         g_coords.block = uint3{x, y, z};
-        run_block(s, unsigned(threads));
+        run_block(s, unsigned(threads), c);
       }
   s.body = nullptr;
+  race::grid_end();
 }
 
 }  // namespace emu

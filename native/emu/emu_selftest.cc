@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cuda_emu.h"
@@ -66,6 +67,124 @@ void syncwarp_kernel(int* out) {
   __syncwarp();
   out[threadIdx.x] = slots[(threadIdx.x + 1) % 32];
 }
+
+// Each thread copies its 16 bytes of src into dynamic shared memory by cp.async and reads them
+// before and after its wait: out[2t] what was there before (the launch's fill), out[2t + 1] src's.
+void async_copy_kernel(const int* src, int* out) {
+  int* slots = emu::dynamic_shared<int>();
+  const int t = int(threadIdx.x);
+  emu::async_copy16(slots + 4 * t, src + 4 * t);
+  out[2 * t] = slots[4 * t];
+  emu::async_copies_wait();
+  out[2 * t + 1] = slots[4 * t];
+}
+
+#ifdef NCF_EMU_RACE
+// Shared-memory accesses, each with a hazard or without one, for the racecheck (emu_race.cc).
+enum class Planted {
+  AcrossWarps,            // thread t writes slot t, then reads slot t + 32 (mod 64): no barrier
+  AcrossWarpsBarrier,     // the same with __syncthreads between
+  InWarp,                 // lane l writes slot l, reads slot l + 1 (mod 32): no __syncwarp
+  InWarpSyncwarp,         // the same with __syncwarp between
+  InWarpShuffle,          // the same with a shuffle between
+  StaticShared,           // AcrossWarps on a static __shared__ array
+  Atomics,                // every thread atomically adds to one word: atomics do not race
+  AtomicThenRead,         // ... and then thread 0 reads it, no barrier
+  AtomicThenBarrierRead,  // ... with __syncthreads first
+  CopyWhileRead,          // warp 1 reads slots that warp 0 refills by cp.async, no barrier
+  CopyReadNoBarrier,      // thread 1 reads what thread 0 copied, after thread 0's wait, no barrier
+  CopyReadBeforeWait,     // thread 1 reads it after a barrier that came before thread 0's wait
+  CopyWaitBarrierRead,    // the right order: copy, wait, __syncthreads, read
+  WmmaLoadNoSync,         // each warp's lanes write a 16 x 16 tile, then load it as a fragment
+  WmmaLoadSyncwarp,       // the same with __syncwarp between
+  WmmaStoreNoSync,        // each warp stores a fragment, then its lanes read the tile
+  WmmaStoreSyncwarp,      // the same with __syncwarp between
+};
+void planted_kernel(Planted p, const int* src, int* out) {
+  __shared__ int static_slots[64];
+  int* slots = emu::dynamic_shared<int>();
+  const int t = int(threadIdx.x);
+  int v = 0;
+  switch (p) {
+    case Planted::AcrossWarps:
+    case Planted::AcrossWarpsBarrier:
+      slots[t] = t;
+      if (p == Planted::AcrossWarpsBarrier) __syncthreads();
+      v = slots[(t + 32) % 64];
+      break;
+    case Planted::InWarp:
+    case Planted::InWarpSyncwarp:
+    case Planted::InWarpShuffle:
+      slots[t] = t;
+      if (p == Planted::InWarpSyncwarp) __syncwarp();
+      if (p == Planted::InWarpShuffle) v = __shfl_xor_sync(0xffffffffu, t, 1);
+      v += slots[(t + 1) % 32 + t / 32 * 32];
+      break;
+    case Planted::StaticShared:
+      static_slots[t] = t;
+      v = static_slots[(t + 32) % 64];
+      break;
+    case Planted::Atomics:
+    case Planted::AtomicThenRead:
+    case Planted::AtomicThenBarrierRead:
+      if (t == 0) slots[0] = 0;
+      __syncthreads();
+      atomicAdd(slots, 1);
+      if (p == Planted::AtomicThenBarrierRead) __syncthreads();
+      if (p != Planted::Atomics && t == 0) v = slots[0];
+      break;
+    case Planted::CopyWhileRead:
+      slots[t] = t;
+      __syncthreads();
+      if (t >= 32) v = slots[t - 32];
+      else if (t < 16) emu::async_copy16(slots + 4 * t, src + 4 * t);
+      emu::async_copies_wait();
+      break;
+    case Planted::CopyReadNoBarrier:  // copy; barrier; wait; read
+      if (t == 0) emu::async_copy16(slots, src);
+      __syncthreads();
+      emu::async_copies_wait();
+      if (t == 1) v = slots[0];
+      break;
+    case Planted::CopyReadBeforeWait:  // copy; barrier; read; barrier; wait
+      if (t == 0) emu::async_copy16(slots, src);
+      __syncthreads();
+      if (t == 1) v = slots[0];
+      __syncthreads();
+      emu::async_copies_wait();
+      break;
+    case Planted::CopyWaitBarrierRead:  // copy; wait; barrier; read
+      if (t == 0) emu::async_copy16(slots, src);
+      emu::async_copies_wait();
+      __syncthreads();
+      if (t == 1) v = slots[0];
+      break;
+    case Planted::WmmaLoadNoSync:
+    case Planted::WmmaLoadSyncwarp:
+    case Planted::WmmaStoreNoSync:
+    case Planted::WmmaStoreSyncwarp: {
+      using namespace nvcuda;
+      float* tile = reinterpret_cast<float*>(slots) + 256 * (t / 32);
+      const int lane = t % 32;
+      wmma::fragment<wmma::accumulator, 16, 16, 8, float> f;
+      const bool load = p == Planted::WmmaLoadNoSync || p == Planted::WmmaLoadSyncwarp;
+      const bool sync = p == Planted::WmmaLoadSyncwarp || p == Planted::WmmaStoreSyncwarp;
+      if (load) {
+        for (int i = 0; i < 8; ++i) tile[(lane / 16 * 8 + i) * 16 + lane % 16] = float(i);  // by columns
+        if (sync) __syncwarp();
+        wmma::load_matrix_sync(f, tile, 16, wmma::mem_row_major);
+      } else {
+        wmma::fill_fragment(f, 1.0f);
+        wmma::store_matrix_sync(tile, f, 16, wmma::mem_row_major);
+        if (sync) __syncwarp();
+        for (int i = 0; i < 8; ++i) v += int(tile[(lane / 16 * 8 + i) * 16 + lane % 16]);
+      }
+      break;
+    }
+  }
+  out[t] = v;
+}
+#endif
 
 // D = A B + C on one 16 x 16 x K tile by WMMA; A row-major [16 x K], B [K x 16] column-major
 // (ld K) or row-major (ld 16), C and D row-major [16 x 16]. Inputs are rounded to tf32 for the tf32 variant.
@@ -247,6 +366,71 @@ void warp_and_block_checks() {
   expect(ok, "__shfl_down_sync: lane i gets lane i + 3's value, lanes 29..31 their own");
   cudaFree(d);
 }
+
+// cp.async under emulation lands at the issuing thread's wait, not before.
+void async_copy_checks() {
+  std::vector<int> src(256);
+  for (int i = 0; i < 256; ++i) src[size_t(i)] = 1000 + i;
+  int* dsrc = device_array(src);
+  int* dout = device_array(std::vector<int>(128, 0));
+  emu::launch(async_copy_kernel, dim3(1), dim3(64), 64 * 16)(dsrc, dout);
+  const std::vector<int> out = host_array(dout, 128);
+  bool before = true, after = true;
+  for (int t = 0; t < 64; ++t) {
+    before = before && out[size_t(2 * t)] == int(0xA5A5A5A5u);
+    after = after && out[size_t(2 * t + 1)] == 1000 + 4 * t;
+  }
+  expect(before, "cp.async: before the thread's wait its destination still holds what was there");
+  expect(after, "cp.async: after the wait it holds the copied bytes");
+  cudaFree(dsrc);
+  cudaFree(dout);
+}
+
+#ifdef NCF_EMU_RACE
+// The racecheck finds each planted hazard and nothing where there is none, whichever way round
+// the emulator runs the warps (it alternates launch by launch).
+void race_checks() {
+  emu::race_count_only(true);
+  int* dsrc = device_array(std::vector<int>(256, 7));
+  int* dout = device_array(std::vector<int>(64, 0));
+  const struct {
+    Planted p;
+    bool hazard;
+    const char* what;
+  } cases[] = {
+      {Planted::AcrossWarps, true, "a read of another warp's write with no __syncthreads between"},
+      {Planted::AcrossWarpsBarrier, false, "the same with __syncthreads between"},
+      {Planted::InWarp, true, "a read of another lane's write with no __syncwarp between"},
+      {Planted::InWarpSyncwarp, false, "the same with __syncwarp between"},
+      {Planted::InWarpShuffle, false, "the same with a shuffle between"},
+      {Planted::StaticShared, true, "a static __shared__ array read across warps with no barrier"},
+      {Planted::Atomics, false, "atomicAdd by every thread to one shared word"},
+      {Planted::AtomicThenRead, true, "a plain read of that word with no barrier after the atomics"},
+      {Planted::AtomicThenBarrierRead, false, "the same read after __syncthreads"},
+      {Planted::CopyWhileRead, true, "a cp.async refill of slots another warp is reading"},
+      {Planted::CopyReadNoBarrier, true, "a read of another thread's cp.async after its wait, no __syncthreads"},
+      {Planted::CopyReadBeforeWait, true, "a read of another thread's cp.async before its wait"},
+      {Planted::CopyWaitBarrierRead, false, "cp.async, wait, __syncthreads, then another thread's read"},
+      {Planted::WmmaLoadNoSync, true, "a WMMA load of what the warp's lanes wrote, no __syncwarp between"},
+      {Planted::WmmaLoadSyncwarp, false, "the same with __syncwarp between"},
+      {Planted::WmmaStoreNoSync, true, "the lanes' reads of a WMMA store, no __syncwarp between"},
+      {Planted::WmmaStoreSyncwarp, false, "the same with __syncwarp between"},
+  };
+  for (const auto& c : cases) {
+    bool right = true;
+    for (int round = 0; round < 2; ++round) {
+      const size_t before = emu::race_hazards();
+      emu::launch(planted_kernel, dim3(1), dim3(64), 2048)(c.p, dsrc, dout);
+      right = right && (emu::race_hazards() > before) == c.hazard;
+    }
+    std::string what = std::string("racecheck: ") + (c.hazard ? "reports " : "finds nothing in ") + c.what;
+    expect(right, what.c_str());
+  }
+  emu::race_count_only(false);
+  cudaFree(dsrc);
+  cudaFree(dout);
+}
+#endif
 
 // The tf32 value CUDA's cvt.rna.tf32.f32 gives: 10 mantissa bits, nearest, ties away from zero.
 float tf32_reference(float x) {
@@ -457,6 +641,10 @@ int main() {
   gemm_checks();
   wmma_checks();
   graph_checks();
+  async_copy_checks();
+#ifdef NCF_EMU_RACE
+  race_checks();
+#endif
   if (failures) std::printf("%d of %d emulator checks FAILED\n", failures, checks);
   else std::printf("all %d emulator checks passed\n", checks);
   return failures ? 1 : 0;

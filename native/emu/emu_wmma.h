@@ -5,7 +5,8 @@
 // whole tile (x[] is the tile in row-major order), but loads fill only what the lane's share of
 // the accumulator needs, and mma_sync computes and a store writes only that share. The calls are not warp barriers: a lane
 // runs ahead of the others until a __syncwarp, so a warp that reads with load_matrix_sync what
-// its lanes wrote without a __syncwarp in between reads stale data here (as it may on a GPU).
+// its lanes wrote without a __syncwarp in between reads stale data here (as it may on a GPU), and
+// the racecheck build takes loads and stores as the whole warp's accesses (WarpCollective).
 // Checked as CUDA documents: 256-bit aligned pointers, ldm a multiple of 16 bytes, and tf32
 // inputs converted with __float_to_tf32 before mma_sync.
 #pragma once
@@ -19,6 +20,18 @@
 
 namespace emu {
 [[noreturn]] void fatal(const char* what);
+#ifdef NCF_EMU_RACE
+void race_warp_collective(bool on);
+// For the racecheck: a fragment's load or store is the warp's, not one lane's (which lane moves
+// which element is unspecified), so its accesses are ordered against the warp's lanes' own
+// accesses only by a __syncwarp (or shuffle) between them.
+struct WarpCollective {
+  WarpCollective() { race_warp_collective(true); }
+  ~WarpCollective() { race_warp_collective(false); }
+};
+#else
+struct WarpCollective {};
+#endif
 }
 
 namespace nvcuda {
@@ -65,17 +78,19 @@ inline void check_pointer(const void* p, unsigned ldm, size_t element_bytes) {
 }
 inline float to_float(float v) { return v; }
 // fp16 -> fp32 by a table of all 65536 values (cuda_fp16's host conversion is a slow routine,
-// and emulated WMMA converts every input it multiplies).
+// and emulated WMMA converts every input it multiplies). Built when the image loads, not on
+// first use inside a kernel, where the racecheck build would see one thread write it.
+inline const std::vector<float> half_table = [] {
+  std::vector<float> t(65536);
+  for (uint32_t b = 0; b < 65536; ++b) {
+    __half_raw r;
+    r.x = uint16_t(b);
+    t[b] = __half2float(__half(r));
+  }
+  return t;
+}();
 inline float to_float(__half v) {
-  static const std::vector<float> table = [] {
-    std::vector<float> t(65536);
-    for (uint32_t b = 0; b < 65536; ++b) {
-      __half_raw r;
-      r.x = uint16_t(b);
-      t[b] = __half2float(__half(r));
-    }
-    return t;
-  }();
+  const std::vector<float>& table = half_table;
   uint16_t bits;
   std::memcpy(&bits, &v, sizeof bits);
   return table[bits];
@@ -121,10 +136,11 @@ void lane_share(int* first, int* last) {
 // and code that used other elements (unspecified in CUDA) would give visibly wrong results.
 template <typename Use, int M, int N, int K, typename T, typename Layout, typename E>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const E* p, unsigned ldm) {
+  [[maybe_unused]] const ::emu::WarpCollective collective;
   detail::check_pointer(p, ldm, sizeof(E));
   constexpr bool row = std::is_same<Layout, row_major>::value;
   constexpr bool is_a = std::is_same<Use, matrix_a>::value;
-  static const E nan_value = E(NAN);
+  const E nan_value = E(NAN);
   for (int i = 0; i < f.num_elements; ++i) f.x[i] = nan_value;
   int first, last;
   detail::lane_share<M, N>(&first, &last);
@@ -138,6 +154,7 @@ void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const E* p, unsigned
 
 template <int M, int N, int K>
 void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm, layout_t layout) {
+  [[maybe_unused]] const ::emu::WarpCollective collective;
   detail::check_pointer(p, ldm, sizeof(float));
   int first, last;
   detail::lane_share<M, N>(&first, &last);
@@ -152,6 +169,7 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, 
 // elements of the stored tile before a __syncwarp may find them not yet written.
 template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
+  [[maybe_unused]] const ::emu::WarpCollective collective;
   detail::check_pointer(p, ldm, sizeof(float));
   int first, last;
   detail::lane_share<M, N>(&first, &last);
