@@ -1,4 +1,5 @@
-// The emulator's kernel execution: a grid runs block after block; a block's threads are fibers
+// The emulator's kernel execution: a grid runs block after block (in reverse order every other
+// grid); a block's threads are fibers
 // on one host thread, each run until it finishes or waits at a barrier. The scheduler releases
 // what CUDA would: a warp whose 32 lanes all wait at a shuffle (each lane gets its source lane's
 // value), or the whole block when every thread has finished or waits at __syncthreads. Lanes of
@@ -133,6 +134,7 @@ thread_local cudaError_t t_last_error = cudaSuccess;
 // thread is free, and a per-thread count made the warp order below, and with it the order of
 // float atomics, depend on which thread ran an op).
 std::atomic<uint64_t> g_launches{0};
+std::atomic<uint64_t> g_grids{0};  // grids so far in the process (for the block order)
 
 // Lands the running fiber's cp.async copies.
 void land_copies(Fiber& f) {
@@ -249,6 +251,9 @@ void block_barrier() { wait(State::AtBlockBarrier); }
 void async_copy16(void* shared, const void* global) {
   Scheduler& s = t_sched;
   if (s.current < 0) fatal("cp.async called outside a kernel");
+  // A 16-byte cp.async needs both addresses 16-byte aligned (a GPU faults otherwise).
+  if ((reinterpret_cast<uintptr_t>(shared) | reinterpret_cast<uintptr_t>(global)) % 16 != 0)
+    fatal("cp.async of 16 bytes with an address that is not 16-byte aligned");
   race::async_issue(shared, 16);
   s.fibers[size_t(s.current)].copies.push_back(PendingCopy{shared, global, race::interval()});
 }
@@ -287,12 +292,15 @@ void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
   s.shared.assign(c.shared_bytes + kSharedAlign, 0xA5);  // not zeroed, as on the GPU
   g_coords.block_dim = c.block;
   g_coords.grid_dim = c.grid;
-  for (unsigned z = 0; z < c.grid.z; ++z)
-    for (unsigned y = 0; y < c.grid.y; ++y)
-      for (unsigned x = 0; x < c.grid.x; ++x) {
-        g_coords.block = uint3{x, y, z};
-        run_block(s, unsigned(threads), c);
-      }
+  // Odd grids take their blocks in reverse order: blocks of a grid run in any order on a GPU, so
+  // a result that depends on which of two blocks writes last breaks one way or the other.
+  const bool reverse = (g_grids.fetch_add(1) & 1) != 0;
+  const uint64_t blocks = uint64_t(c.grid.x) * c.grid.y * c.grid.z;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const uint64_t i = reverse ? blocks - 1 - b : b;
+    g_coords.block = uint3{unsigned(i % c.grid.x), unsigned(i / c.grid.x % c.grid.y), unsigned(i / (uint64_t(c.grid.x) * c.grid.y))};
+    run_block(s, unsigned(threads), c);
+  }
   s.body = nullptr;
   race::grid_end();
 }

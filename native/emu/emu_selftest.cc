@@ -7,6 +7,7 @@
 // Prints one line per check; exits non-zero if any fails.
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -66,6 +67,11 @@ void syncwarp_kernel(int* out) {
   slots[threadIdx.x] = int(threadIdx.x) + 100;
   __syncwarp();
   out[threadIdx.x] = slots[(threadIdx.x + 1) % 32];
+}
+
+// Every block's thread 0 writes its block index to out[0]: the last block to run wins.
+void last_block_kernel(int* out) {
+  if (threadIdx.x == 0) out[0] = int(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
 }
 
 // Each thread copies its 16 bytes of src into dynamic shared memory by cp.async and reads them
@@ -364,6 +370,13 @@ void warp_and_block_checks() {
   ok = true;
   for (int i = 0; i < 64; ++i) ok = ok && down[size_t(i)] == (i % 32 > 28 ? i % 32 : i % 32 + 3) * 10;
   expect(ok, "__shfl_down_sync: lane i gets lane i + 3's value, lanes 29..31 their own");
+  int last[2];
+  for (int& l : last) {
+    emu::launch(last_block_kernel, dim3(3, 2, 2), dim3(32))(d);
+    l = host_array(d, 1)[0];
+  }
+  expect(std::min(last[0], last[1]) == 0 && std::max(last[0], last[1]) == 11,
+         "consecutive grids run their blocks in opposite orders (the last block is 11, then 0, or 0, then 11)");
   cudaFree(d);
 }
 
