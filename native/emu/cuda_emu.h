@@ -18,7 +18,8 @@
 // thread waits for them, the latest a GPU may, so a read of their destination before then sees
 // what was there before. What this cannot find: timing and performance, and differences of the
 // real cuBLASLt kernels. Fibers never interleave, so races cannot show as wrong values, but the
-// build with NCF_CUDA_EMU_RACE=ON reports shared-memory hazards as they happen (emu_race.cc).
+// build with NCF_CUDA_EMU_RACE=ON reports hazards between a launch's threads in shared and device
+// memory as they happen (emu_race.cc).
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

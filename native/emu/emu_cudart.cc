@@ -17,6 +17,7 @@
 #include <mutex>
 
 #include "cuda_emu.h"
+#include "emu_race.h"
 
 namespace emu {
 cudaError_t take_last_error();
@@ -88,6 +89,11 @@ bool in_device_memory(const void* p, size_t bytes) {
 }  // namespace
 
 bool is_device_pointer(const void* p) { return in_device_memory(p, 0); }
+
+void device_allocations(std::vector<std::pair<uintptr_t, size_t>>* out) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  out->assign(g_allocations.begin(), g_allocations.end());
+}
 
 namespace {
 constexpr int kSharedOptIn = 232448;  // an H100's opt-in limit of dynamic shared memory per block

@@ -254,7 +254,7 @@ void async_copy16(void* shared, const void* global) {
   // A 16-byte cp.async needs both addresses 16-byte aligned (a GPU faults otherwise).
   if ((reinterpret_cast<uintptr_t>(shared) | reinterpret_cast<uintptr_t>(global)) % 16 != 0)
     fatal("cp.async of 16 bytes with an address that is not 16-byte aligned");
-  race::async_issue(shared, 16);
+  race::async_issue(shared, global, 16);
   s.fibers[size_t(s.current)].copies.push_back(PendingCopy{shared, global, race::interval()});
 }
 
@@ -295,6 +295,7 @@ void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
   // Odd grids take their blocks in reverse order: blocks of a grid run in any order on a GPU, so
   // a result that depends on which of two blocks writes last breaks one way or the other.
   const bool reverse = (g_grids.fetch_add(1) & 1) != 0;
+  race::grid_begin();
   const uint64_t blocks = uint64_t(c.grid.x) * c.grid.y * c.grid.z;
   for (uint64_t b = 0; b < blocks; ++b) {
     const uint64_t i = reverse ? blocks - 1 - b : b;

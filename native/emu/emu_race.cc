@@ -1,22 +1,27 @@
-// The emulator's racecheck (NCF_CUDA_EMU_RACE=ON): shared-memory hazards between the threads of
-// a block, found as the emulated kernels run, as compute-sanitizer's racecheck finds them on a GPU.
+// The emulator's racecheck (NCF_CUDA_EMU_RACE=ON): hazards between the threads of a launch in
+// shared memory (as compute-sanitizer's racecheck finds them on a GPU) and in device memory,
+// found as the emulated kernels run.
 //
 // How: the CUDA sources are compiled with -fsanitize=thread, which makes the compiler call
 // __tsan_read4(p), __tsan_write16(p), ... before each memory access; this file defines those
 // functions itself (ThreadSanitizer's own runtime is never linked). An access counts when a
-// kernel's thread makes it to the block's dynamic shared memory or to a static __shared__
-// variable (which under emulation is a static variable of the loaded image's writable segment).
-// Each byte keeps its last write and its last reads from two threads: who, in which barrier
-// interval of the block (each __syncthreads starts a new one), and at which warp-barrier stamp of
-// the thread's warp (each shuffle or __syncwarp releasing the warp takes a new one). Two accesses
-// of different threads, one a write, are ordered only if a __syncthreads came between them, or,
-// within one warp, a shuffle or __syncwarp; otherwise that is a hazard. A WMMA fragment load or
-// store is the warp's (which lane moves which element is unspecified): ordered against each of
-// its lanes' own accesses only by a __syncwarp or shuffle between them. Atomics never conflict
-// with atomics, only with plain reads and writes. A cp.async copy (copy16_async) is checked as a
-// write when it is issued and again when its thread waits for it (where the emulator lands it):
-// any access of another thread to its destination in between is a hazard too, since on a GPU the
-// data may land at any point of that span.
+// kernel's thread makes it to the block's dynamic shared memory, to a static __shared__ variable
+// (under emulation a static variable of the loaded image's writable segment) or to device memory
+// (cudaMalloc's). Each byte keeps its last write and its last reads from two threads: who (block
+// and thread), in which barrier interval of the block (each __syncthreads starts a new one), and
+// at which warp-barrier stamp of the thread's warp (each shuffle or __syncwarp releasing the warp
+// takes a new one). Two accesses of different threads, one a write, are ordered only if a
+// __syncthreads came between them, or, within one warp, a shuffle or __syncwarp; in device memory,
+// accesses of different blocks of one launch never are (separate launches always are); otherwise
+// that is a hazard. A WMMA fragment load or store is the warp's (which lane moves which element is
+// unspecified): ordered against each of its lanes' own accesses only by a __syncwarp or shuffle
+// between them. Atomics never conflict with atomics, only with plain reads and writes. A cp.async
+// copy (copy16_async) is checked as a write when it is issued and again when its thread waits for
+// it (where the emulator lands it): any access of another thread to its destination in between is
+// a hazard too, since on a GPU the data may land at any point of that span.
+//
+// GCC instruments assignments, not a call's result stored in place (`dst[i] = f(x)` with f not
+// inlined); the racecheck build inlines all it can, and what stays a call goes unchecked.
 //
 // After a launch with hazards, the first ten are described and the process stops (with
 // race_count_only(true) they are only counted: the emulator's own checks of this file).
@@ -25,9 +30,11 @@
 #include <dlfcn.h>
 #include <link.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -42,6 +49,7 @@ enum class Kind : uint8_t { None, Read, Write, Atomic, Copy };
 
 struct Access {
   uint32_t interval = 0, stamp = 0;
+  uint32_t grid = 0, block = 0;  // the grid (launch) and the block's index in it (device memory)
   uint16_t tid = 0;
   Kind kind = Kind::None;
 };
@@ -50,15 +58,20 @@ struct Cell {
 };
 
 constexpr size_t kReportsPerLaunch = 10;
+constexpr uintptr_t kChunk = 4096;
 
 // Thread ids: a block's threads 0..1023, and for a warp's collective accesses (WMMA fragment
 // loads and stores), kCollective + the warp.
 constexpr int kCollective = 1024;
 int warp_of(int tid) { return tid < kCollective ? tid / 32 : tid - kCollective; }
 
+// Where an access lands: shared memory (the block's own), or device memory (the grid's).
+enum class Region { None, Shared, Device };
+
 struct State {
   int tid = -1, lane_tid = -1;  // who accesses now (a thread, or its warp collectively); the thread
   uint32_t interval = 0, stamps = 0;
+  uint32_t grid = 0, block_index = 0;
   std::vector<uint32_t> warp_stamp;
   const char *kernel = "", *site = nullptr;
   uint3 block{};
@@ -66,6 +79,16 @@ struct State {
   size_t shared_bytes = 0;
   std::vector<Cell> shared_cells;
   std::unordered_map<uintptr_t, Cell> static_cells;
+  // Device memory: the allocations as the grid started (sorted by start) and the one hit last;
+  // the cells of the chunks of kChunk bytes the grid has touched (the last one cached), and
+  // chunk buffers to reuse (never cleared: cells of an earlier grid are ordered before this one's).
+  std::vector<std::pair<uintptr_t, size_t>> allocations;
+  size_t last_allocation = 0;
+  std::unordered_map<uintptr_t, Cell*> device_chunks;
+  uintptr_t last_chunk = 1;
+  Cell* last_chunk_cells = nullptr;
+  std::vector<std::unique_ptr<Cell[]>> chunk_buffers;
+  size_t chunks_used = 0;
   size_t hazards = 0;
   std::vector<std::string> reports;
 };
@@ -113,8 +136,11 @@ bool in_static(uintptr_t a) {
 }
 
 // Whether access a (of another thread, or this one) is ordered before what thread tid does now.
-bool ordered(const State& s, const Access& a, int tid) {
-  if (a.kind == Kind::None || a.tid == tid || a.interval < s.interval) return true;
+// In device memory, accesses of earlier grids are; of other blocks of this grid, never.
+bool ordered(const State& s, const Access& a, int tid, Region r) {
+  if (a.kind == Kind::None) return true;
+  if (r == Region::Device && (a.grid != s.grid || a.block != s.block_index)) return a.grid != s.grid;
+  if (a.tid == tid || a.interval < s.interval) return true;
   const int w = warp_of(tid);
   return warp_of(a.tid) == w && a.stamp < s.warp_stamp[size_t(w)];
 }
@@ -137,27 +163,68 @@ const char* verb(Kind k, bool past) {
   }
 }
 
-void hazard(State& s, uintptr_t a, size_t n, Kind kind, const Access& prev, const char* how) {
+void hazard(State& s, uintptr_t a, size_t n, Kind kind, const Access& prev, Region r, uintptr_t base, const char* how) {
   ++s.hazards;
   if (s.reports.size() >= kReportsPerLaunch) return;
-  char where[96];
-  if (a - s.shared < s.shared_bytes)
+  char where[128];
+  if (r == Region::Device)
+    std::snprintf(where, sizeof where, "device memory byte %zu of the allocation at %p", size_t(a - base),
+                  reinterpret_cast<void*>(base));
+  else if (a - s.shared < s.shared_bytes)
     std::snprintf(where, sizeof where, "dynamic shared memory byte %zu", size_t(a - s.shared));
   else
     std::snprintf(where, sizeof where, "a static __shared__ variable (%p)", reinterpret_cast<void*>(a));
-  char line[512];
-  std::snprintf(line, sizeof line, "block (%u,%u,%u): %s %s %zu bytes at %s, which %s %s %s", s.block.x, s.block.y,
-                s.block.z, who(s.tid).c_str(), verb(kind, false), n, where, who(prev.tid).c_str(), verb(prev.kind, true),
-                how);
+  char other[48] = "";
+  if (r == Region::Device && prev.block != s.block_index) std::snprintf(other, sizeof other, " of block %u", prev.block);
+  char line[640];
+  std::snprintf(line, sizeof line, "block (%u,%u,%u): %s %s %zu bytes at %s, which %s%s %s %s", s.block.x, s.block.y,
+                s.block.z, who(s.tid).c_str(), verb(kind, false), n, where, who(prev.tid).c_str(), other,
+                verb(prev.kind, true), how);
   s.reports.emplace_back(line);
 }
 
 constexpr const char* kUnordered = "with no __syncthreads (or, within a warp, __syncwarp or shuffle) between";
+constexpr const char* kOtherBlock = "in the same launch (blocks of a grid are not ordered; atomics would be)";
 
-Cell* cell_at(State& s, uintptr_t a) {
+// The region of the bytes at a (an access lies in one) and, in device memory, the allocation's
+// start; Region::None: memory the check leaves alone (a thread's stack, host memory).
+struct Where {
+  Region region = Region::None;
+  uintptr_t base = 0;
+};
+Where where_is(State& s, uintptr_t a) {
+  if (a - s.shared < s.shared_bytes) return {Region::Shared, s.shared};
+  if (in_static(a)) return {Region::Shared, 0};
+  const auto& al = s.allocations;
+  if (al.empty()) return {};
+  size_t k = s.last_allocation;
+  if (k >= al.size() || a - al[k].first >= al[k].second) {
+    auto it = std::upper_bound(al.begin(), al.end(), std::make_pair(a, ~size_t(0)));
+    if (it == al.begin()) return {};
+    k = size_t(--it - al.begin());
+    if (a - al[k].first >= al[k].second) return {};
+    s.last_allocation = k;
+  }
+  return {Region::Device, al[k].first};
+}
+
+// The cell of byte a, in the region where_is found.
+Cell* cell_at(State& s, uintptr_t a, Region r) {
+  if (r == Region::Device) {
+    const uintptr_t chunk = a & ~(kChunk - 1);
+    if (chunk != s.last_chunk) {
+      Cell*& cells = s.device_chunks[chunk];
+      if (!cells) {
+        if (s.chunks_used == s.chunk_buffers.size()) s.chunk_buffers.emplace_back(new Cell[kChunk]());
+        cells = s.chunk_buffers[s.chunks_used++].get();
+      }
+      s.last_chunk = chunk;
+      s.last_chunk_cells = cells;
+    }
+    return s.last_chunk_cells + (a - chunk);
+  }
   if (a - s.shared < s.shared_bytes) return &s.shared_cells[a - s.shared];
-  if (in_static(a)) return &s.static_cells[a];
-  return nullptr;
+  return &s.static_cells[a];
 }
 
 // An access of n bytes at p by the running thread: checked against each byte's earlier
@@ -165,26 +232,29 @@ Cell* cell_at(State& s, uintptr_t a) {
 void access(uintptr_t a, size_t n, Kind kind, bool check = true) {
   State& s = *t_running;
   const int tid = s.tid;
-  const Access now{s.interval, s.warp_stamp[size_t(warp_of(tid))], uint16_t(tid), kind};
+  const Access now{s.interval, s.warp_stamp[size_t(warp_of(tid))], s.grid, s.block_index, uint16_t(tid), kind};
+  const Where where = where_is(s, a);
+  if (where.region == Region::None) return;
   bool reported = !check;
   for (size_t i = 0; i < n; ++i) {
-    Cell* c = cell_at(s, a + i);
-    if (!c) return;  // not shared memory (an access lies wholly in one region)
+    Cell* c = cell_at(s, a + i, where.region);
     if (!reported) {
       const Access* clash = nullptr;
       const bool plain_write = kind == Kind::Write || kind == Kind::Copy;
       // Any access clashes with an unordered write (atomics not with atomic writes); writes and
       // atomics also with unordered reads.
-      if (!ordered(s, c->write, tid) && (kind != Kind::Atomic || c->write.kind != Kind::Atomic)) clash = &c->write;
+      if (!ordered(s, c->write, tid, where.region) && (kind != Kind::Atomic || c->write.kind != Kind::Atomic))
+        clash = &c->write;
       for (const Access& r : c->read)
-        if (!clash && (plain_write || kind == Kind::Atomic) && !ordered(s, r, tid)) clash = &r;
+        if (!clash && (plain_write || kind == Kind::Atomic) && !ordered(s, r, tid, where.region)) clash = &r;
       if (clash) {
-        hazard(s, a, n, kind, *clash, kUnordered);
+        const bool other_block = where.region == Region::Device && clash->block != s.block_index;
+        hazard(s, a, n, kind, *clash, where.region, where.base, other_block ? kOtherBlock : kUnordered);
         reported = true;
       }
     }
     if (kind == Kind::Read) {
-      if (c->read[0].tid != tid || c->read[0].kind == Kind::None) c->read[1] = c->read[0];
+      if (c->read[0].tid != tid || c->read[0].block != now.block || c->read[0].grid != now.grid) c->read[1] = c->read[0];
       c->read[0] = now;
     } else {
       c->write = now;
@@ -198,12 +268,23 @@ void access_if_running(const void* p, size_t n, Kind kind) {
 
 }  // namespace
 
-void block_begin(const char* name, const char* site, uint3 block, unsigned threads, const void* shared, size_t bytes) {
+void grid_begin() {
   std::call_once(g_static_once, find_static_segments);
+  State& s = t_state;
+  ++s.grid;
+  device_allocations(&s.allocations);
+  s.last_allocation = 0;
+  s.device_chunks.clear();
+  s.chunks_used = 0;
+  s.last_chunk = 1;  // no chunk starts there
+}
+
+void block_begin(const char* name, const char* site, uint3 block, unsigned threads, const void* shared, size_t bytes) {
   State& s = t_state;
   s.kernel = name;
   s.site = site;
   s.block = block;
+  s.block_index = block.x + g_coords.grid_dim.x * (block.y + g_coords.grid_dim.y * block.z);
   ++s.interval;  // every earlier access (other blocks') is ordered before this block's
   s.warp_stamp.assign((threads + 31) / 32, ++s.stamps);
   s.shared = reinterpret_cast<uintptr_t>(shared);
@@ -222,22 +303,25 @@ void block_released() { ++t_state.interval; }
 void warp_released(unsigned w) { t_state.warp_stamp[w] = ++t_state.stamps; }
 uint32_t interval() { return t_state.interval; }
 
-void async_issue(const void* dst, size_t n) { access_if_running(dst, n, Kind::Copy); }
+void async_issue(const void* dst, const void* src, size_t n) {
+  access_if_running(src, n, Kind::Read);
+  access_if_running(dst, n, Kind::Copy);
+}
 
 void async_commit(const void* dst, size_t n, uint32_t issued) {
   if (!t_running) return;
   State& s = *t_running;
   const auto a = reinterpret_cast<uintptr_t>(dst);
+  if (where_is(s, a).region != Region::Shared) return;
   // Another thread's access since the copy was issued: the data may have landed before or after it.
   for (size_t i = 0; i < n; ++i) {
-    Cell* c = cell_at(s, a + i);
-    if (!c) return;
+    Cell* c = cell_at(s, a + i, Region::Shared);
     const Access* clash = nullptr;
     if (c->write.kind != Kind::None && c->write.tid != s.tid && c->write.interval >= issued) clash = &c->write;
     for (const Access& r : c->read)
       if (!clash && r.kind != Kind::None && r.tid != s.tid && r.interval >= issued) clash = &r;
     if (clash) {
-      hazard(s, a, n, Kind::Copy, *clash,
+      hazard(s, a, n, Kind::Copy, *clash, Region::Shared, s.shared,
              "while the copy was in flight (between its issue and the issuing thread's wait, and a __syncthreads after it)");
       return access(a, n, Kind::Copy, false);  // one report a copy
     }
@@ -254,7 +338,7 @@ void grid_end() {
     s.reports.clear();
     return;
   }
-  std::fprintf(stderr, "CUDA emulator racecheck: %zu shared-memory hazard(s) in %s%s%s; the first %zu:\n", s.hazards,
+  std::fprintf(stderr, "CUDA emulator racecheck: %zu hazard(s) in %s%s%s; the first %zu:\n", s.hazards,
                s.kernel, s.site ? ", launched from " : "", s.site ? s.site : "", s.reports.size());
   for (const std::string& r : s.reports) std::fprintf(stderr, "  %s\n", r.c_str());
   std::fprintf(stderr, "CUDA emulator racecheck: stopping\n");

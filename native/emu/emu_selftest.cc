@@ -105,13 +105,29 @@ enum class Planted {
   WmmaLoadSyncwarp,       // the same with __syncwarp between
   WmmaStoreNoSync,        // each warp stores a fragment, then its lanes read the tile
   WmmaStoreSyncwarp,      // the same with __syncwarp between
+  GlobalAcrossBlocks,     // thread 0 of each block writes one word of device memory
+  GlobalAtomics,          // every thread of every block atomically adds to it
+  GlobalInBlock,          // thread 0 writes a word of device memory, thread 33 reads it, no barrier
+  GlobalInBlockBarrier,   // the same with __syncthreads between
 };
-void planted_kernel(Planted p, const int* src, int* out) {
+void planted_kernel(Planted p, const int* src, int* out, int* word) {
   __shared__ int static_slots[64];
   int* slots = emu::dynamic_shared<int>();
   const int t = int(threadIdx.x);
   int v = 0;
   switch (p) {
+    case Planted::GlobalAcrossBlocks:
+      if (t == 0) word[0] = int(blockIdx.x);
+      break;
+    case Planted::GlobalAtomics:
+      atomicAdd(word, 1);
+      break;
+    case Planted::GlobalInBlock:
+    case Planted::GlobalInBlockBarrier:
+      if (t == 0) word[1 + blockIdx.x] = 5;
+      if (p == Planted::GlobalInBlockBarrier) __syncthreads();
+      if (t == 33) v = word[1 + blockIdx.x];
+      break;
     case Planted::AcrossWarps:
     case Planted::AcrossWarpsBarrier:
       slots[t] = t;
@@ -170,7 +186,7 @@ void planted_kernel(Planted p, const int* src, int* out) {
     case Planted::WmmaStoreNoSync:
     case Planted::WmmaStoreSyncwarp: {
       using namespace nvcuda;
-      float* tile = reinterpret_cast<float*>(slots) + 256 * (t / 32);
+      float* tile = reinterpret_cast<float*>(slots) + 256 * (t / 32);  // and 512 further on, a copy
       const int lane = t % 32;
       wmma::fragment<wmma::accumulator, 16, 16, 8, float> f;
       const bool load = p == Planted::WmmaLoadNoSync || p == Planted::WmmaLoadSyncwarp;
@@ -179,6 +195,7 @@ void planted_kernel(Planted p, const int* src, int* out) {
         for (int i = 0; i < 8; ++i) tile[(lane / 16 * 8 + i) * 16 + lane % 16] = float(i);  // by columns
         if (sync) __syncwarp();
         wmma::load_matrix_sync(f, tile, 16, wmma::mem_row_major);
+        wmma::store_matrix_sync(tile + 512, f, 16, wmma::mem_row_major);  // (keeps the load)
       } else {
         wmma::fill_fragment(f, 1.0f);
         wmma::store_matrix_sync(tile, f, 16, wmma::mem_row_major);
@@ -188,7 +205,7 @@ void planted_kernel(Planted p, const int* src, int* out) {
       break;
     }
   }
-  out[t] = v;
+  out[blockIdx.x * blockDim.x + t] = v;
 }
 #endif
 
@@ -371,10 +388,16 @@ void warp_and_block_checks() {
   for (int i = 0; i < 64; ++i) ok = ok && down[size_t(i)] == (i % 32 > 28 ? i % 32 : i % 32 + 3) * 10;
   expect(ok, "__shfl_down_sync: lane i gets lane i + 3's value, lanes 29..31 their own");
   int last[2];
+#ifdef NCF_EMU_RACE
+  emu::race_count_only(true);  // the blocks race for out[0] on purpose
+#endif
   for (int& l : last) {
     emu::launch(last_block_kernel, dim3(3, 2, 2), dim3(32))(d);
     l = host_array(d, 1)[0];
   }
+#ifdef NCF_EMU_RACE
+  emu::race_count_only(false);
+#endif
   expect(std::min(last[0], last[1]) == 0 && std::max(last[0], last[1]) == 11,
          "consecutive grids run their blocks in opposite orders (the last block is 11, then 0, or 0, then 11)");
   cudaFree(d);
@@ -405,7 +428,8 @@ void async_copy_checks() {
 void race_checks() {
   emu::race_count_only(true);
   int* dsrc = device_array(std::vector<int>(256, 7));
-  int* dout = device_array(std::vector<int>(64, 0));
+  int* dout = device_array(std::vector<int>(128, 0));
+  int* dword = device_array(std::vector<int>(4, 0));
   const struct {
     Planted p;
     bool hazard;
@@ -428,20 +452,30 @@ void race_checks() {
       {Planted::WmmaLoadSyncwarp, false, "the same with __syncwarp between"},
       {Planted::WmmaStoreNoSync, true, "the lanes' reads of a WMMA store, no __syncwarp between"},
       {Planted::WmmaStoreSyncwarp, false, "the same with __syncwarp between"},
+      {Planted::GlobalAcrossBlocks, true, "two blocks' plain writes to one word of device memory"},
+      {Planted::GlobalAtomics, false, "atomicAdd by every thread of two blocks to one word of device memory"},
+      {Planted::GlobalInBlock, true, "a read of another warp's write to device memory, no __syncthreads between"},
+      {Planted::GlobalInBlockBarrier, false, "the same with __syncthreads between"},
   };
   for (const auto& c : cases) {
     bool right = true;
     for (int round = 0; round < 2; ++round) {
       const size_t before = emu::race_hazards();
-      emu::launch(planted_kernel, dim3(1), dim3(64), 2048)(c.p, dsrc, dout);
+      emu::launch(planted_kernel, dim3(2), dim3(64), 4096)(c.p, dsrc, dout, dword);
       right = right && (emu::race_hazards() > before) == c.hazard;
     }
     std::string what = std::string("racecheck: ") + (c.hazard ? "reports " : "finds nothing in ") + c.what;
     expect(right, what.c_str());
   }
+  // Separate launches are ordered: the second grid's writes after the first grid's reads.
+  const size_t before = emu::race_hazards();
+  for (int i = 0; i < 2; ++i)
+    emu::launch(planted_kernel, dim3(2), dim3(64), 4096)(Planted::GlobalInBlockBarrier, dsrc, dout, dword);
+  expect(emu::race_hazards() == before, "racecheck: finds nothing between one launch's accesses and the next's");
   emu::race_count_only(false);
   cudaFree(dsrc);
   cudaFree(dout);
+  cudaFree(dword);
 }
 #endif
 
