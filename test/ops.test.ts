@@ -14,7 +14,8 @@ t.test('selftest --device cpu: every check passes', async (t) => {
 t.test("an op runner's maxBlocks must be a count", async (t) => {
   const { addon } = await import('../lib/native');
   const native = addon();
-  for (const [v, why] of [[-1, /must be a count from 0 to 1000000/], [1.5, /must be an integer/], ['2', /must be a number/]] as const)
+  const range = /must be a count from 0 to 999999 \(as NCF_CUDA_MAX_BLOCKS\)/;
+  for (const [v, why] of [[-1, range], [1000000, range], [1.5, /must be an integer/], ['2', /must be a number/]] as const)
     t.throws(() => new native.OpRunner({ backend: 'cpu', maxBlocks: v as number }), { code: 'ERR_INVALID_ARGUMENT', message: why }, `maxBlocks ${String(v)}`);
   t.doesNotThrow(() => new native.OpRunner({ backend: 'cpu', maxBlocks: 2 }), 'a backend without such kernels takes and ignores it');
 });

@@ -177,7 +177,7 @@ OpRunner::OpRunner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OpRunner>(
     if (o.Has("fused")) be_->set_fused(get_bool(o, "fused", false));
     if (has(o, "maxBlocks")) {
       const int64_t blocks = get_int(o, "maxBlocks", 0);
-      if (blocks < 0 || blocks > 1000000) bad_option("maxBlocks", "a count from 0 to 1000000");
+      if (blocks < 0 || blocks > 999999) bad_option("maxBlocks", "a count from 0 to 999999 (as NCF_CUDA_MAX_BLOCKS)");
       be_->set_max_blocks(int(blocks));
     }
     return info.Env().Undefined();
