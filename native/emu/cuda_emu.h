@@ -237,25 +237,24 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 // Fibers switch only at barriers, so a read-modify-write is atomic. (In the racecheck build the
 // access is reported as atomic, and the read-modify-write itself is left uninstrumented.)
 #ifdef NCF_EMU_RACE
+#define NCF_EMU_UNCHECKED __attribute__((noinline, no_sanitize_thread))
+#else
+#define NCF_EMU_UNCHECKED
+#endif
 template <typename T>
-__attribute__((noinline, no_sanitize_thread)) T emu_atomic_rmw(T* p, T v) {
+NCF_EMU_UNCHECKED T emu_atomic_rmw(T* p, T v) {
   const T old = *p;
   *p = old + v;
   return old;
 }
+#undef NCF_EMU_UNCHECKED
 template <typename T>
 T emu_atomic_add(T* p, T v) {
+#ifdef NCF_EMU_RACE
   ::emu::race_atomic(p, sizeof(T));
+#endif
   return emu_atomic_rmw(p, v);
 }
-#else
-template <typename T>
-T emu_atomic_add(T* p, T v) {
-  const T old = *p;
-  *p = old + v;
-  return old;
-}
-#endif
 inline float atomicAdd(float* p, float v) { return emu_atomic_add(p, v); }
 inline double atomicAdd(double* p, double v) { return emu_atomic_add(p, v); }
 inline int atomicAdd(int* p, int v) { return emu_atomic_add(p, v); }

@@ -231,10 +231,10 @@ Cell* cell_at(State& s, uintptr_t a, Region r) {
 // accesses, then recorded.
 void access(uintptr_t a, size_t n, Kind kind, bool check = true) {
   State& s = *t_running;
+  const Where where = where_is(s, a);
+  if (where.region == Region::None) return;  // most accesses: a thread's own stack
   const int tid = s.tid;
   const Access now{s.interval, s.warp_stamp[size_t(warp_of(tid))], s.grid, s.block_index, uint16_t(tid), kind};
-  const Where where = where_is(s, a);
-  if (where.region == Region::None) return;
   bool reported = !check;
   for (size_t i = 0; i < n; ++i) {
     Cell* c = cell_at(s, a + i, where.region);
@@ -410,8 +410,8 @@ void __tsan_write_range(void* p, unsigned long n) { access_if_running(p, n, Kind
   int __tsan_atomic##bits##_compare_exchange_strong(volatile a##bits* a, a##bits* c, a##bits v, int, int) {    \
     return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                     \
   }                                                                                                             \
-  int __tsan_atomic##bits##_compare_exchange_weak(volatile a##bits* a, a##bits* c, a##bits v, int, int) {      \
-    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                     \
+  int __tsan_atomic##bits##_compare_exchange_weak(volatile a##bits* a, a##bits* c, a##bits v, int mo, int fmo) { \
+    return __tsan_atomic##bits##_compare_exchange_strong(a, c, v, mo, fmo);                                     \
   }                                                                                                             \
   a##bits __tsan_atomic##bits##_compare_exchange_val(volatile a##bits* a, a##bits c, a##bits v, int, int) {    \
     __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                           \
