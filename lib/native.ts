@@ -76,6 +76,8 @@ export interface NativeTrainOptions {
   validNegatives: number;
   /** Each step after the first of its shape as one CUDA Graph (CUDA backend, one process). */
   stepGraphs?: boolean;
+  /** Kernel forms timed on the first steps and evaluation batches, the fastest kept (CUDA, one process). */
+  autotune?: boolean;
 }
 
 export interface NativeDataArrays {
@@ -127,6 +129,11 @@ export interface TrainerInfo {
    * (first layer by parts), op chain evaluation", ...
    */
   kernels: string;
+  /**
+   * With kernel forms being tuned, once chosen: a line per kind of run ("training steps of N rows:
+   * hidden_forward (2.101 ms; the op chain 2.300 ms; ...)"); '' before or without.
+   */
+  autotune: string;
   /** High-water mark of the backend's own allocations, bytes. */
   peakMemory: number;
   /** Bytes in use on the whole GPU at the highest point seen (context and libraries included; 0 on the CPU). */

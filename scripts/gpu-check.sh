@@ -15,11 +15,12 @@
 # NCF_CUDA_GEMM_TUNE=0; the fused kernels, NCF_CUDA_FUSED=1; and, --amp and TF32, each step after
 # the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default; --amp, the hidden
 # layers after the first in one kernel forward, NCF_CUDA_HIDDEN_FORWARD=1, and one backward,
-# NCF_CUDA_HIDDEN_BACKWARD=1, both off by default, --amp each alone, together, and with the graphs,
-# and TF32 together, and without the backward kernel's per-user sums, NCF_CUDA_HIDDEN_SUMS=0, and
-# (both precisions) without the forward kernel taking the first layer, NCF_CUDA_HIDDEN_PARTS=0;
-# after them a table of each switch run's samples/s against its default's; evaluation with
-# NCF_CUDA_HIDDEN_FORWARD=1),
+# NCF_CUDA_HIDDEN_BACKWARD=1, both off by default, each alone and together timed on the run's own
+# steps and the fastest kept, NCF_CUDA_AUTOTUNE=1 (--amp and TF32, training and evaluation), --amp
+# together and with the graphs, and TF32 together, and without the backward kernel's per-user
+# sums, NCF_CUDA_HIDDEN_SUMS=0, and (both precisions) without the forward kernel taking the first
+# layer, NCF_CUDA_HIDDEN_PARTS=0; after them a table of each switch run's samples/s against its
+# default's),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and
@@ -39,7 +40,8 @@
 #            (NCF_CUDA_FUSED=1)
 #     targets  the issue's figures only: self-test, --amp and TF32 training, the memory of
 #            --no-neg-trick, evaluation, HR@10 with and without --amp; and the opt-in switches
-#            (steps as CUDA Graphs, the hidden layers in one kernel each way)
+#            (the kernel forms timed on the run's steps, steps as CUDA Graphs, the hidden
+#            layers in one kernel each way)
 #     figures  the issue's figures with the defaults as they are, nothing else: self-test, --amp
 #            and TF32 training, the memory of --no-neg-trick, evaluation, HR@10 with and without
 #            --amp (about 4 minutes less than targets: for measuring again after a switch became
@@ -95,7 +97,7 @@ run() {
   return "$rc"
 }
 # The figure lines of a benchmark's output, prefixed with a label.
-figures() { grep -E 'throughput|epoch time|peak memory|peak device|ncf cuda graph|CUDA Graph|ncf cuda hidden_|fused hidden_' | sed "s/^/$1/"; }
+figures() { grep -E 'throughput|epoch time|peak memory|peak device|ncf cuda graph|CUDA Graph|ncf cuda hidden_|fused hidden_|^autotune: ' | sed "s/^/$1/"; }
 # A benchmark's output without the GEMM tuning log's per-candidate lines (log.txt keeps them).
 picks() { grep -v '^ncf gemm tune   '; }
 # A command whose stdout is JSON: stdout to the file, its messages to the log only.
@@ -292,27 +294,31 @@ switch_runs() {
   opt_in_runs
   switch_table
 }
-# The switches that are off by default until a GPU run measures them, switched on: each step as a
-# CUDA Graph (NCF_CUDA_GRAPH=1), --amp and TF32; the hidden layers after the first in one kernel
-# forward (NCF_CUDA_HIDDEN_FORWARD=1) and one backward (NCF_CUDA_HIDDEN_BACKWARD=1, which also takes
-# the first layer's per-user sums): under --amp each alone, both, and both with the graphs; in TF32
-# both, and both with the per-user sums left to pair_row_sums (NCF_CUDA_HIDDEN_SUMS=0); in both
-# precisions, both with the first layer left to gather_add_relu (NCF_CUDA_HIDDEN_PARTS=0). Then
-# evaluation with NCF_CUDA_HIDDEN_FORWARD=1 (which takes the first layer from its parts there), TF32
-# and --amp, against the bench eval figures above.
+# The switches that are off by default until a GPU run measures them, switched on. First the
+# kernel forms timed on the run's own steps (NCF_CUDA_AUTOTUNE=1, as train --autotune): one run
+# per precision gives each form's median step time, the op chain against the hidden layers after
+# the first in one kernel forward (NCF_CUDA_HIDDEN_FORWARD=1), one backward
+# (NCF_CUDA_HIDDEN_BACKWARD=1, which also takes the first layer's per-user sums) and both, in its
+# "autotune:" line, and its figures are those of the fastest; evaluation the same (hidden_forward,
+# which takes the first layer from its parts there, against the chain), TF32 and --amp, against
+# the bench eval figures above. Then each step as a CUDA Graph (NCF_CUDA_GRAPH=1), --amp and TF32;
+# under --amp both hidden kernels, and both with the graphs; in TF32 both, and both with the
+# per-user sums left to pair_row_sums (NCF_CUDA_HIDDEN_SUMS=0); in both precisions, both with the
+# first layer left to gather_add_relu (NCF_CUDA_HIDDEN_PARTS=0).
 opt_in_runs() {
   local opt_in=1  # (read by switched)
+  for flag in --amp ""; do switched NCF_CUDA_AUTOTUNE=1 $flag; done
+  for flag in "" --amp; do
+    # shellcheck disable=SC2086  # an empty flag is no argument
+    run env NCF_CUDA_AUTOTUNE=1 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-tuned.json" \
+      | figures "NCF_CUDA_AUTOTUNE=1 evaluation, ${flag:-TF32}: " | tee -a "$out/summary.txt"
+  done
   for flag in --amp ""; do switched NCF_CUDA_GRAPH=1 $flag; done
   local both="NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
-  for s in NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done
+  for s in "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done
   switched "$both"
   switched "$both NCF_CUDA_HIDDEN_SUMS=0"
   for flag in --amp ""; do switched "$both NCF_CUDA_HIDDEN_PARTS=0" $flag; done
-  for flag in "" --amp; do
-    # shellcheck disable=SC2086  # an empty flag is no argument
-    run env NCF_CUDA_HIDDEN_FORWARD=1 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-hidden.json" \
-      | figures "NCF_CUDA_HIDDEN_FORWARD=1 evaluation, ${flag:-TF32}: " | tee -a "$out/summary.txt"
-  done
   op_times --amp "$both" "hidden kernels"
 }
 

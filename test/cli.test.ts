@@ -30,11 +30,12 @@ t.test('prepare, train, test and recommend on a CSV', async (t) => {
   t.match(cli(['prepare', csv, '--out', path.join(dir, 'data')], home).stdout, /already prepared/);
 
   const ck = path.join(dir, 'ck');
-  const tr = cli(['train', '--data', path.join(dir, 'data'), '-b', '512', '-e', '3', '--eval-after', '1', '--seed', '3', '--checkpoint-dir', ck, '--log-path', path.join(dir, 'log.json'), '--amp', '--xla', '--backend', 'cpu'], home, { NCF_FIRST_LAYER: 'parts' });
+  const tr = cli(['train', '--data', path.join(dir, 'data'), '-b', '512', '-e', '3', '--eval-after', '1', '--seed', '3', '--checkpoint-dir', ck, '--log-path', path.join(dir, 'log.json'), '--amp', '--xla', '--autotune', '--backend', 'cpu'], home, { NCF_FIRST_LAYER: 'parts' });
   t.equal(tr.status, 0, tr.stderr);
   t.match(tr.stdout, /; seed 3; switches (\S+ )*NCF_FIRST_LAYER=parts\b/, 'the run names the kernel switches it was started with');
   t.match(tr.stdout, /--amp: the CPU backend trains in fp32/);
   t.match(tr.stdout, /--xla: training steps run op by op here/, '--xla (steps as CUDA Graphs) says where it does not apply');
+  t.match(tr.stdout, /--autotune: nothing to tune here/, 'and --autotune');
   t.match(tr.stdout, /epoch 1\/3  train [\d.]+ s  loss [\d.]+  [\d.]+K samples\/s/);
   t.match(tr.stdout, /epoch 3\/3  train [\d.]+ s  eval [\d.]+ s  hr@10 [\d.]+  ndcg [\d.]+/);
   t.match(tr.stdout, /model saved to .*model\.safetensors/);

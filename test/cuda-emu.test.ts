@@ -259,6 +259,85 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
   }
 });
 
+t.test('--autotune times each kernel form on the run\'s own steps and batches, then runs the fastest', { skip }, async (t) => {
+  const home = tmpdir();
+  const dir = tmpdir();
+  const { dir: data } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 2 });
+  // 58,500 samples an epoch: 28 steps of 2,048 rows and one of 1,156, two epochs; evaluation
+  // after each epoch in 15 batches of 20 users (2,020 rows).
+  const run = (name: string, extra: string[], env: Record<string, string> = {}) => {
+    const ck = path.join(dir, name);
+    const r = cli(['train', '--data', data, '-b', '2048', '-e', '2', '--eval-after', '0', '--seed', '3', '--factors', '16',
+      '--layers', '64', '32', '16', '--valid-users-per-batch', '20', '--backend', 'cuda', '--checkpoint-dir', ck, '--json', ...extra], home, env);
+    t.equal(r.status, 0, r.status === 0 ? `${name} trains` : r.stderr);
+    return { summary: JSON.parse(r.stdout), stderr: r.stderr };
+  };
+  const chain = run('amp-chain', ['--amp']);
+  const tuned = run('amp-tuned', ['--amp', '--autotune']);
+  // The tile kernels asked for: the forms they start from, and steps as CUDA Graphs (each form's
+  // steps are graphs of their own).
+  const fromBoth = run('amp-tuned-graphs', ['--amp', '--xla'], { NCF_CUDA_HIDDEN_FORWARD: '1', NCF_CUDA_HIDDEN_BACKWARD: '1', NCF_CUDA_AUTOTUNE: '1' });
+  // Where the emulated chain is the fastest, the chosen forms run: each launch of gather_add_relu
+  // (which hidden_forward's forms take inside the tile kernel) made 60 ms slower.
+  const slowed = run('amp-tuned-slowed', ['--amp', '--autotune'], { NCF_EMU_SLOW_KERNEL: 'gather_add_relu:60' });
+  // fp32 without TF32: the tile kernels decline every run, hidden_forward's too, though asked for
+  // (the form the tuning starts from).
+  const declined = run('fp32-tuned', ['--no-tf32', '--autotune'], { NCF_CUDA_HIDDEN_FORWARD: '1' });
+  const forms = ['the op chain', 'hidden_forward', 'hidden_backward', 'hidden_forward + hidden_backward'];
+  // "<what> of <rows> rows: <chosen> (<ms> ms; <form> <ms> ms | <form> declined; ...; medians of 3 runs each)"
+  const decision = (stderr: string, what: string) => {
+    const m = new RegExp(`^ncf cuda autotune: ${what} of (\\d+) rows: (.+?) \\(([\\d.]+) ms((?:; .+?)*); medians of 3 runs each\\)$`, 'm').exec(stderr);
+    if (!m) return undefined;
+    const others = m[4].split('; ').slice(1).map((s) => /^(.+?) (?:([\d.]+) ms|declined)$/.exec(s)!);
+    return { rows: Number(m[1]), chosen: m[2], ms: Number(m[3]), others: others.map((o) => ({ form: o[1], ms: o[2] === undefined ? undefined : Number(o[2]) })) };
+  };
+  const counts = (stderr: string, op: string) => Number(new RegExp(`ncf cuda ${op}: (\\d+) runs of the fused kernel`).exec(stderr)?.[1] ?? 0);
+  for (const [name, r] of [['amp', tuned], ['amp from both kernels, graphs', fromBoth], ['amp, gather_add_relu slowed', slowed]] as const) {
+    t.match(r.summary.info.kernels, /, kernel forms timed on the first steps$/, `${name}: the run says its forms are tuned`);
+    const steps = decision(r.stderr, 'training steps'), batches = decision(r.stderr, 'evaluation batches');
+    t.ok(steps && batches, `${name}: a decision for the steps and for the batches`);
+    if (!steps || !batches) continue;
+    t.equal(steps.rows, 2048, 'tuned on the full batches');
+    t.same([steps.chosen, ...steps.others.map((o) => o.form)].sort(), [...forms].sort(), 'the steps raced every form');
+    t.same([batches.chosen, ...batches.others.map((o) => o.form)].sort(), ['hidden_forward', 'the op chain'], 'the batches raced hidden_forward against the chain');
+    for (const d of [steps, batches])
+      for (const o of d.others) t.ok(o.ms !== undefined && o.ms >= d.ms, `${d.chosen} (${d.ms} ms) is the fastest: ${o.form} ${o.ms} ms`);
+    // Each form ran 4 steps (a warm-up and 3 timed), the other 42 steps (40 full, 2 of the last
+    // shape, after the decision) the chosen forms; each evaluation form 4 batches, the other 22 the chosen.
+    const forward = (f: string) => f.startsWith('hidden_forward'), backward = (f: string) => f.endsWith('hidden_backward');
+    t.equal(counts(r.stderr, 'hidden_forward'), 8 + (forward(steps.chosen) ? 42 : 0) + 4 + (forward(batches.chosen) ? 22 : 0),
+      `${name}: hidden_forward ran in the tuning and then as chosen (${steps.chosen}; ${batches.chosen})`);
+    t.equal(counts(r.stderr, 'hidden_backward'), 8 + (backward(steps.chosen) ? 42 : 0), `${name}: and hidden_backward`);
+    r.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
+      const c = chain.summary.epochs[i];
+      // (Every form computes the same step; only the order of sums differs.)
+      t.ok(Math.abs(e.loss - c.loss) < 1e-3 * c.loss, `${name}: epoch ${i + 1} loss ${e.loss} vs the chain's ${c.loss}`);
+      t.ok(Math.abs(e.hr - c.hr) <= 0.01, `${name}: epoch ${i + 1} HR@10 ${e.hr} vs the chain's ${c.hr}`);
+    });
+  }
+  for (const what of ['training steps', 'evaluation batches'])
+    t.match(decision(slowed.stderr, what)?.chosen, /^hidden_forward/, `with gather_add_relu slowed, the ${what} chose a form with hidden_forward`);
+  const graphs = /ncf cuda graph: (\d+) steps launched as graphs, (\d+) uncaptured; (\d+) instantiations/.exec(fromBoth.stderr);
+  t.same(graphs?.slice(2).map(Number), [5, 5], 'a graph per form and one for the last shape, each after an uncaptured first step');
+  const none = decision(declined.stderr, 'training steps');
+  t.same(none && [none.chosen, none.others.map((o) => o.ms)], ['the op chain', [undefined, undefined, undefined]], 'without TF32 every tile kernel declines: the chain');
+  t.notMatch(declined.stderr, /ncf cuda hidden_/, 'and no tile kernel ran');
+  t.notMatch(chain.stderr, /autotune/, 'nothing tuned without --autotune');
+  t.notMatch(chain.summary.info.kernels, /timed/);
+  // bench train reports the decision and writes it into its figures.
+  const out = path.join(dir, 'bench.json');
+  const bench = cli(['bench', 'train', '--synthetic', 'tiny', '-e', '1', '-b', '2048', '--backend', 'cuda', '--autotune', '--out', out], home);
+  t.equal(bench.status, 0, bench.status === 0 ? 'bench train --autotune runs' : bench.stderr);
+  t.match(bench.stdout, /^autotune: training steps of 2048 rows: .+ ms/m);
+  t.match(JSON.parse(fs.readFileSync(out, 'utf8')).autotune, [/^training steps of 2048 rows: /]);
+  // A run too short to time every form says so at its end: 3 evaluations of one 30,300-row batch.
+  const evalOut = path.join(dir, 'bench-eval.json');
+  const short = cli(['bench', 'eval', '--synthetic', 'tiny', '-b', '2048', '--repeats', '3', '--backend', 'cuda', '--autotune', '--out', evalOut], home);
+  t.equal(short.status, 0, short.status === 0 ? 'bench eval --autotune runs' : short.stderr);
+  t.match(short.stderr, /^ncf cuda autotune: evaluation batches of 30300 rows: not decided, the run ended after 3 of them \(timing 2 forms takes up to 8\)$/m);
+  t.notOk('autotune' in JSON.parse(fs.readFileSync(evalOut, 'utf8')), 'and its figures name no choice');
+});
+
 // The op-time tables of a run with NCF_CUDA_OP_TIMES=1 (native/cuda/op_times.cuh): one per
 // training epoch and evaluation, every op of a step once per step, each GEMM nested in its op,
 // and no nested op longer than the op around it.
@@ -340,11 +419,14 @@ t.test('mpirun -np 2 over (emulated) NCCL trains exactly like one process', { sk
   const single = runJob('mpirun', ['-np', '1', process.execPath, ...args('single'), '--distributed'], home);
   t.equal(single.status, 0, single.stderr);
   // --xla across ranks: the steps are not captured (NCCL inside a graph is untested), and it says so.
-  const two = runJob('mpirun', ['-np', '2', '--oversubscribe', process.execPath, ...args('two'), '--xla'], home);
+  const two = runJob('mpirun', ['-np', '2', '--oversubscribe', process.execPath, ...args('two'), '--xla', '--autotune'], home);
   t.equal(two.status, 0, two.stderr);
   t.match(two.stderr, /2 ranks over nccl/);
   t.match(two.stderr, /--xla: training steps run op by op here/);
   t.notMatch(two.stderr, /ncf cuda graph|could not run as a CUDA Graph/);
+  // --autotune across ranks: each rank would choose alone, on times that include its wait for the others.
+  t.match(two.stderr, /--autotune: nothing to tune here/);
+  t.notMatch(two.stderr, /ncf cuda autotune/);
   const s1 = JSON.parse(one.stdout), s2 = JSON.parse(two.stdout), sd = JSON.parse(single.stdout);
   t.match(sd.info.communicator, /^nccl /, 'one rank with --distributed goes through NCCL');
   t.equal(sd.epochs[0].loss, s1.epochs[0].loss, 'NCCL with one rank: the same loss as no communicator');

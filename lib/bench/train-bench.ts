@@ -25,6 +25,8 @@ export interface TrainBenchOptions {
   tf32: boolean;
   /** Training steps as CUDA Graphs (bench train --xla). */
   cudaGraphs?: boolean;
+  /** Kernel forms timed on the first steps and batches (bench --autotune); they fall in the warm-up. */
+  autotune?: boolean;
   evalRepeats: number;
   out?: string;
   what: 'train' | 'eval';
@@ -38,7 +40,7 @@ export interface BenchFigures {
 export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
   const o = resolveTrainOptions({
     data: b.data, amp: b.amp, epochs: b.epochs, batchSize: b.batchSize, backend: b.backend, threads: b.threads,
-    seed: b.seed, negTrick: b.negTrick, tf32: b.tf32, cudaGraphs: b.cudaGraphs,
+    seed: b.seed, negTrick: b.negTrick, tf32: b.tf32, cudaGraphs: b.cudaGraphs, autotune: b.autotune,
   });
   const ranks = detectRanks();
   const backend = resolveBackend(o.backend);
@@ -89,6 +91,11 @@ export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
       const meanRate = warm.reduce((a, x) => a + x.samplesPerSecond, 0) / warm.length;
       Object.assign(figures, { evals: runs, evalSamplesPerSecond: meanRate, evalSeconds: warm.reduce((a, x) => a + x.seconds, 0) / warm.length });
       print(`eval throughput: ${millions(meanRate)} samples/s`);
+    }
+    const tuned = trainer.info.autotune;
+    if (tuned) {
+      figures.autotune = tuned.split('\n');
+      for (const line of figures.autotune as string[]) print(`autotune: ${line}`);
     }
     const peak = trainer.info.peakMemory;
     figures.peakMemoryBytes = peak;

@@ -25,6 +25,7 @@ function trainLike(cmd: Command, what: 'train' | 'eval'): void {
     .option('--no-neg-trick', 'verify training negatives')
     .option('--no-tf32', 'fp32 GEMMs without TF32')
     .option('--xla', 'training steps as CUDA Graphs (as train --xla)')
+    .option('--autotune', 'kernel forms timed on the first steps and batches (as train --autotune)')
     .option('--repeats <n>', 'evaluations to time (bench eval)', intArg(1), 5)
     .option('--out <file>', 'write the figures as JSON', `bench-${what}.json`)
     .action(
@@ -32,7 +33,7 @@ function trainLike(cmd: Command, what: 'train' | 'eval'): void {
         await benchTrain({
           what, data: dataOf(o), amp: !!o.amp, epochs: o.epochs as number, batchSize: o.batchSize as number,
           backend: o.backend as 'auto', threads: o.threads as number | undefined, seed: o.seed as number,
-          negTrick: o.negTrick as boolean, tf32: o.tf32 as boolean, cudaGraphs: !!o.xla, evalRepeats: o.repeats as number,
+          negTrick: o.negTrick as boolean, tf32: o.tf32 as boolean, cudaGraphs: !!o.xla, autotune: !!o.autotune, evalRepeats: o.repeats as number,
           out: o.out as string, print,
         });
       }),

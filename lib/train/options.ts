@@ -37,6 +37,7 @@ export interface ResolvedTrainOptions {
   threads: number;
   tf32: boolean;
   cudaGraphs: boolean;
+  autotune: boolean;
   distributed: boolean;
   prepare: NonNullable<TrainOptions['prepare']>;
 }
@@ -63,7 +64,7 @@ const KNOWN: (keyof TrainOptions)[] = [
   'data', 'epochs', 'batchSize', 'validUsersPerBatch', 'factors', 'layers', 'negativeSamples', 'learningRate', 'topk',
   'seed', 'target', 'amp', 'validNegative', 'beta1', 'beta2', 'eps', 'dropout', 'lossScale', 'checkpointDir',
   'loadCheckpointPath', 'mode', 'negTrick', 'evalAfter', 'logPath', 'verbose', 'backend', 'device', 'resume', 'threads',
-  'tf32', 'cudaGraphs', 'distributed', 'prepare',
+  'tf32', 'cudaGraphs', 'autotune', 'distributed', 'prepare',
 ];
 
 export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
@@ -105,6 +106,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     threads: o.threads === undefined ? 0 : is.integer('threads', o.threads, 1, 1024),
     tf32: o.tf32 ?? true,
     cudaGraphs: !!o.cudaGraphs,
+    autotune: !!o.autotune,
     distributed: !!o.distributed,
     prepare: o.prepare ?? {},
   };

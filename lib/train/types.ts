@@ -68,6 +68,13 @@ export interface TrainOptions {
    */
   cudaGraphs?: boolean;
   /**
+   * Time the backend's alternative kernels (today the hidden layers' tile kernels against the op
+   * chain) on the first training steps and evaluation batches, and keep the fastest for the rest
+   * of the run (default false; also NCF_CUDA_AUTOTUNE=1). CUDA backend in a single process; the
+   * choice goes to stderr and to the trainer's `info.autotune`.
+   */
+  autotune?: boolean;
+  /**
    * Use the communicator (MPI, or NCCL on GPUs) even in a single process, to check that path
    * against the plain one. Multi-process launches always use it.
    */

@@ -202,8 +202,20 @@ class Backend {
   // Runs ops: one training step's calls of this backend, which must neither wait for the device
   // nor allocate, and whose host-side effects may happen twice. With step graphs on, the CUDA
   // backend captures them as a CUDA Graph and launches that (after running them once as they are
-  // for each new `shape`: the step's row count); otherwise they just run.
+  // for each new `shape`: the step's row count); otherwise they just run. With set_autotune on, the
+  // CUDA backend also sets the kernel forms the step runs with.
   virtual void run_step(uint64_t /*shape*/, const std::function<void()>& ops) { ops(); }
+  // Runs ops: one evaluation batch's calls of this backend (its forward pass and ranking) for
+  // `shape` rows; the same contract as run_step's, without graphs.
+  virtual void run_eval_batch(uint64_t /*shape*/, const std::function<void()>& ops) { ops(); }
+  // Asks for the backend's kernel forms chosen on the run's own work (train --autotune): each form
+  // the backend has timed on run_step's first training steps and on run_eval_batch's first
+  // batches, the fastest kept. Returns whether it will: the CUDA backend does when asked or with
+  // NCF_CUDA_AUTOTUNE=1, in one process (single_process: across ranks each rank would choose
+  // alone, on step times that include its wait for the others); others never.
+  virtual bool set_autotune(bool /*on*/, bool /*single_process*/) { return false; }
+  // After the forms were chosen, a line per kind of run: which forms and their times; else "".
+  virtual std::string autotune_report() const { return std::string(); }
   virtual size_t peak_memory() const = 0;  // high-water mark of alloc(), bytes
   // Bytes in use on the whole device at the highest point this backend saw (CUDA: total minus
   // free, sampled at each allocation and sync(), so the context, library workspaces and other

@@ -49,6 +49,7 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
   be_->set_tf32(opt_.tf32);
   // Across ranks a step is not captured: NCCL's all-reduce inside a CUDA Graph is untested here.
   step_graphs_ = !comm_ && be_->set_step_graphs(opt_.step_graphs);
+  autotune_ = be_->set_autotune(opt_.autotune, !comm_);
 
   // Every rank must train on the same data with the same seed.
   Fingerprint fp;
@@ -173,8 +174,7 @@ void Trainer::step(const SampleStream& s, uint64_t start, int n, uint64_t global
       net_->refresh_half();
     }
   };
-  if (step_graphs_) be.run_step(uint64_t(n), ops);
-  else ops();
+  be.run_step(uint64_t(n), ops);
 }
 
 EpochStats Trainer::run_epoch(uint32_t epoch, const ProgressFn& progress) {
@@ -224,9 +224,10 @@ EvalStats Trainer::evaluate() {
     const uint32_t nu = std::min(per_batch, eval_host_.n_users - u);
     const size_t off = size_t(u) * size_t(L);
     const int rows = int(nu) * L;
-    net_->forward_split(a, user_part, item_part, eval_users_.get() + off,
-                        eval_items_.get() + off, rows);
-    be_->eval_rank(a.logits.get(), eval_masked_.get() + off, int(nu), L, opt_.topk, eval_sums_.get());
+    be_->run_eval_batch(uint64_t(rows), [&] {
+      net_->forward_split(a, user_part, item_part, eval_users_.get() + off, eval_items_.get() + off, rows);
+      be_->eval_rank(a.logits.get(), eval_masked_.get() + off, int(nu), L, opt_.topk, eval_sums_.get());
+    });
   }
   EvalSums sums;
   be_->download(&sums, eval_sums_.get(), sizeof sums);

@@ -31,6 +31,7 @@ struct TrainOptions {
   int topk = 10;
   int valid_negatives = 100;
   bool step_graphs = false;  // each step as one CUDA Graph (the reference's --xla; CUDA, one process)
+  bool autotune = false;     // kernel forms timed on the first steps, the fastest kept (CUDA, one process)
 };
 
 // The prepared dataset in host memory (see lib/data/cache.ts for the files).
@@ -90,6 +91,8 @@ class Trainer {
   bool fused_evaluation() const { return fused_evaluation_; }
   // Whether each step after the first of its shape runs as one CUDA Graph (Backend::run_step).
   bool step_graphs() const { return step_graphs_; }
+  // Whether the backend times its kernel forms on the first steps and batches (Backend::set_autotune).
+  bool autotune() const { return autotune_; }
   int rank() const { return comm_ ? comm_->rank() : 0; }
   int world_size() const { return comm_ ? comm_->size() : 1; }
   std::string comm_description() const { return comm_ ? comm_->describe() : "none"; }
@@ -108,6 +111,7 @@ class Trainer {
   uint64_t fingerprint_ = 0;
   bool fused_training_ = false, fused_evaluation_ = false;
   bool step_graphs_ = false;
+  bool autotune_ = false;
 
   BackendArray<uint32_t> d_offsets_, d_items_, d_users_;
   TrainArrays train_;

@@ -73,8 +73,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   item_sort_ = !env_is("NCF_CUDA_ITEM_SORT", "0");
   head_dropout_ = !env_is("NCF_CUDA_HEAD_DROPOUT", "0");
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
-  hidden_forward_ = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
-  hidden_backward_ = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
+  forms_asked_.hidden_forward = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
+  forms_asked_.hidden_backward = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
+  forms_ = forms_asked_;
   hidden_sums_ = !env_is("NCF_CUDA_HIDDEN_SUMS", "0");
   hidden_parts_ = !env_is("NCF_CUDA_HIDDEN_PARTS", "0");
   max_blocks_ = env_count("NCF_CUDA_MAX_BLOCKS");
@@ -99,6 +100,8 @@ CudaBackend::~CudaBackend() {
   }
   if (stream_) cudaStreamSynchronize(stream_);
   step_graph_.report(stderr);
+  for (const FormTuner* t : {step_tuner_.get(), eval_tuner_.get()})
+    if (t && !t->unfinished().empty()) std::fprintf(stderr, "ncf cuda autotune: %s\n", t->unfinished().c_str());
   if (hidden_forward_runs_ > 0)
     std::fprintf(stderr, "ncf cuda hidden_forward: %lld runs of the fused kernel, %lld with the first layer from its parts\n",
                  static_cast<long long>(hidden_forward_runs_), static_cast<long long>(hidden_parts_runs_));
@@ -201,7 +204,63 @@ void CudaBackend::phase_end(const char* phase) {
 
 void CudaBackend::run_step(uint64_t shape, const std::function<void()>& ops) {
   use_device(device_);
-  step_graph_.run(shape, ops, stream_);
+  // Each form's steps are their own graphs: a form's kernels are other nodes.
+  run_with_forms(step_tuner_.get(), shape, [&](uint64_t key) { step_graph_.run(key, ops, stream_); });
+}
+
+void CudaBackend::run_eval_batch(uint64_t shape, const std::function<void()>& ops) {
+  use_device(device_);
+  run_with_forms(eval_tuner_.get(), shape, [&](uint64_t) { ops(); });
+}
+
+bool CudaBackend::set_autotune(bool on, bool single_process) {
+  const bool wanted = single_process && (on || env_is("NCF_CUDA_AUTOTUNE", "1"));
+  if (!wanted) {
+    step_tuner_.reset();
+    eval_tuner_.reset();
+    return false;
+  }
+  // The forms asked for first: they are what runs of other shapes take until the decision.
+  std::vector<KernelForms> steps{forms_asked_};
+  for (bool f : {false, true})
+    for (bool b : {false, true})
+      if (!(KernelForms{f, b} == forms_asked_)) steps.push_back(KernelForms{f, b});
+  step_tuner_ = std::make_unique<FormTuner>("training steps", steps);
+  // Evaluation has no backward pass.
+  const KernelForms asked{forms_asked_.hidden_forward, false}, other{!forms_asked_.hidden_forward, false};
+  eval_tuner_ = std::make_unique<FormTuner>("evaluation batches", std::vector<KernelForms>{asked, other});
+  return true;
+}
+
+std::string CudaBackend::autotune_report() const {
+  std::string r;
+  for (const FormTuner* t : {step_tuner_.get(), eval_tuner_.get()})
+    if (t && t->decided()) r += (r.empty() ? "" : "\n") + t->report();
+  return r;
+}
+
+void CudaBackend::run_with_forms(FormTuner* tuner, uint64_t shape, const std::function<void(uint64_t key)>& run) {
+  if (!tuner) {
+    run(shape);
+    return;
+  }
+  const bool was_decided = tuner->decided();
+  forms_ = tuner->next(shape);
+  const int64_t forward_runs = hidden_forward_runs_, backward_runs = hidden_backward_runs_;
+  tuner->begin(stream_);
+  try {
+    run(shape ^ (uint64_t(forms_.index()) << 56));
+  } catch (...) {
+    forms_ = forms_asked_;
+    throw;
+  }
+  // A form ran as asked when each tile kernel it names ran (it declines shapes, precisions and
+  // GPUs it does not fit) and each it leaves out did not.
+  const bool ran = (hidden_forward_runs_ > forward_runs) == forms_.hidden_forward &&
+                   (hidden_backward_runs_ > backward_runs) == forms_.hidden_backward;
+  forms_ = forms_asked_;
+  tuner->end(stream_, ran);
+  if (!was_decided && tuner->decided()) std::fprintf(stderr, "ncf cuda autotune: %s\n", tuner->report().c_str());
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include "../core/backend.h"
 #include "../core/backend_array.h"
 #include "cuda_common.cuh"
+#include "form_tuner.cuh"
 #include "gemm.cuh"
 #include "op_times.cuh"
 #include "step_graph.cuh"
@@ -38,6 +39,11 @@ class CudaBackend final : public Backend {
   // Steps as CUDA Graphs when asked (--xla) or with NCF_CUDA_GRAPH=1 (step_graph.cuh).
   bool set_step_graphs(bool on) override;
   void run_step(uint64_t shape, const std::function<void()>& ops) override;
+  void run_eval_batch(uint64_t shape, const std::function<void()>& ops) override;
+  // Kernel forms timed on the run's steps and batches when asked (--autotune) or with
+  // NCF_CUDA_AUTOTUNE=1 (form_tuner.cuh).
+  bool set_autotune(bool on, bool single_process) override;
+  std::string autotune_report() const override;
   size_t peak_memory() const override { return peak_; }
   size_t device_memory_peak() const override { return device_peak_; }
   void set_tf32(bool on) override { gemm_->set_tf32(on); }
@@ -108,12 +114,21 @@ class CudaBackend final : public Backend {
   size_t shared_per_sm_ = 0;     // shared memory per multiprocessor
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
-  // hidden_forward's and hidden_backward's kernels (NCF_CUDA_HIDDEN_FORWARD=1,
-  // NCF_CUDA_HIDDEN_BACKWARD=1; off until a GPU run measures them), whether each kernel is opted in
-  // to shared memory, and how many times each op ran fused (reported at the end).
-  bool hidden_forward_ = false, hidden_backward_ = false;
+  // hidden_forward's and hidden_backward's kernels: the forms the run asked for
+  // (NCF_CUDA_HIDDEN_FORWARD=1, NCF_CUDA_HIDDEN_BACKWARD=1; off until a GPU run measures them), the
+  // forms in effect (those, or a tuner's for the step or batch being launched), whether each
+  // kernel launched (false for good after the GPU refused one), whether each is opted in to shared
+  // memory, and how many times each op ran fused (reported at the end).
+  KernelForms forms_asked_, forms_;
+  bool hidden_forward_ok_ = true, hidden_backward_ok_ = true;
   bool hidden_forward_opted_in_[2] = {false, false}, hidden_backward_opted_in_[2] = {false, false};  // [fp16, fp32]
   int64_t hidden_forward_runs_ = 0, hidden_backward_runs_ = 0;
+  // With --autotune: the forms timed on training steps (all four) and on evaluation batches
+  // (hidden_forward on and off; hidden_backward as asked); null without.
+  std::unique_ptr<FormTuner> step_tuner_, eval_tuner_;
+  // Calls run(key) with the forms `tuner` gives for a run of `shape` rows in effect (the forms asked
+  // for without one; key: shape, and the forms with a tuner), and tells the tuner whether they ran.
+  void run_with_forms(FormTuner* tuner, uint64_t shape, const std::function<void(uint64_t key)>& run);
   // hidden_backward also takes dz[0]'s per-user sums (when it runs, for batches in user order);
   // NCF_CUDA_HIDDEN_SUMS=0: pair_row_sums does. How many runs took them; the blocks' edge slots.
   bool hidden_sums_ = true;

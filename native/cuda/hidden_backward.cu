@@ -347,7 +347,7 @@ __device__ void BackwardTiles<T>::run(const BackwardArgs& a, char* shared) {
 HiddenBackwardRun CudaBackend::hidden_backward(const std::vector<Mat>& dz, const std::vector<LinearParams>& layers,
                                                const std::vector<LayerBelow>& below, const UserRowSums* user_sums) {
   const int L = int(dz.size());
-  if (!hidden_backward_ || L < 2 || L > kMaxFusedLayers || layers.size() != size_t(L) || below.size() != size_t(L - 1))
+  if (!forms_.hidden_backward || !hidden_backward_ok_ || L < 2 || L > kMaxFusedLayers || layers.size() != size_t(L) || below.size() != size_t(L - 1))
     return {};
   // fp16 activations, or fp32 ones with TF32 GEMMs (the same rounding as the chain's).
   const DType type = dz[0].dtype;
@@ -453,7 +453,7 @@ HiddenBackwardRun CudaBackend::hidden_backward(const std::vector<Mat>& dz, const
   }
   if (n > 0) {
     const TileLaunch launch{tiles, a.rows, shared, shared_optin_, blocks, stream_};  // (the edge slots' count)
-    if (!launch_tiles<BackwardTiles>("hidden_backward", half, a, launch, hidden_backward_opted_in_, hidden_backward_)) return {};
+    if (!launch_tiles<BackwardTiles>("hidden_backward", half, a, launch, hidden_backward_opted_in_, hidden_backward_ok_)) return {};
     if (sums) {
       const int slots = 2 * blocks, W = a.width[0];
       const unsigned edge_blocks = grid(int64_t(slots) * W);

@@ -200,7 +200,7 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
                                 const std::vector<Dropout>& drop, const std::vector<UnitMask>& masks,
                                 const FirstLayerParts* parts) {
   const int L = int(act.size());
-  if (!hidden_forward_ || L < 2 || L > kMaxFusedLayers || layers.size() != size_t(L) || drop.size() != size_t(L) ||
+  if (!forms_.hidden_forward || !hidden_forward_ok_ || L < 2 || L > kMaxFusedLayers || layers.size() != size_t(L) || drop.size() != size_t(L) ||
       masks.size() != size_t(L))
     return 0;
   // fp16 activations, or fp32 ones with TF32 GEMMs (the same rounding as the chain's).
@@ -269,7 +269,7 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
   if (n > 0) {
     use_device(device_);
     const TileLaunch launch{(n + a.rows - 1) / a.rows, a.rows, shared, shared_optin_, persistent_blocks(), stream_};
-    if (!launch_tiles<ForwardTiles>("hidden_forward", half, a, launch, hidden_forward_opted_in_, hidden_forward_)) return 0;
+    if (!launch_tiles<ForwardTiles>("hidden_forward", half, a, launch, hidden_forward_opted_in_, hidden_forward_ok_)) return 0;
   }
   ++hidden_forward_runs_;
   if (a.part_a) ++hidden_parts_runs_;

@@ -39,7 +39,7 @@ cudaGraph_t StepGraph::capture(const std::function<void()>& ops, cudaStream_t st
 
 void StepGraph::run(uint64_t shape, const std::function<void()>& ops, cudaStream_t stream) {
   if (!on_ || execs_.emplace(shape, nullptr).second) {
-    ++direct_;
+    if (asked_) ++direct_;
     ops();
     return;
   }

@@ -27,7 +27,10 @@ class StepGraph {
   StepGraph(const StepGraph&) = delete;
   StepGraph& operator=(const StepGraph&) = delete;
   bool on() const { return on_; }
-  void set(bool on) { on_ = on; }
+  void set(bool on) {
+    on_ = on;
+    asked_ = asked_ || on;
+  }
   // Runs ops, whose work goes to `stream`: as they are the first time for `shape`, afterwards as
   // a captured graph.
   void run(uint64_t shape, const std::function<void()>& ops, cudaStream_t stream);
@@ -37,6 +40,7 @@ class StepGraph {
 
  private:
   bool on_ = false;  // turned off for good by a capture or instantiation that failed
+  bool asked_ = false;  // whether graphs were ever on: else run() just runs, and counts nothing
   // Per shape: null after its uncaptured first step, then its executable graph.
   std::map<uint64_t, cudaGraphExec_t> execs_;
   uint64_t graphs_ = 0, direct_ = 0, instantiated_ = 0, updated_ = 0;

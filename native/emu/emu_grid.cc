@@ -12,10 +12,14 @@
 #include <ucontext.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "cuda_emu.h"
@@ -283,7 +287,23 @@ cudaError_t launch_error(const LaunchConfig& c) {
   return cudaSuccess;
 }
 
+namespace {
+// NCF_EMU_SLOW_KERNEL=name:ms: each launch of a kernel whose name starts with `name` takes ms
+// milliseconds more (for tests of what times kernels, such as --autotune's choice).
+void slow_down(const char* kernel) {
+  static const std::pair<std::string, int> slow = [] {
+    const char* e = std::getenv("NCF_EMU_SLOW_KERNEL");
+    const char* colon = e ? std::strrchr(e, ':') : nullptr;
+    if (!colon) return std::pair<std::string, int>{};
+    return std::pair<std::string, int>{std::string(e, colon), std::atoi(colon + 1)};
+  }();
+  if (!slow.first.empty() && std::strncmp(kernel, slow.first.c_str(), slow.first.size()) == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(slow.second));
+}
+}  // namespace
+
 void run_grid(const LaunchConfig& c, const std::function<void()>& body) {
+  slow_down(c.name);
   const uint64_t threads = uint64_t(c.block.x) * c.block.y * c.block.z;
   Scheduler& s = t_sched;
   if (s.current >= 0) fatal("a kernel launched from inside a kernel");

@@ -230,7 +230,9 @@ Napi::Value TrainerObject::Info(const Napi::CallbackInfo& info) {
     const char* first = t.first_layer() == FirstLayer::Parts ? " (first layer by parts)" : " (first layer per row)";
     o.Set("kernels", std::string(t.fused_training() ? "fused training" : std::string("op chain training") + first) + ", " +
                          (t.fused_evaluation() ? "fused" : "op chain") + " evaluation" +
-                         (t.step_graphs() ? ", steps as CUDA Graphs" : ""));
+                         (t.step_graphs() ? ", steps as CUDA Graphs" : "") +
+                         (t.autotune() ? ", kernel forms timed on the first steps" : ""));
+    o.Set("autotune", t.backend().autotune_report());
     o.Set("peakMemory", double(t.backend().peak_memory()));
     o.Set("devicePeakMemory", double(t.backend().device_memory_peak()));
     o.Set("deviceMemory", double(b.memory_total));
@@ -311,6 +313,7 @@ Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
     opt.topk = int(get_int(tr, "topk", opt.topk));
     opt.valid_negatives = int(get_int(tr, "validNegatives", opt.valid_negatives));
     opt.step_graphs = get_bool(tr, "stepGraphs", false);
+    opt.autotune = get_bool(tr, "autotune", false);
 
     Napi::Object d = get_object(o, "data");
     struct Arrays {

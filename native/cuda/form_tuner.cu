@@ -1,0 +1,101 @@
+// Kernel forms timed on the run's own steps (form_tuner.cuh).
+#include <algorithm>
+#include <cstdio>
+
+#include "cuda_common.cuh"
+#include "form_tuner.cuh"
+
+namespace ncf::cuda {
+
+std::string KernelForms::name() const {
+  if (hidden_forward && hidden_backward) return "hidden_forward + hidden_backward";
+  if (hidden_forward) return "hidden_forward";
+  if (hidden_backward) return "hidden_backward";
+  return "the op chain";
+}
+
+FormTuner::FormTuner(std::string what, std::vector<KernelForms> forms)
+    : what_(std::move(what)), forms_(std::move(forms)), out_(forms_.size(), false) {
+  if (forms_.empty()) throw Error(ErrorCode::InvalidArgument, "FormTuner: no forms");
+  start_.assign(forms_.size() * kRepeats, nullptr);
+  stop_.assign(forms_.size() * kRepeats, nullptr);
+  for (size_t i = 0; i < start_.size(); ++i) {
+    NCF_CUDA(cudaEventCreate(&start_[i]));
+    NCF_CUDA(cudaEventCreate(&stop_[i]));
+  }
+}
+
+FormTuner::~FormTuner() {
+  for (cudaEvent_t e : start_) cudaEventDestroy(e);
+  for (cudaEvent_t e : stop_) cudaEventDestroy(e);
+}
+
+KernelForms FormTuner::next(uint64_t rows) {
+  running_ = -1;
+  if (decided()) return forms_[size_t(chosen_)];
+  if (rows_ == 0) rows_ = rows;
+  if (rows != rows_) return forms_[0];
+  const int C = int(forms_.size());
+  while (slot_ < slots() && out_[size_t(slot_ % C)]) ++slot_;
+  running_ = slot_;
+  return forms_[size_t(slot_ % C)];
+}
+
+void FormTuner::begin(cudaStream_t stream) {
+  if (running_ >= int(forms_.size())) NCF_CUDA(cudaEventRecord(event(start_, running_), stream));
+}
+
+void FormTuner::end(cudaStream_t stream, bool ran) {
+  if (running_ < 0) return;
+  const int slot = running_;
+  running_ = -1;
+  ++runs_;
+  if (slot >= int(forms_.size())) NCF_CUDA(cudaEventRecord(event(stop_, slot), stream));
+  if (!ran) out_[size_t(slot) % forms_.size()] = true;
+  slot_ = slot + 1;
+  const int C = int(forms_.size());
+  while (slot_ < slots() && out_[size_t(slot_ % C)]) ++slot_;
+  if (slot_ >= slots()) decide();
+}
+
+std::string FormTuner::unfinished() const {
+  if (decided() || rows_ == 0) return std::string();
+  return what_ + " of " + std::to_string(rows_) + " rows: not decided, the run ended after " + std::to_string(runs_) +
+         " of them (timing " + std::to_string(forms_.size()) + " forms takes up to " + std::to_string(slots()) + ")";
+}
+
+void FormTuner::decide() {
+  const int C = int(forms_.size());
+  std::vector<float> median(forms_.size(), 0.0f);
+  for (int f = 0; f < C; ++f) {
+    if (out_[size_t(f)]) continue;
+    std::vector<float> ms;
+    for (int r = 1; r <= kRepeats; ++r) {
+      const int slot = r * C + f;
+      NCF_CUDA(cudaEventSynchronize(event(stop_, slot)));
+      float t = 0.0f;
+      NCF_CUDA(cudaEventElapsedTime(&t, event(start_, slot), event(stop_, slot)));
+      ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    median[size_t(f)] = ms[ms.size() / 2];
+    if (chosen_ < 0 || median[size_t(f)] < median[size_t(chosen_)]) chosen_ = f;
+  }
+  if (chosen_ < 0) chosen_ = 0;  // (every form declined: the first, as every other shape ran)
+  char buf[96];
+  std::snprintf(buf, sizeof buf, " (%.3f ms", double(median[size_t(chosen_)]));
+  report_ = what_ + " of " + std::to_string(rows_) + " rows: " + forms_[size_t(chosen_)].name() + buf;
+  std::string others;
+  for (int f = 0; f < C; ++f) {
+    if (f == chosen_) continue;
+    if (out_[size_t(f)]) {
+      others += "; " + forms_[size_t(f)].name() + " declined";
+    } else {
+      std::snprintf(buf, sizeof buf, " %.3f ms", double(median[size_t(f)]));
+      others += "; " + forms_[size_t(f)].name() + buf;
+    }
+  }
+  report_ += others + "; medians of " + std::to_string(kRepeats) + " runs each)";
+}
+
+}  // namespace ncf::cuda
