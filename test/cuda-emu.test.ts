@@ -295,6 +295,8 @@ t.test('--autotune times each kernel form on the run\'s own steps and batches, t
   for (const [name, r] of [['amp', tuned], ['amp from both kernels, graphs', fromBoth], ['amp, gather_add_relu slowed', slowed]] as const) {
     t.match(r.summary.info.kernels, /, kernel forms timed on the first steps$/, `${name}: the run says its forms are tuned`);
     const steps = decision(r.stderr, 'training steps'), batches = decision(r.stderr, 'evaluation batches');
+    t.same(r.summary.autotune?.map((l: string) => `ncf cuda autotune: ${l}`), r.stderr.split('\n').filter((l) => l.startsWith('ncf cuda autotune: ')),
+      `${name}: the summary has the decisions`);
     t.ok(steps && batches, `${name}: a decision for the steps and for the batches`);
     if (!steps || !batches) continue;
     t.equal(steps.rows, 2048, 'tuned on the full batches');
@@ -323,6 +325,7 @@ t.test('--autotune times each kernel form on the run\'s own steps and batches, t
   t.same(none && [none.chosen, none.others.map((o) => o.ms)], ['the op chain', [undefined, undefined, undefined]], 'without TF32 every tile kernel declines: the chain');
   t.notMatch(declined.stderr, /ncf cuda hidden_/, 'and no tile kernel ran');
   t.notMatch(chain.stderr, /autotune/, 'nothing tuned without --autotune');
+  t.notOk('autotune' in chain.summary, 'and the summary has no decision');
   t.notMatch(chain.summary.info.kernels, /timed/);
   // bench train reports the decision and writes it into its figures.
   const out = path.join(dir, 'bench.json');

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { resolveBackend, type BackendChoice } from '../backend';
 import { detectRanks } from '../dist/ranks';
 import { resolveTrainOptions } from '../train/options';
-import { buildTrainer, checkBatch } from '../train/train';
+import { autotuned, buildTrainer, checkBatch } from '../train/train';
 import { loadTrainingData } from '../train/data-source';
 import { gib, millions } from './stats';
 import { formatSwitches, kernelSwitches } from '../util/switches';
@@ -92,10 +92,10 @@ export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
       Object.assign(figures, { evals: runs, evalSamplesPerSecond: meanRate, evalSeconds: warm.reduce((a, x) => a + x.seconds, 0) / warm.length });
       print(`eval throughput: ${millions(meanRate)} samples/s`);
     }
-    const tuned = trainer.info.autotune;
-    if (tuned) {
-      figures.autotune = tuned.split('\n');
-      for (const line of figures.autotune as string[]) print(`autotune: ${line}`);
+    const { autotune } = autotuned(trainer);
+    if (autotune) {
+      figures.autotune = autotune;
+      for (const line of autotune) print(`autotune: ${line}`);
     }
     const peak = trainer.info.peakMemory;
     figures.peakMemoryBytes = peak;

@@ -193,7 +193,7 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
       return {
         epochs: [], bestHr: ev.hr, bestNdcg: ev.ndcg, bestEpoch: 0, averageTrainSecondsPerEpoch: 0, averageTrainThroughput: 0,
         averageEvalSecondsPerEpoch: ev.seconds, averageEvalThroughput: throughput, peakMemory: trainer.info.peakMemory,
-        cancelled: false, info,
+        cancelled: false, info, ...autotuned(trainer),
       };
     }
 
@@ -276,6 +276,7 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
       peakMemory: trainer.info.peakMemory,
       cancelled,
       info,
+      ...autotuned(trainer),
     };
     logger?.log([], {
       average_train_time_per_epoch: summary.averageTrainSecondsPerEpoch,
@@ -292,6 +293,12 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
     logger?.close();
     trainer.close();
   }
+}
+
+/** The kernel forms a tuned run chose (`autotune` in its summary), if it chose any. */
+export function autotuned(trainer: NativeTrainer): { autotune?: string[] } {
+  const lines = trainer.info.autotune;
+  return lines ? { autotune: lines.split('\n') } : {};
 }
 
 export function formatEpoch(r: EpochReport, topk: number): string {

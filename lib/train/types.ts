@@ -141,4 +141,9 @@ export interface TrainSummary {
   peakMemory: number;
   cancelled: boolean;
   info: RunInfo;
+  /**
+   * With `autotune`, the kernel forms chosen, a line per kind of run with every form's median
+   * time ("training steps of 1048576 rows: hidden_forward (...)"); absent when nothing was decided.
+   */
+  autotune?: string[];
 }
