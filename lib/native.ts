@@ -76,7 +76,7 @@ export interface NativeTrainOptions {
   validNegatives: number;
   /** Each step after the first of its shape as one CUDA Graph (CUDA backend, one process). */
   stepGraphs?: boolean;
-  /** Kernel forms timed on the first steps and evaluation batches, the fastest kept (CUDA, one process). */
+  /** Kernel forms timed on the first steps and evaluation batches, the fastest kept (CUDA). */
   autotune?: boolean;
 }
 

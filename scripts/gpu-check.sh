@@ -27,7 +27,8 @@
 # the separate masking pass ran.
 #
 #   bash scripts/gpu-check.sh [quick|targets|figures|dry]
-#     quick  self-test and the --amp training benchmarks: the op chains (the default), with the
+#     quick  self-test and the --amp training benchmarks: the op chains (the default), the
+#            kernel forms timed on the run's own steps (NCF_CUDA_AUTOTUNE=1), with the
 #            DRELU_BGRAD epilogue (NCF_CUDA_DRELU=1), without grouping batches by user
 #            (NCF_CUDA_GROUPED=0), with the first layer per row (NCF_FIRST_LAYER=rows), the
 #            per-user sums by atomics (NCF_CUDA_SUMS_BY_USER=0), the per-item sums by atomics
@@ -39,9 +40,10 @@
 #            (NCF_CUDA_HIDDEN_FORWARD=1, NCF_CUDA_HIDDEN_BACKWARD=1), and the fused kernels
 #            (NCF_CUDA_FUSED=1)
 #     targets  the figures only: self-test, --amp and TF32 training, the memory of
-#            --no-neg-trick, evaluation, HR@10 with and without --amp; and the opt-in switches
-#            (the kernel forms timed on the run's steps, steps as CUDA Graphs, the hidden
-#            layers in one kernel each way)
+#            --no-neg-trick, evaluation, HR@10 with and without --amp, each benchmark of
+#            training and evaluation followed by the same with the kernel forms timed on the
+#            run's own steps (NCF_CUDA_AUTOTUNE=1); and the opt-in switches (steps as CUDA
+#            Graphs, the hidden layers in one kernel each way)
 #     figures  the figures with the defaults as they are, nothing else: self-test, --amp
 #            and TF32 training, the memory of --no-neg-trick, evaluation, HR@10 with and without
 #            --amp (about 4 minutes less than targets: for measuring again after a switch became
@@ -294,25 +296,31 @@ switch_runs() {
   opt_in_runs
   switch_table
 }
-# The switches that are off by default until a GPU run measures them, switched on. First the
-# kernel forms timed on the run's own steps (NCF_CUDA_AUTOTUNE=1, as train --autotune): one run
-# per precision gives each form's median step time, the op chain against the hidden layers after
-# the first in one kernel forward (NCF_CUDA_HIDDEN_FORWARD=1), one backward
-# (NCF_CUDA_HIDDEN_BACKWARD=1, which also takes the first layer's per-user sums) and both, in its
-# "autotune:" line, and its figures are those of the fastest; evaluation the same (hidden_forward,
-# which takes the first layer from its parts there, against the chain), TF32 and --amp, against
-# the bench eval figures above. Then each step as a CUDA Graph (NCF_CUDA_GRAPH=1), --amp and TF32;
-# under --amp both hidden kernels, and both with the graphs; in TF32 both, and both with the
-# per-user sums left to pair_row_sums (NCF_CUDA_HIDDEN_SUMS=0); in both precisions, both with the
-# first layer left to gather_add_relu (NCF_CUDA_HIDDEN_PARTS=0).
+# The kernel forms timed on the run's own steps (NCF_CUDA_AUTOTUNE=1, as train --autotune), right
+# after the default's benchmark of the same kind (every mode but figures): one training run per
+# precision gives each form's median step time in its "autotune:" line, the op chain against the
+# hidden layers after the first in one kernel forward (NCF_CUDA_HIDDEN_FORWARD=1), one backward
+# (NCF_CUDA_HIDDEN_BACKWARD=1, which also takes the first layer's per-user sums) and both, and its
+# figures are those of the fastest (into the switch table as an opt-in run); evaluation the same
+# (hidden_forward, which takes the first layer from its parts there, against the chain).
+# tuned train|eval [FLAG]
+tuned() {
+  [ "$mode" = figures ] && return 0
+  if [ "$1" = train ]; then
+    opt_in=1 switched NCF_CUDA_AUTOTUNE=1 ${2:-}
+  else
+    # shellcheck disable=SC2086  # an empty flag is no argument
+    run env NCF_CUDA_AUTOTUNE=1 $cli bench eval --synthetic $shape "${batch[@]}" ${2:-} --out "$scratch/eval-tuned.json" \
+      | figures "NCF_CUDA_AUTOTUNE=1 evaluation, ${2:-TF32}: " | tee -a "$out/summary.txt"
+  fi
+}
+# The other switches that are off by default until a GPU run measures them, switched on: each
+# step as a CUDA Graph (NCF_CUDA_GRAPH=1), --amp and TF32; under --amp both hidden kernels, and
+# both with the graphs; in TF32 both, and both with the per-user sums left to pair_row_sums
+# (NCF_CUDA_HIDDEN_SUMS=0); in both precisions, both with the first layer left to
+# gather_add_relu (NCF_CUDA_HIDDEN_PARTS=0).
 opt_in_runs() {
   local opt_in=1  # (read by switched)
-  for flag in --amp ""; do switched NCF_CUDA_AUTOTUNE=1 $flag; done
-  for flag in "" --amp; do
-    # shellcheck disable=SC2086  # an empty flag is no argument
-    run env NCF_CUDA_AUTOTUNE=1 $cli bench eval --synthetic $shape "${batch[@]}" $flag --out "$scratch/eval-tuned.json" \
-      | figures "NCF_CUDA_AUTOTUNE=1 evaluation, ${flag:-TF32}: " | tee -a "$out/summary.txt"
-  done
   for flag in --amp ""; do switched NCF_CUDA_GRAPH=1 $flag; done
   local both="NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
   for s in "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done
@@ -324,6 +332,7 @@ opt_in_runs() {
 
 step "bench train --amp"
 run env NCF_CUDA_GEMM_LOG=1 $cli bench train --synthetic $shape "${batch[@]}" --amp -e $train_epochs --out "$out/bench-train-amp.json" | picks | tee -a "$out/summary.txt"
+tuned train --amp
 op_times --amp
 if [ "$mode" = quick ]; then
   switch_runs
@@ -333,13 +342,16 @@ fi
 
 step "bench train (TF32)"
 run env NCF_CUDA_GEMM_LOG=1 $cli bench train --synthetic $shape "${batch[@]}" -e $train_epochs --out "$out/bench-train-tf32.json" | picks | tee -a "$out/summary.txt"
+tuned train
 op_times
 step "bench train --amp --no-neg-trick (memory)"
 run $cli bench train --synthetic $shape "${batch[@]}" --amp --no-neg-trick -e 1 --out "$scratch/verified.json" | figures "--no-neg-trick: " | tee -a "$out/summary.txt"
 step "bench eval"
 run $cli bench eval --synthetic $shape "${batch[@]}" --out "$out/bench-eval.json" | figures "TF32: " | tee -a "$out/summary.txt"
+tuned eval
 step "bench eval --amp"
 run $cli bench eval --synthetic $shape "${batch[@]}" --amp --out "$scratch/eval-amp.json" | figures "--amp: " | tee -a "$out/summary.txt"
+tuned eval --amp
 if [ "$mode" != targets ] && [ "$mode" != figures ]; then
   step "bench infer"
   run $cli bench infer "${infer[@]}" --out "$out/bench-infer.json" | tee -a "$out/summary.txt"

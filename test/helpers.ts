@@ -28,13 +28,13 @@ export const haveMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' 
 
 /**
  * Runs a command (node on the CLI, or mpirun around it) with its cache in `home`, as root if need
- * be and with more ranks than cores allowed, as the tests' MPI jobs need.
+ * be and with more ranks than cores allowed, as the tests' MPI jobs need; `env` adds variables.
  */
-export function runJob(cmd: string, args: string[], home: string): SpawnSyncReturns<string> {
+export function runJob(cmd: string, args: string[], home: string, env: Record<string, string> = {}): SpawnSyncReturns<string> {
   return spawnSync(cmd, args, {
     encoding: 'utf8',
     timeout: 300_000,
-    env: { ...process.env, NCF_NATIVE_HOME: home, NCF_NATIVE_NO_PROGRESS: '1', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' },
+    env: { ...process.env, NCF_NATIVE_HOME: home, NCF_NATIVE_NO_PROGRESS: '1', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1', ...env },
   });
 }
 

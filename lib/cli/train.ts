@@ -116,7 +116,7 @@ export function registerTrain(program: Command): void {
     .option('--eval-after <n>', 'evaluate after every epoch numbered above this', intArg(0), 8)
     .option('--resume', 'continue from the state saved in --checkpoint-dir')
     .option('--xla', 'capture each training step as one CUDA Graph (CUDA, one process; not yet measured, so off by default)')
-    .option('--autotune', 'time the hidden layers\' tile kernels against the op chain on the first steps and keep the fastest (CUDA, one process)')
+    .option('--autotune', 'time the hidden layers\' tile kernels against the op chain on the first steps and keep the fastest (CUDA)')
     .option('--distributed', 'use MPI / NCCL even in one process (to check that path)')
     .option('--json', 'print the summary as JSON');
   addModelOptions(cmd).action(

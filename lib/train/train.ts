@@ -172,7 +172,7 @@ async function runTraining(input: TrainOptions, run: TrainingRun, signal: AbortS
     if (o.cudaGraphs && o.mode === 'train' && !/CUDA Graphs/.test(info.kernels))
       log('--xla: training steps run op by op here (CUDA Graphs of the steps need the CUDA backend in a single process)');
     if (o.autotune && !/kernel forms timed/.test(info.kernels))
-      log('--autotune: nothing to tune here (kernel forms are timed by the CUDA backend in a single process)');
+      log('--autotune: nothing to tune here (kernel forms are timed by the CUDA backend)');
     if (info.stepsPerEpoch < 10 && o.mode === 'train')
       log(`note: only ${info.stepsPerEpoch} steps per epoch with batch ${o.batchSize}; a smaller batch usually trains better on ${info.dataset}`);
     logger?.log('PARAMETER', { ...o, data: dataset.dir, seed: info.seed, world_size: info.worldSize, backend: info.backend });

@@ -70,8 +70,9 @@ export interface TrainOptions {
   /**
    * Time the backend's alternative kernels (today the hidden layers' tile kernels against the op
    * chain) on the first training steps and evaluation batches, and keep the fastest for the rest
-   * of the run (default false; also NCF_CUDA_AUTOTUNE=1). CUDA backend in a single process; the
-   * choice goes to stderr and to the trainer's `info.autotune`.
+   * of the run (default false; also NCF_CUDA_AUTOTUNE=1). CUDA backend; across ranks the ranks'
+   * times are pooled at each epoch's end and every rank takes the same forms. The choice goes to
+   * stderr and to the summary's `autotune`.
    */
   autotune?: boolean;
   /**

@@ -210,10 +210,14 @@ class Backend {
   virtual void run_eval_batch(uint64_t /*shape*/, const std::function<void()>& ops) { ops(); }
   // Asks for the backend's kernel forms chosen on the run's own work (train --autotune): each form
   // the backend has timed on run_step's first training steps and on run_eval_batch's first
-  // batches, the fastest kept. Returns whether it will: the CUDA backend does when asked or with
-  // NCF_CUDA_AUTOTUNE=1, in one process (single_process: across ranks each rank would choose
-  // alone, on step times that include its wait for the others); others never.
-  virtual bool set_autotune(bool /*on*/, bool /*single_process*/) { return false; }
+  // batches, the fastest kept; this process is rank `rank` of `ranks`. Returns whether it will:
+  // the CUDA backend does when asked or with NCF_CUDA_AUTOTUNE=1; others never.
+  virtual bool set_autotune(bool /*on*/, int /*rank*/, int /*ranks*/) { return false; }
+  // Across ranks, at a point every rank reaches at once (the end of a training epoch or an
+  // evaluation): sum_over_ranks sums numbers over the ranks, and once every rank has timed its
+  // forms, every rank takes the forms fastest by the ranks' mean (alone, each rank's step times
+  // include its waits for the others, and close forms could split the ranks).
+  virtual void agree_autotune(const std::function<void(double*, size_t)>& /*sum_over_ranks*/) {}
   // After the forms were chosen, a line per kind of run: which forms and their times; else "".
   virtual std::string autotune_report() const { return std::string(); }
   virtual size_t peak_memory() const = 0;  // high-water mark of alloc(), bytes

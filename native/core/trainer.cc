@@ -49,7 +49,16 @@ Trainer::Trainer(std::unique_ptr<Backend> backend, const ModelConfig& cfg, const
   be_->set_tf32(opt_.tf32);
   // Across ranks a step is not captured: NCCL's all-reduce inside a CUDA Graph is untested here.
   step_graphs_ = !comm_ && be_->set_step_graphs(opt_.step_graphs);
-  autotune_ = be_->set_autotune(opt_.autotune, !comm_);
+  autotune_ = be_->set_autotune(opt_.autotune, rank(), world_size());
+  if (comm_) {
+    // Every rank must tune, or none: the ranks sum their timings at each epoch's end.
+    double tuning = autotune_ ? 1.0 : 0.0;
+    comm_->allreduce_sum_host(&tuning, 1);
+    if (tuning != 0.0 && tuning != double(comm_->size()))
+      fail(ErrorCode::Distributed, "kernel forms are to be tuned (--autotune or NCF_CUDA_AUTOTUNE=1) on " + std::to_string(int(tuning)) +
+                                       " of " + std::to_string(comm_->size()) +
+                                       " ranks: give every rank the same (mpirun -x NCF_CUDA_AUTOTUNE passes the variable on)");
+  }
 
   // Every rank must train on the same data with the same seed.
   Fingerprint fp;
@@ -196,12 +205,17 @@ EpochStats Trainer::run_epoch(uint32_t epoch, const ProgressFn& progress) {
   double loss = 0.0;
   be_->download(&loss, loss_sum_.get(), sizeof loss);
   if (comm_) comm_->allreduce_sum_host(&loss, 1);
+  agree_autotune();
   st.loss = st.samples ? loss / double(st.samples) : 0.0;
   be_->download(&st.loss_scale, scale_.get(), sizeof(float));
   be_->sync();  // nothing left to wait for; lets the CUDA backend sample the device's memory use
   st.seconds = seconds_since(t0);
   be_->phase_end(("training epoch " + std::to_string(epoch + 1)).c_str());
   return st;
+}
+
+void Trainer::agree_autotune() {
+  if (comm_ && autotune_) be_->agree_autotune([this](double* v, size_t n) { comm_->allreduce_sum_host(v, n); });
 }
 
 EvalStats Trainer::evaluate() {
@@ -233,6 +247,7 @@ EvalStats Trainer::evaluate() {
   be_->download(&sums, eval_sums_.get(), sizeof sums);
   double totals[3] = {double(sums.hits), sums.dcg, double(sums.users)};
   if (comm_) comm_->allreduce_sum_host(totals, 3);
+  agree_autotune();
   EvalStats e;
   e.users = uint64_t(totals[2]);
   e.hr = e.users ? totals[0] / totals[2] : 0.0;

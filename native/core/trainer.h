@@ -31,7 +31,7 @@ struct TrainOptions {
   int topk = 10;
   int valid_negatives = 100;
   bool step_graphs = false;  // each step as one CUDA Graph (the reference's --xla; CUDA, one process)
-  bool autotune = false;     // kernel forms timed on the first steps, the fastest kept (CUDA, one process)
+  bool autotune = false;     // kernel forms timed on the first steps, the fastest kept (CUDA)
 };
 
 // The prepared dataset in host memory (see lib/data/cache.ts for the files).
@@ -112,6 +112,8 @@ class Trainer {
   bool fused_training_ = false, fused_evaluation_ = false;
   bool step_graphs_ = false;
   bool autotune_ = false;
+  // Across ranks, after an epoch or an evaluation: the same kernel forms on every rank (Backend::agree_autotune).
+  void agree_autotune();
 
   BackendArray<uint32_t> d_offsets_, d_items_, d_users_;
   TrainArrays train_;

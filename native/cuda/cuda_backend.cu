@@ -101,7 +101,7 @@ CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamSynchronize(stream_);
   step_graph_.report(stderr);
   for (const FormTuner* t : {step_tuner_.get(), eval_tuner_.get()})
-    if (t && !t->unfinished().empty()) std::fprintf(stderr, "ncf cuda autotune: %s\n", t->unfinished().c_str());
+    if (t && !t->unfinished().empty() && tune_rank_ == 0) std::fprintf(stderr, "ncf cuda autotune: %s\n", t->unfinished().c_str());
   if (hidden_forward_runs_ > 0)
     std::fprintf(stderr, "ncf cuda hidden_forward: %lld runs of the fused kernel, %lld with the first layer from its parts\n",
                  static_cast<long long>(hidden_forward_runs_), static_cast<long long>(hidden_parts_runs_));
@@ -213,13 +213,15 @@ void CudaBackend::run_eval_batch(uint64_t shape, const std::function<void()>& op
   run_with_forms(eval_tuner_.get(), shape, [&](uint64_t) { ops(); });
 }
 
-bool CudaBackend::set_autotune(bool on, bool single_process) {
-  const bool wanted = single_process && (on || env_is("NCF_CUDA_AUTOTUNE", "1"));
-  if (!wanted) {
+bool CudaBackend::set_autotune(bool on, int rank, int ranks) {
+  tune_rank_ = rank;
+  tune_ranks_ = ranks;
+  if (!on && !env_is("NCF_CUDA_AUTOTUNE", "1")) {
     step_tuner_.reset();
     eval_tuner_.reset();
     return false;
   }
+  use_device(device_);  // (the tuners' events belong to the current device)
   // The forms asked for first: they are what runs of other shapes take until the decision.
   std::vector<KernelForms> steps{forms_asked_};
   for (bool f : {false, true})
@@ -230,6 +232,15 @@ bool CudaBackend::set_autotune(bool on, bool single_process) {
   const KernelForms asked{forms_asked_.hidden_forward, false}, other{!forms_asked_.hidden_forward, false};
   eval_tuner_ = std::make_unique<FormTuner>("evaluation batches", std::vector<KernelForms>{asked, other});
   return true;
+}
+
+void CudaBackend::agree_autotune(const std::function<void(double*, size_t)>& sum_over_ranks) {
+  for (FormTuner* t : {step_tuner_.get(), eval_tuner_.get()}) {
+    if (!t) continue;
+    std::vector<double> v = t->tally();
+    sum_over_ranks(v.data(), v.size());
+    if (t->agree(v, tune_ranks_) && tune_rank_ == 0) std::fprintf(stderr, "ncf cuda autotune: %s\n", t->report().c_str());
+  }
 }
 
 std::string CudaBackend::autotune_report() const {
@@ -260,7 +271,8 @@ void CudaBackend::run_with_forms(FormTuner* tuner, uint64_t shape, const std::fu
                    (hidden_backward_runs_ > backward_runs) == forms_.hidden_backward;
   forms_ = forms_asked_;
   tuner->end(stream_, ran);
-  if (!was_decided && tuner->decided()) std::fprintf(stderr, "ncf cuda autotune: %s\n", tuner->report().c_str());
+  // (Across ranks, the decision every rank takes is printed when they agree.)
+  if (!was_decided && tuner->decided() && tune_ranks_ == 1) std::fprintf(stderr, "ncf cuda autotune: %s\n", tuner->report().c_str());
 }
 
 namespace {

@@ -42,7 +42,8 @@ class CudaBackend final : public Backend {
   void run_eval_batch(uint64_t shape, const std::function<void()>& ops) override;
   // Kernel forms timed on the run's steps and batches when asked (--autotune) or with
   // NCF_CUDA_AUTOTUNE=1 (form_tuner.cuh).
-  bool set_autotune(bool on, bool single_process) override;
+  bool set_autotune(bool on, int rank, int ranks) override;
+  void agree_autotune(const std::function<void(double*, size_t)>& sum_over_ranks) override;
   std::string autotune_report() const override;
   size_t peak_memory() const override { return peak_; }
   size_t device_memory_peak() const override { return device_peak_; }
@@ -126,6 +127,7 @@ class CudaBackend final : public Backend {
   // With --autotune: the forms timed on training steps (all four) and on evaluation batches
   // (hidden_forward on and off; hidden_backward as asked); null without.
   std::unique_ptr<FormTuner> step_tuner_, eval_tuner_;
+  int tune_rank_ = 0, tune_ranks_ = 1;  // this process's rank and the ranks (decisions agreed across them)
   // Calls run(key) with the forms `tuner` gives for a run of `shape` rows in effect (the forms asked
   // for without one; key: shape, and the forms with a tuner), and tells the tuner whether they ran.
   void run_with_forms(FormTuner* tuner, uint64_t shape, const std::function<void(uint64_t key)>& run);

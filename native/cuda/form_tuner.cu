@@ -66,7 +66,7 @@ std::string FormTuner::unfinished() const {
 
 void FormTuner::decide() {
   const int C = int(forms_.size());
-  std::vector<float> median(forms_.size(), 0.0f);
+  median_.assign(forms_.size(), 0.0);
   for (int f = 0; f < C; ++f) {
     if (out_[size_t(f)]) continue;
     std::vector<float> ms;
@@ -78,24 +78,55 @@ void FormTuner::decide() {
       ms.push_back(t);
     }
     std::sort(ms.begin(), ms.end());
-    median[size_t(f)] = ms[ms.size() / 2];
-    if (chosen_ < 0 || median[size_t(f)] < median[size_t(chosen_)]) chosen_ = f;
+    median_[size_t(f)] = double(ms[ms.size() / 2]);
   }
+  choose(median_, out_, "medians of " + std::to_string(kRepeats) + " runs each");
+}
+
+void FormTuner::choose(const std::vector<double>& ms, const std::vector<bool>& out, const std::string& how) {
+  chosen_ = -1;
+  for (size_t f = 0; f < forms_.size(); ++f)
+    if (!out[f] && (chosen_ < 0 || ms[f] < ms[size_t(chosen_)])) chosen_ = int(f);
   if (chosen_ < 0) chosen_ = 0;  // (every form declined: the first, as every other shape ran)
   char buf[96];
-  std::snprintf(buf, sizeof buf, " (%.3f ms", double(median[size_t(chosen_)]));
+  std::snprintf(buf, sizeof buf, " (%.3f ms", ms[size_t(chosen_)]);
   report_ = what_ + " of " + std::to_string(rows_) + " rows: " + forms_[size_t(chosen_)].name() + buf;
-  std::string others;
-  for (int f = 0; f < C; ++f) {
-    if (f == chosen_) continue;
-    if (out_[size_t(f)]) {
-      others += "; " + forms_[size_t(f)].name() + " declined";
+  for (size_t f = 0; f < forms_.size(); ++f) {
+    if (int(f) == chosen_) continue;
+    if (out[f]) {
+      report_ += "; " + forms_[f].name() + " declined";
     } else {
-      std::snprintf(buf, sizeof buf, " %.3f ms", double(median[size_t(f)]));
-      others += "; " + forms_[size_t(f)].name() + buf;
+      std::snprintf(buf, sizeof buf, " %.3f ms", ms[f]);
+      report_ += "; " + forms_[f].name() + buf;
     }
   }
-  report_ += others + "; medians of " + std::to_string(kRepeats) + " runs each)";
+  report_ += "; " + how + ")";
+}
+
+std::vector<double> FormTuner::tally() const {
+  const size_t C = forms_.size();
+  std::vector<double> t(2 * C + 1, 0.0);
+  if (!decided()) return t;
+  for (size_t f = 0; f < C; ++f) {
+    t[f] = median_[f];
+    t[C + f] = out_[f] ? 1.0 : 0.0;
+  }
+  t[2 * C] = 1.0;
+  return t;
+}
+
+bool FormTuner::agree(const std::vector<double>& summed, int ranks) {
+  const size_t C = forms_.size();
+  if (agreed_ || ranks < 2 || summed.size() != 2 * C + 1 || summed[2 * C] < double(ranks)) return false;
+  std::vector<double> mean(C);
+  std::vector<bool> out(C);
+  for (size_t f = 0; f < C; ++f) {
+    mean[f] = summed[f] / ranks;
+    out[f] = summed[C + f] > 0.0;
+  }
+  choose(mean, out, "medians of " + std::to_string(kRepeats) + " runs each, means over " + std::to_string(ranks) + " ranks");
+  agreed_ = true;
+  return true;
 }
 
 }  // namespace ncf::cuda

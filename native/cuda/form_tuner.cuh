@@ -54,6 +54,16 @@ class FormTuner {
   // Before the decision, after a run: one line saying how far the schedule got; else "".
   std::string unfinished() const;
 
+  // Across ranks, each deciding on its own steps (their times include waits for the others):
+  // this rank's tallies, to be summed over the ranks at a point every rank reaches (the end of an
+  // epoch or an evaluation): per form its median time and whether it declined, and whether this
+  // rank decided. 2 C + 1 numbers.
+  std::vector<double> tally() const;
+  // With the tallies summed over `ranks` ranks: once every rank has decided, every rank takes the
+  // form with the least summed time among those no rank saw decline, and the report says so.
+  // Returns whether this call made that choice (once per tuner).
+  bool agree(const std::vector<double>& summed, int ranks);
+
  private:
   std::string what_;
   std::vector<KernelForms> forms_;
@@ -62,12 +72,16 @@ class FormTuner {
   int running_ = -1;   // the slot of the run between next() and end(); -1: a run outside the schedule
   int chosen_ = -1;
   int runs_ = 0;       // scheduled runs so far
+  bool agreed_ = false;
   std::vector<bool> out_;                    // forms out of the race
+  std::vector<double> median_;               // after the decision: each form's median ms
   std::vector<cudaEvent_t> start_, stop_;    // [round - 1][form]: the timed runs
   std::string report_;
   int slots() const { return int(forms_.size()) * (1 + kRepeats); }
   cudaEvent_t& event(std::vector<cudaEvent_t>& v, int slot) { return v[size_t(slot) - forms_.size()]; }
   void decide();
+  // The fastest by ms of the forms not out, and the report with every form's time and `how`.
+  void choose(const std::vector<double>& ms, const std::vector<bool>& out, const std::string& how);
 };
 
 }  // namespace ncf::cuda

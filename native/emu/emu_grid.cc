@@ -288,17 +288,21 @@ cudaError_t launch_error(const LaunchConfig& c) {
 }
 
 namespace {
-// NCF_EMU_SLOW_KERNEL=name:ms: each launch of a kernel whose name starts with `name` takes ms
-// milliseconds more (for tests of what times kernels, such as --autotune's choice).
+// NCF_EMU_SLOW_KERNEL=name:ms[,name:ms...]: each launch of a kernel whose name starts with `name`
+// takes ms milliseconds more (for tests of what times kernels, such as --autotune's choice).
 void slow_down(const char* kernel) {
-  static const std::pair<std::string, int> slow = [] {
+  static const std::vector<std::pair<std::string, int>> slow = [] {
+    std::vector<std::pair<std::string, int>> v;
     const char* e = std::getenv("NCF_EMU_SLOW_KERNEL");
-    const char* colon = e ? std::strrchr(e, ':') : nullptr;
-    if (!colon) return std::pair<std::string, int>{};
-    return std::pair<std::string, int>{std::string(e, colon), std::atoi(colon + 1)};
+    for (std::string rest = e ? e : ""; !rest.empty();) {
+      const size_t comma = rest.find(','), colon = rest.rfind(':', comma);
+      if (colon != std::string::npos && colon > 0) v.emplace_back(rest.substr(0, colon), std::atoi(rest.c_str() + colon + 1));
+      rest = comma == std::string::npos ? std::string() : rest.substr(comma + 1);
+    }
+    return v;
   }();
-  if (!slow.first.empty() && std::strncmp(kernel, slow.first.c_str(), slow.first.size()) == 0)
-    std::this_thread::sleep_for(std::chrono::milliseconds(slow.second));
+  for (const auto& [name, ms] : slow)
+    if (std::strncmp(kernel, name.c_str(), name.size()) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 }  // namespace
 
