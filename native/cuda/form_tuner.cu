@@ -33,6 +33,7 @@ FormTuner::~FormTuner() {
 KernelForms FormTuner::next(uint64_t rows) {
   running_ = -1;
   if (decided()) return forms_[size_t(chosen_)];
+  if (rows == 0) return forms_[0];  // (a rank without rows this step: nothing to time)
   if (rows_ == 0) rows_ = rows;
   if (rows != rows_) return forms_[0];
   const int C = int(forms_.size());
