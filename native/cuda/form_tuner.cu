@@ -38,6 +38,10 @@ KernelForms FormTuner::next(uint64_t rows) {
   if (rows != rows_) return forms_[0];
   const int C = int(forms_.size());
   while (slot_ < slots() && out_[size_t(slot_ % C)]) ++slot_;
+  if (slot_ >= slots()) {  // (end() decides at the schedule's end; this only guards the index)
+    decide();
+    return forms_[size_t(chosen_)];
+  }
   running_ = slot_;
   return forms_[size_t(slot_ % C)];
 }
