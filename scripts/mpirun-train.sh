@@ -39,9 +39,12 @@ dir=$(node "$cli" prepare "$data" --json | node -e 'let s="";process.stdin.on("d
 
 launcher=${MPIRUN:-mpirun}
 command -v "$launcher" >/dev/null || { echo "mpirun-train.sh: $launcher not found (install Open MPI: openmpi-bin)" >&2; exit 1; }
-# Open MPI: -x forwards the environment ncf-native reads to every rank (those that are set).
+# Open MPI: -x forwards the environment ncf-native reads to every rank (those that are set): the
+# paths, the GPUs, every NCF_* variable (the cache, the kernel switches such as NCF_CUDA_AUTOTUNE,
+# which every rank must share) and every NCCL_* one. (Local ranks inherit it anyway; ranks on
+# other nodes get only what is forwarded.)
 forward=()
-for v in PATH LD_LIBRARY_PATH NCF_NATIVE_HOME CUDA_VISIBLE_DEVICES NCCL_DEBUG NCCL_SOCKET_IFNAME; do
+for v in PATH LD_LIBRARY_PATH CUDA_VISIBLE_DEVICES $(compgen -e | grep -E '^(NCF|NCCL)_' || true); do
   [ -n "${!v:-}" ] && forward+=(-x "$v")
 done
 exec "$launcher" -np "$n" "${hostfile[@]}" "${forward[@]}" ${MPIRUN_ARGS:-} \

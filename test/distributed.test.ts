@@ -2,12 +2,13 @@
 // batch give the parameters, loss and HR@10 of a single process (within float tolerance), so a
 // wrong shard, average or random stream fails this test. Also: ranks that load different data
 // are stopped with a message, and a rank that fails ends the whole job instead of hanging it.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import t from 'tap';
 
 import { loadModel, prepare } from '../lib/index';
-import { CLI, haveMpirun, runJob, tmpdir } from './helpers';
+import { CLI, haveMpirun, runJob, tmpdir, write } from './helpers';
 
 t.test('mpirun -np 2 trains exactly like one process', { skip: haveMpirun ? false : 'mpirun is not installed (Debian: openmpi-bin)' }, async (t) => {
   const home = tmpdir();
@@ -72,4 +73,34 @@ t.test('a failing rank ends the whole job', { skip: haveMpirun ? false : 'mpirun
   t.not(r.status, 0);
   t.match(r.stderr, /ncf-native \(rank 1\): error: .*missing\.safetensors: no such file/);
   t.ok(Date.now() - started < 120_000, 'rank 0 did not wait forever');
+});
+
+// scripts/mpirun-train.sh: the dataset prepared once, its folder passed to every rank, and the
+// environment ncf-native reads forwarded to ranks on other nodes (-x): every NCF_* and NCCL_*
+// variable that is set (the kernel switches must be the same on every rank), nothing unset.
+t.test('scripts/mpirun-train.sh prepares once and forwards the environment', async (t) => {
+  const home = tmpdir();
+  const dir = tmpdir();
+  const script = path.join(__dirname, '..', '..', 'scripts', 'mpirun-train.sh');
+  const launcher = write(dir, 'fake-mpirun', '#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n');
+  fs.chmodSync(launcher, 0o755);
+  const hosts = write(dir, 'hosts', 'localhost slots=4\n');
+  const env = { MPIRUN: launcher, NCF_CUDA_AUTOTUNE: '1', NCCL_IB_HCA: 'mlx5', NCCL_DEBUG: '' };
+  const r = runJob('bash', [script, '3', '--hostfile', hosts, '--data', 'synthetic:tiny', '-b', '4096', '--amp'], home, env);
+  t.equal(r.status, 0, r.status === 0 ? 'the script runs the launcher' : r.stderr);
+  const argv = r.stdout.trim().split('\n');
+  t.same(argv.slice(0, 4), ['-np', '3', '--hostfile', hosts], 'the processes and the hostfile');
+  const forwarded = argv.flatMap((a, i) => (a === '-x' ? [argv[i + 1]] : []));
+  for (const v of ['PATH', 'NCF_NATIVE_HOME', 'NCF_CUDA_AUTOTUNE', 'NCCL_IB_HCA']) t.ok(forwarded.includes(v), `-x ${v}`);
+  t.notOk(forwarded.includes('NCCL_DEBUG'), 'an empty variable is not forwarded');
+  const train = argv.indexOf('train');
+  t.ok(train > 0 && argv[train - 1].endsWith(path.join('dist', 'bin', 'ncf-native.js')), 'then node runs the CLI');
+  t.same(argv.slice(train + 1, train + 2), ['--data']);
+  t.ok(fs.existsSync(path.join(argv[train + 2], 'meta.json')), `with the prepared folder (${argv[train + 2]})`);
+  t.same(argv.slice(train + 3), ['-b', '4096', '--amp'], 'and the other options as given');
+  if (!haveMpirun) return;
+  const real = runJob('bash', [script, '2', '--backend', 'cpu', '--data', 'synthetic:tiny', '-b', '4096', '-e', '1', '--eval-after', '0',
+    '--checkpoint-dir', path.join(dir, 'ck'), '--log-path', path.join(dir, 'log.json'), '--json'], home, { MPIRUN_ARGS: '--oversubscribe' });
+  t.equal(real.status, 0, real.status === 0 ? 'and with mpirun, two ranks train' : real.stderr);
+  t.equal(JSON.parse(real.stdout).info.worldSize, 2);
 });
