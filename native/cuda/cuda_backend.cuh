@@ -125,7 +125,7 @@ class CudaBackend final : public Backend {
   bool hidden_forward_opted_in_[2] = {false, false}, hidden_backward_opted_in_[2] = {false, false};  // [fp16, fp32]
   int64_t hidden_forward_runs_ = 0, hidden_backward_runs_ = 0;
   // With --autotune: the forms timed on training steps (all four) and on evaluation batches
-  // (hidden_forward on and off; hidden_backward as asked); null without.
+  // (hidden_forward on and off: evaluation has no backward pass); null without.
   std::unique_ptr<FormTuner> step_tuner_, eval_tuner_;
   int tune_rank_ = 0, tune_ranks_ = 1;  // this process's rank and the ranks (decisions agreed across them)
   // Calls run(key) with the forms `tuner` gives for a run of `shape` rows in effect (the forms asked
