@@ -57,6 +57,32 @@ t.test('prepare, train, test and recommend on a CSV', async (t) => {
   t.match(unknown.stderr, /unknown user id 999999/);
 });
 
+// bench train and bench eval on the CPU backend: one line per figure and a JSON file of them. The
+// training batch must be smaller than an epoch (a one-step epoch trains badly); evaluation trains
+// nothing, so its default batch does not stop a small dataset.
+t.test('bench train and bench eval: figures and their JSON', async (t) => {
+  const home = tmpdir();
+  const dir = tmpdir();
+  const trainOut = path.join(dir, 'train.json'), evalOut = path.join(dir, 'eval.json');
+  const tr = cli(['bench', 'train', '--synthetic', 'tiny', '-b', '4096', '-e', '2', '--backend', 'cpu', '--out', trainOut], home);
+  t.equal(tr.status, 0, tr.status === 0 ? 'bench train runs' : tr.stderr);
+  t.match(tr.stdout, /^epoch 1: [\d.]+M samples in [\d.]+ s = [\d.]+M samples\/s, loss [\d.]+ \(warm-up\)$/m);
+  t.match(tr.stdout, /^train throughput: [\d.]+M samples\/s$/m);
+  const tf = JSON.parse(fs.readFileSync(trainOut, 'utf8'));
+  t.equal(tf.epochs.length, 2);
+  t.ok(tf.trainSamplesPerSecond > 0 && tf.trainSamplesPerSecond === tf.epochs[1].samplesPerSecond, 'the mean leaves the warm-up out');
+  const ev = cli(['bench', 'eval', '--synthetic', 'tiny', '--repeats', '2', '--backend', 'cpu', '--out', evalOut], home);
+  t.equal(ev.status, 0, ev.status === 0 ? 'bench eval runs with the default batch' : ev.stderr);
+  t.match(ev.stdout, /^eval throughput: [\d.]+M samples\/s$/m);
+  const ef = JSON.parse(fs.readFileSync(evalOut, 'utf8'));
+  t.equal(ef.evals.length, 2);
+  t.ok(ef.evals.every((e: { hr: number }) => e.hr >= 0 && e.hr <= 1));
+  t.ok(ef.batchSize <= 58500, `the trainer behind it holds at most one epoch's batch (${ef.batchSize})`);
+  const big = cli(['bench', 'train', '--synthetic', 'tiny', '--backend', 'cpu', '--out', trainOut], home);
+  t.equal(big.status, 2);
+  t.match(big.stderr, /batch size 1048576 is not smaller than one epoch of synthetic-tiny/);
+});
+
 t.test('bad input: clear messages and exit codes', async (t) => {
   const home = tmpdir();
   const dir = tmpdir();

@@ -38,15 +38,19 @@ export interface BenchFigures {
 }
 
 export async function benchTrain(b: TrainBenchOptions): Promise<BenchFigures> {
-  const o = resolveTrainOptions({
+  const resolved = resolveTrainOptions({
     data: b.data, amp: b.amp, epochs: b.epochs, batchSize: b.batchSize, backend: b.backend, threads: b.threads,
     seed: b.seed, negTrick: b.negTrick, tf32: b.tf32, cudaGraphs: b.cudaGraphs, autotune: b.autotune,
   });
   const ranks = detectRanks();
-  const backend = resolveBackend(o.backend);
+  const backend = resolveBackend(resolved.backend);
   if (backend.note) b.print(backend.note);
-  const dataset = await loadTrainingData(o.data!, ranks, {}, () => undefined);
-  checkBatch(o, dataset);
+  const dataset = await loadTrainingData(resolved.data!, ranks, {}, () => undefined);
+  // Evaluation takes no training step: its trainer's batch (the training arrays it allocates) need
+  // not exceed one epoch, and is no reason to refuse a small dataset.
+  const perEpoch = dataset.nTrain * (1 + resolved.negativeSamples);
+  const o = b.what === 'eval' ? { ...resolved, batchSize: Math.min(resolved.batchSize, perEpoch) } : resolved;
+  if (b.what === 'train') checkBatch(o, dataset);
   const config = { nUsers: dataset.nUsers, nItems: dataset.nItems, factors: o.factors, layers: o.layers, dropout: o.dropout };
   const trainer = await buildTrainer(o, dataset, config, backend.name, ranks, b.seed);
   const info = trainer.info;
