@@ -36,14 +36,9 @@ KernelForms FormTuner::next(uint64_t rows) {
   if (rows == 0) return forms_[0];  // (a rank without rows this step: nothing to time)
   if (rows_ == 0) rows_ = rows;
   if (rows != rows_) return forms_[0];
-  const int C = int(forms_.size());
-  while (slot_ < slots() && out_[size_t(slot_ % C)]) ++slot_;
-  if (slot_ >= slots()) {  // (end() decides at the schedule's end; this only guards the index)
-    decide();
-    return forms_[size_t(chosen_)];
-  }
+  // (Undecided, slot_ is a slot of a form in the race: end() moves it so, or decides.)
   running_ = slot_;
-  return forms_[size_t(slot_ % C)];
+  return forms_[size_t(slot_) % forms_.size()];
 }
 
 void FormTuner::begin(cudaStream_t stream) {

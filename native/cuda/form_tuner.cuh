@@ -68,7 +68,7 @@ class FormTuner {
   std::string what_;
   std::vector<KernelForms> forms_;
   uint64_t rows_ = 0;  // the shape tuned on: the first run's rows (0: no run yet)
-  int slot_ = 0;       // the next slot of the schedule: form slot_ % C, round slot_ / C (round 0: warm-up)
+  int slot_ = 0;       // the next slot of the schedule: form slot_ % C (in the race), round slot_ / C (round 0: warm-up)
   int running_ = -1;   // the slot of the run between next() and end(); -1: a run outside the schedule
   int chosen_ = -1;
   int runs_ = 0;       // scheduled runs so far
