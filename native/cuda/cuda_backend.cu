@@ -236,7 +236,8 @@ bool CudaBackend::set_autotune(bool on, int rank, int ranks) {
 
 void CudaBackend::agree_autotune(const std::function<void(double*, size_t)>& sum_over_ranks) {
   for (FormTuner* t : {step_tuner_.get(), eval_tuner_.get()}) {
-    if (!t) continue;
+    // (Every rank agrees at the same call, on the same sums: then all stop summing at once.)
+    if (!t || t->agreed()) continue;
     std::vector<double> v = t->tally();
     sum_over_ranks(v.data(), v.size());
     if (t->agree(v, tune_ranks_) && tune_rank_ == 0) std::fprintf(stderr, "ncf cuda autotune: %s\n", t->report().c_str());

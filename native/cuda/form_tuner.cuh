@@ -63,6 +63,7 @@ class FormTuner {
   // form with the least summed time among those no rank saw decline, and the report says so.
   // Returns whether this call made that choice (once per tuner).
   bool agree(const std::vector<double>& summed, int ranks);
+  bool agreed() const { return agreed_; }
 
  private:
   std::string what_;
