@@ -15,10 +15,12 @@
 # NCF_CUDA_GEMM_TUNE=0; the fused kernels, NCF_CUDA_FUSED=1; and, --amp and TF32, each step after
 # the first of its shape as a CUDA Graph, NCF_CUDA_GRAPH=1, off by default; --amp, the hidden
 # layers after the first in one kernel forward, NCF_CUDA_HIDDEN_FORWARD=1, and one backward,
-# NCF_CUDA_HIDDEN_BACKWARD=1, both off by default, each alone and together timed on the run's own
-# steps and the fastest kept, NCF_CUDA_AUTOTUNE=1 (--amp and TF32, training and evaluation), --amp
-# together and with the graphs, and TF32 together, and without the backward kernel's per-user
-# sums, NCF_CUDA_HIDDEN_SUMS=0, and (both precisions) without the forward kernel taking the first
+# NCF_CUDA_HIDDEN_BACKWARD=1, both off by default, each alone and together (and the forward one
+# with one staging buffer, NCF_CUDA_HIDDEN_FORWARD=one-buffer, which in TF32 takes both layers
+# instead of the first alone) timed on the run's own steps and the fastest kept,
+# NCF_CUDA_AUTOTUNE=1 (--amp and TF32, training and evaluation), --amp together and with the
+# graphs, and TF32 together (also with the one-buffer forward kernel), and without the backward
+# kernel's per-user sums, NCF_CUDA_HIDDEN_SUMS=0, and (both precisions) without the forward kernel taking the first
 # layer, NCF_CUDA_HIDDEN_PARTS=0; after them a table of each switch run's samples/s against its
 # default's),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
@@ -237,23 +239,29 @@ try {
 }
 # The hidden-layer tile kernels under compute-sanitizer's racecheck (shared-memory hazards: the
 # staging buffers' refills against their reads, the shared tiles between layers, the bias sums),
-# with 2 blocks looping over 3 to 10 tiles (the self-test's op checks, hidden-checks.ts). Last
-# in each mode (quick: none), as a diagnosis.
+# with 2 blocks looping over 3 to 10 tiles (the self-test's op checks, hidden-checks.ts): fp16 and
+# TF32, then hidden_forward's one-buffer form in TF32 (one buffer refilled mid-tile, at ml-20m's
+# layers). Last in each mode (quick: none), as a diagnosis.
 hidden_racecheck() {
   ! $small && command -v compute-sanitizer >/dev/null || return 0
-  step "compute-sanitizer racecheck: hidden_forward and hidden_backward, 2 blocks of several tiles"
-  run env NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1 compute-sanitizer --tool racecheck --print-limit 10 \
-    node -e '
+  local forward precisions
+  for forward in 1:fp16,tf32 one-buffer:tf32; do
+    precisions=${forward#*:}
+    forward=${forward%%:*}
+    step "compute-sanitizer racecheck: hidden_forward (NCF_CUDA_HIDDEN_FORWARD=$forward) and hidden_backward, $precisions, 2 blocks of several tiles"
+    run env NCF_CUDA_HIDDEN_FORWARD=$forward NCF_CUDA_HIDDEN_BACKWARD=1 PRECISIONS=$precisions compute-sanitizer --tool racecheck --print-limit 10 \
+      node -e '
 const { addon } = require("./dist/lib/native"), { hiddenLayerChecks } = require("./dist/lib/selftest/hidden-checks");
 const { Rng } = require("./dist/lib/util/random");
 const n = addon(), cpu = new n.OpRunner({ backend: "cpu" });
 let failed = 0;
-for (const p of ["fp16", "tf32"]) {
+for (const p of process.env.PRECISIONS.split(",")) {
   const dev = new n.OpRunner({ backend: "cuda", tf32: p === "tf32", maxBlocks: 2 });
   for (const c of hiddenLayerChecks(dev, cpu, p, new Rng(7))) { failed += c.ok ? 0 : 1; console.log(`${c.ok ? "ok  " : "FAIL"} ${c.name} [${p}]`); }
 }
 process.exitCode = failed ? 1 : 0;' \
-    | grep -E -m 40 'FAIL|Race|Hazard|hazard|Error|ERROR SUMMARY|RACECHECK SUMMARY|at 0x|========= +#' | tee -a "$out/summary.txt"
+      | grep -E -m 40 'FAIL|Race|Hazard|hazard|Error|ERROR SUMMARY|RACECHECK SUMMARY|at 0x|========= +#' | tee -a "$out/summary.txt"
+  done
 }
 # HR@10 by epoch of the CUDA backend (TF32 and --amp) against the CPU backend's, on synthetic
 # ml-100k-shaped data, means of 8 seeds of 4 epochs (scripts/hr-vs-cpu.sh; dry: tiny data, 2 seeds
@@ -325,6 +333,7 @@ opt_in_runs() {
   local both="NCF_CUDA_HIDDEN_FORWARD=1 NCF_CUDA_HIDDEN_BACKWARD=1"
   for s in "$both" "$both NCF_CUDA_GRAPH=1"; do switched "$s" --amp; done
   switched "$both"
+  switched "NCF_CUDA_HIDDEN_FORWARD=one-buffer NCF_CUDA_HIDDEN_BACKWARD=1"  # (TF32: both layers forward in the kernel)
   switched "$both NCF_CUDA_HIDDEN_SUMS=0"
   for flag in --amp ""; do switched "$both NCF_CUDA_HIDDEN_PARTS=0" $flag; done
   op_times --amp "$both" "hidden kernels"

@@ -73,7 +73,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   item_sort_ = !env_is("NCF_CUDA_ITEM_SORT", "0");
   head_dropout_ = !env_is("NCF_CUDA_HEAD_DROPOUT", "0");
   half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
-  forms_asked_.hidden_forward = env_is("NCF_CUDA_HIDDEN_FORWARD", "1");
+  forms_asked_.forward_one_buffer = env_is("NCF_CUDA_HIDDEN_FORWARD", "one-buffer");
+  forms_asked_.hidden_forward = env_is("NCF_CUDA_HIDDEN_FORWARD", "1") || forms_asked_.forward_one_buffer;
   forms_asked_.hidden_backward = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
   forms_ = forms_asked_;
   hidden_sums_ = !env_is("NCF_CUDA_HIDDEN_SUMS", "0");
@@ -103,8 +104,9 @@ CudaBackend::~CudaBackend() {
   for (const FormTuner* t : {step_tuner_.get(), eval_tuner_.get()})
     if (t && !t->unfinished().empty() && tune_rank_ == 0) std::fprintf(stderr, "ncf cuda autotune: %s\n", t->unfinished().c_str());
   if (hidden_forward_runs_ > 0)
-    std::fprintf(stderr, "ncf cuda hidden_forward: %lld runs of the fused kernel, %lld with the first layer from its parts\n",
-                 static_cast<long long>(hidden_forward_runs_), static_cast<long long>(hidden_parts_runs_));
+    std::fprintf(stderr, "ncf cuda hidden_forward: %lld runs of the fused kernel, %lld with the first layer from its parts%s\n",
+                 static_cast<long long>(hidden_forward_runs_), static_cast<long long>(hidden_parts_runs_),
+                 hidden_one_buffer_runs_ ? (", " + std::to_string(hidden_one_buffer_runs_) + " with one staging buffer").c_str() : "");
   if (hidden_backward_runs_ > 0)
     std::fprintf(stderr, "ncf cuda hidden_backward: %lld runs of the fused kernel, %lld with the per-user sums\n",
                  static_cast<long long>(hidden_backward_runs_), static_cast<long long>(hidden_sums_runs_));
@@ -222,15 +224,19 @@ bool CudaBackend::set_autotune(bool on, int rank, int ranks) {
     return false;
   }
   use_device(device_);  // (the tuners' events belong to the current device)
-  // The forms asked for first: they are what runs of other shapes take until the decision.
-  std::vector<KernelForms> steps{forms_asked_};
-  for (bool f : {false, true})
-    for (bool b : {false, true})
-      if (!(KernelForms{f, b} == forms_asked_)) steps.push_back(KernelForms{f, b});
-  step_tuner_ = std::make_unique<FormTuner>("training steps", steps);
-  // Evaluation has no backward pass.
-  const KernelForms asked{forms_asked_.hidden_forward, false}, other{!forms_asked_.hidden_forward, false};
-  eval_tuner_ = std::make_unique<FormTuner>("evaluation batches", std::vector<KernelForms>{asked, other});
+  // The forms asked for first: they are what runs of other shapes take until the decision. The
+  // one-buffer forms decline where two buffers take as many layers (fp16 at ml-20m's shape): they
+  // leave the race after their warm-up run.
+  auto forms = [&](bool backward) {
+    const KernelForms asked{forms_asked_.hidden_forward, backward && forms_asked_.hidden_backward, forms_asked_.forward_one_buffer};
+    std::vector<KernelForms> v{asked};
+    for (bool b : backward ? std::vector<bool>{false, true} : std::vector<bool>{false})
+      for (const KernelForms f : {KernelForms{false, b, false}, KernelForms{true, b, false}, KernelForms{true, b, true}})
+        if (!(f == asked)) v.push_back(f);
+    return v;
+  };
+  step_tuner_ = std::make_unique<FormTuner>("training steps", forms(true));
+  eval_tuner_ = std::make_unique<FormTuner>("evaluation batches", forms(false));  // (no backward pass)
   return true;
 }
 

@@ -116,16 +116,17 @@ class CudaBackend final : public Backend {
   bool split_opted_in_[2] = {false, false};  // split_forward's kernels (fp16, fp32) opted in to shared memory
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
   // hidden_forward's and hidden_backward's kernels: the forms the run asked for
-  // (NCF_CUDA_HIDDEN_FORWARD=1, NCF_CUDA_HIDDEN_BACKWARD=1; off until a GPU run measures them), the
+  // (NCF_CUDA_HIDDEN_FORWARD=1 or =one-buffer, NCF_CUDA_HIDDEN_BACKWARD=1; off until a GPU run
+  // measures them), the
   // forms in effect (those, or a tuner's for the step or batch being launched), whether each
   // kernel launched (false for good after the GPU refused one), whether each is opted in to shared
   // memory, and how many times each op ran fused (reported at the end).
   KernelForms forms_asked_, forms_;
   bool hidden_forward_ok_ = true, hidden_backward_ok_ = true;
   bool hidden_forward_opted_in_[2] = {false, false}, hidden_backward_opted_in_[2] = {false, false};  // [fp16, fp32]
-  int64_t hidden_forward_runs_ = 0, hidden_backward_runs_ = 0;
-  // With --autotune: the forms timed on training steps (all four) and on evaluation batches
-  // (hidden_forward on and off: evaluation has no backward pass); null without.
+  int64_t hidden_forward_runs_ = 0, hidden_backward_runs_ = 0, hidden_one_buffer_runs_ = 0;
+  // With --autotune: the forms timed on training steps (all six) and on evaluation batches (the
+  // three without hidden_backward: evaluation has no backward pass); null without.
   std::unique_ptr<FormTuner> step_tuner_, eval_tuner_;
   int tune_rank_ = 0, tune_ranks_ = 1;  // this process's rank and the ranks (decisions agreed across them)
   // Calls run(key) with the forms `tuner` gives for a run of `shape` rows in effect (the forms asked

@@ -8,8 +8,9 @@
 namespace ncf::cuda {
 
 std::string KernelForms::name() const {
-  if (hidden_forward && hidden_backward) return "hidden_forward + hidden_backward";
-  if (hidden_forward) return "hidden_forward";
+  const std::string forward = forward_one_buffer ? "hidden_forward (one buffer)" : "hidden_forward";
+  if (hidden_forward && hidden_backward) return forward + " + hidden_backward";
+  if (hidden_forward) return forward;
   if (hidden_backward) return "hidden_backward";
   return "the op chain";
 }

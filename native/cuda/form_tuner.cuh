@@ -23,11 +23,17 @@ namespace ncf::cuda {
 struct KernelForms {
   bool hidden_forward = false;   // hidden_forward's tile kernel, else the chain's layers
   bool hidden_backward = false;  // hidden_backward's tile kernel, else the chain's layers
-  bool operator==(const KernelForms& o) const { return hidden_forward == o.hidden_forward && hidden_backward == o.hidden_backward; }
-  // "the op chain", "hidden_forward", "hidden_backward" or "hidden_forward + hidden_backward".
+  // With hidden_forward: its one-staging-buffer layout, which declines where it takes no more layers
+  // than the two-buffer one (hidden_forward.cu).
+  bool forward_one_buffer = false;
+  bool operator==(const KernelForms& o) const {
+    return hidden_forward == o.hidden_forward && hidden_backward == o.hidden_backward && forward_one_buffer == o.forward_one_buffer;
+  }
+  // "the op chain", "hidden_forward", "hidden_forward (one buffer)", "hidden_backward",
+  // "hidden_forward + hidden_backward" or "hidden_forward (one buffer) + hidden_backward".
   std::string name() const;
   // A small number per form (for keys of per-form state such as CUDA Graphs).
-  unsigned index() const { return unsigned(hidden_forward) | unsigned(hidden_backward) << 1; }
+  unsigned index() const { return unsigned(hidden_forward) | unsigned(hidden_backward) << 1 | unsigned(forward_one_buffer) << 2; }
 };
 
 class FormTuner {

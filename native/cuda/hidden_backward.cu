@@ -285,7 +285,7 @@ __device__ void BackwardTiles<T>::run(const BackwardArgs& a, char* shared) {
   float* const carry = reinterpret_cast<float*>(shared + a.carry_off);
   OpenRun open;
   auto stage = [&](int64_t t, int s) { stage_tile<T>(a, shared, t, s); };
-  for_each_tile(a.n, R, stage, [&](int64_t t, int s) {
+  for_each_tile(a.n, R, 2, stage, [&](int64_t t, int s, const auto&) {
     const char* st = shared + a.stage_off[s];
     const uint32_t* const users = reinterpret_cast<const uint32_t*>(st + a.stage_users_off) + 1;  // users[-1]: the row before
     const int64_t r0 = t * R;

@@ -14,7 +14,11 @@
 //      multiplies.
 // The kernel takes the leading layers whose weights fit in shared memory beside the tiles: at
 // ml-20m's layers 256-128-64 both in fp16 (180 KB with 64-row tiles), the first alone in fp32
-// (210 KB with 32-row tiles; the last layer stays a cuBLASLt GEMM).
+// (210 KB with 32-row tiles; the last layer stays a cuBLASLt GEMM). The one-buffer form
+// (KernelForms::forward_one_buffer, NCF_CUDA_HIDDEN_FORWARD=one-buffer) stages act[0]'s tiles in
+// one buffer where that fits more layers, refilled once the first product has read it (so the
+// next tile's rows arrive during the later layers only): in fp32 at that shape, both layers in
+// 228 KB (222.75 KiB) with 32-row tiles; it declines where two buffers take as many layers.
 // Memory pattern per row: act[0] read once, each later layer's output (and live units) written
 // once; the chain also wrote each pre-dropout output, read and rewrote it in the dropout pass, and
 // read it again for the next GEMM (about 0.77 KB a row less at ml-20m's shape in fp16; 1 KB for
@@ -46,6 +50,7 @@ struct ForwardArgs {
   int64_t n;
   int layers;                            // the kernel computes act[1] .. act[layers - 1]
   int rows;                              // R, rows per tile (a multiple of 32)
+  int buffers;                           // staging buffers for act[0]'s tiles: 2, or 1 (for_each_tile)
   int width[kMaxFusedLayers];            // hidden layer l's output width
   const void* w[kMaxFusedLayers];        // l >= 1: [width[l] x width[l - 1]], in the activations' type
   const void* b[kMaxFusedLayers];        // l >= 1: the bias as the chain's GEMM epilogue takes it (that type)
@@ -62,8 +67,8 @@ struct ForwardArgs {
   const void* part_b;
   const uint32_t* ib;
   bool keep_all;
-  // Shared memory, byte offsets: weights, biases (fp32), two staging buffers for act[0]'s tile,
-  // two tiles for the layers in between, each warp's accumulator scratch.
+  // Shared memory, byte offsets: weights, biases (fp32), one or two staging buffers for act[0]'s
+  // tile, two tiles for the layers in between, each warp's accumulator scratch.
   int w_off[kMaxFusedLayers];
   int bias_off[kMaxFusedLayers];
   int stage_off[2];
@@ -146,7 +151,7 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
     else stage_rows(tile, static_cast<const T*>(a.act[0]), a.n, a.width[0], t * R, R);
   };
   float* const scratch = reinterpret_cast<float*>(shared + a.scratch_off) + warp * kTileRows * kAccLd;
-  for_each_tile(a.n, R, stage_input, [&](int64_t t, int stage) {
+  for_each_tile(a.n, R, a.buffers, stage_input, [&](int64_t t, int stage, const auto& release) {
     const int64_t r0 = t * R;
     if (a.part_a) {  // act[0] = dropout(relu(user-side row + the staged item-side row)), in place
       T* const tile = reinterpret_cast<T*>(shared + a.stage_off[stage]);
@@ -190,6 +195,7 @@ __device__ void ForwardTiles<T>::run(const ForwardArgs& a, char* shared) {
       };
       block_mma<T, true>(x, tile_ld<T>(in), R, in, w, tile_ld<T>(in), out, scratch, epilogue);
       __syncthreads();  // act[l]'s shared tile is complete before the next layer reads it
+      if (l == 1) release();  // (the staging buffer is read: one buffer, the next tile's copies now)
     }
   });
 }
@@ -239,31 +245,47 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
     a.drop[l] = drop[size_t(l)];
     a.half_math[l] = half && half_math(drop[size_t(l)]);
   }
-  // The shared memory for layers 1 .. K - 1 and tiles of R rows. The most leading layers that fit,
-  // with the largest R (128, else 64, else 32).
-  auto layout = [&](int K, int R) {
+  // The shared memory for layers 1 .. K - 1, tiles of R rows and `buffers` staging buffers.
+  auto layout = [&](int K, int R, int buffers) {
     SharedLayout at;
     for (int l = 1; l < K; ++l) {
       a.w_off[l] = at.take(a.width[l] * ld(a.width[l - 1]) * elem);
       a.bias_off[l] = at.take(a.width[l] * 4);
     }
-    for (int s = 0; s < 2; ++s) a.stage_off[s] = at.take(R * ld(a.width[0]) * elem);
+    for (int s = 0; s < buffers; ++s) a.stage_off[s] = at.take(R * ld(a.width[0]) * elem);
     int widest[2] = {0, 0};  // the tiles for act[1] .. act[K - 2], by parity
     for (int l = 1; l < K - 1; ++l) widest[l % 2] = std::max(widest[l % 2], a.width[l]);
     for (int p = 0; p < 2; ++p) a.buf_off[p] = at.take(R * ld(widest[p]) * elem);
     a.scratch_off = at.take(tile_warps(R) * kTileRows * kAccLd * 4);
     return size_t(at.bytes);
   };
-  size_t shared = 0;
-  a.layers = 0;
-  for (int K = L; K >= 2 && !a.layers; --K)
-    for (int R : {128, 64, 32})
-      if ((shared = layout(K, R)) <= shared_optin_) {
-        a.layers = K;
-        a.rows = R;
-        break;
-      }
-  if (!a.layers) return 0;  // (a's offsets are those of the layout chosen: the last computed)
+  // The most leading layers that fit with `buffers` staging buffers, with the largest R (128, else
+  // 64, else 32); none: 0 layers.
+  struct Fit {
+    int layers = 0, rows = 0;
+  };
+  auto most_layers = [&](int buffers) {
+    for (int K = L; K >= 2; --K)
+      for (int R : {128, 64, 32})
+        if (layout(K, R, buffers) <= shared_optin_) return Fit{K, R};
+    return Fit{};
+  };
+  // Two buffers (the next tile's rows arrive during the whole tile's work), or with the one-buffer
+  // form one (they arrive during the layers after the first), where that takes more layers: TF32
+  // at ml-20m's 256-128-64, both layers in 222.75 KiB with 32-row tiles instead of the first alone.
+  // Where one buffer takes no more layers, that form declines (it would be the two-buffer one).
+  Fit fit = most_layers(2);
+  a.buffers = 2;
+  if (forms_.forward_one_buffer) {
+    const Fit one = most_layers(1);
+    if (one.layers <= fit.layers) return 0;
+    fit = one;
+    a.buffers = 1;
+  }
+  if (!fit.layers) return 0;
+  a.layers = fit.layers;
+  a.rows = fit.rows;
+  const size_t shared = layout(fit.layers, fit.rows, a.buffers);  // (a's offsets: this layout's)
 
   const OpSpan span(&op_times_, "hidden_forward", stream_);
   if (n > 0) {
@@ -273,6 +295,7 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
   }
   ++hidden_forward_runs_;
   if (a.part_a) ++hidden_parts_runs_;
+  if (a.buffers == 1) ++hidden_one_buffer_runs_;
   return a.layers - 1;
 }
 

@@ -86,21 +86,39 @@ struct TileRange {
   }
 };
 
-// A persistent block's loop over its tiles of R rows (TileRange: consecutive tiles) with two
-// staging buffers: stage(t, s) issues tile t's copies into buffer s (copy16_async), and body(t, s)
-// works on tile t in buffer s while the next tile's copies arrive in the other. The barrier at each
-// tile's start makes its copies (and any the block issued before the loop) visible, and orders the
-// last tile's reads of the other buffer before its refill.
+// A persistent block's loop over its tiles of R rows (TileRange: consecutive tiles) with one or
+// two staging buffers: stage(t, s) issues tile t's copies into buffer s (copy16_async), and
+// body(t, s, release) works on tile t in buffer s.
+//   - Two buffers: the next tile's copies go to the other buffer as body starts and arrive while it
+//     works; release() does nothing.
+//   - One buffer (where two do not fit beside the rest of the block's shared memory): body calls
+//     release() once it has read the buffer for the last time, after a barrier that orders every
+//     thread's reads before it, and every thread calls it; release() issues the next tile's copies
+//     into the buffer, to arrive while the rest of body works. A body that never calls it gets a
+//     barrier and the copies after it returns (no overlap).
+// The barrier at each tile's start makes its copies (and any the block issued before the loop)
+// visible, and (two buffers) orders the last tile's reads of the other buffer before its refill.
 template <typename Stage, typename Body>
-__device__ void for_each_tile(int64_t n, int R, Stage stage, Body body) {
+__device__ void for_each_tile(int64_t n, int R, int buffers, Stage stage, Body body) {
   const TileRange range(n, R, blockIdx.x, gridDim.x);
   int s = 0;
   if (range.first < range.end) stage(range.first, s);
-  for (int64_t t = range.first; t < range.end; ++t, s ^= 1) {
+  for (int64_t t = range.first; t < range.end; ++t) {
     copies_wait();
     __syncthreads();
-    if (t + 1 < range.end) stage(t + 1, s ^ 1);
-    body(t, s);
+    const int next = buffers == 2 ? s ^ 1 : s;
+    bool issued = false;  // (the same in every thread: each calls release alike)
+    auto release = [&]() {
+      if (!issued && t + 1 < range.end) stage(t + 1, next);
+      issued = true;
+    };
+    if (buffers == 2) release();
+    body(t, s, release);
+    if (!issued) {
+      __syncthreads();
+      release();
+    }
+    s = next;
   }
 }
 
