@@ -83,6 +83,13 @@ t.test('selftest --device cuda: every CUDA op matches its CPU twin', { skip }, a
   const bad = cli(['selftest', '--device', 'cuda', '--no-training'], tmpdir(), { NCF_CUDA_MAX_BLOCKS: 'two' });
   t.not(bad.status, 0, 'a cap that is not a count is refused');
   t.match(bad.stderr, /NCF_CUDA_MAX_BLOCKS is 'two': expected a count/);
+  // A mistyped switch stops the run, naming it and what it takes, instead of running the default.
+  for (const [name, value, expected] of [['NCF_CUDA_HIDDEN_FORWARD', 'one_buffer', '0, 1 or one-buffer'], ['NCF_CUDA_GRAPH', 'on', '0 or 1'],
+    ['NCF_CUDA_GEMM_TUNE', 'some', '0, 1 or all'], ['NCF_CUDA_DRELU', 'yes', '0, 1 or mask']]) {
+    const typo = cli(['selftest', '--device', 'cuda', '--no-training'], tmpdir(), { [name]: value });
+    t.not(typo.status, 0, `${name}=${value} is refused`);
+    t.match(typo.stderr, `${name} is '${value}': expected ${expected} (or unset)`);
+  }
 });
 
 t.test('training and serving on the CUDA backend track the CPU backend', { skip }, async (t) => {

@@ -46,6 +46,33 @@ void use_device(int device) {
 }
 
 CudaBackend::CudaBackend(int device) : device_(device) {
+  // The switches first (a mistyped one fails before anything is allocated).
+  // The op chains by default: on an H100 they ran 2.4x (--amp) to 4.9x (TF32) faster than the
+  // fused train_pass kernel and 1.8x faster than split_forward (docs/figures.md); the fused
+  // kernels stay available for work on them.
+  fused_ = env_flag("NCF_CUDA_FUSED");
+  // cuBLASLt's DRELU_BGRAD epilogue only with NCF_CUDA_DRELU=1: on an H100 (CUDA 13.0) its GEMMs
+  // came with a 2.5 ms reduction kernel per step at batch 1M, and the --amp step ran 1.28x faster
+  // with the masking pass instead (docs/figures.md, 2026-11-28 fourth session). NCF_CUDA_DRELU=mask:
+  // the DRELU epilogue without BGRAD's reduction, then a column-sum pass (not yet measured).
+  const std::string drelu = env_switch("NCF_CUDA_DRELU", {"0", "1", "mask"});
+  drelu_mode_ = drelu == "1" ? DreluMode::Bgrad : drelu == "mask" ? DreluMode::Mask : DreluMode::Off;
+  group_batches_ = env_flag("NCF_CUDA_GROUPED", true);
+  // Switches of single kernels' forms, for measuring what each gains (scripts/gpu-check.sh).
+  sums_by_user_ = env_flag("NCF_CUDA_SUMS_BY_USER", true);
+  item_sort_ = env_flag("NCF_CUDA_ITEM_SORT", true);
+  head_dropout_ = env_flag("NCF_CUDA_HEAD_DROPOUT", true);
+  half_math_ = env_flag("NCF_CUDA_HALF_MATH", true);
+  const std::string forward = env_switch("NCF_CUDA_HIDDEN_FORWARD", {"0", "1", "one-buffer"});
+  forms_asked_.hidden_forward = forward == "1" || forward == "one-buffer";
+  forms_asked_.forward_one_buffer = forward == "one-buffer";
+  forms_asked_.hidden_backward = env_flag("NCF_CUDA_HIDDEN_BACKWARD");
+  forms_ = forms_asked_;
+  hidden_sums_ = env_flag("NCF_CUDA_HIDDEN_SUMS", true);
+  hidden_parts_ = env_flag("NCF_CUDA_HIDDEN_PARTS", true);
+  max_blocks_ = env_count("NCF_CUDA_MAX_BLOCKS");
+  graphs_asked_ = env_flag("NCF_CUDA_GRAPH");
+  autotune_asked_ = env_flag("NCF_CUDA_AUTOTUNE");
   use_device(device);
   gemm_ = std::make_unique<GemmRunner>();
   gemm_->set_op_times(&op_times_);
@@ -58,32 +85,10 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   sm_count_ = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
   shared_per_sm_ = prop.sharedMemPerMultiprocessor;
   shared_optin_ = prop.sharedMemPerBlockOptin;
-  // The op chains by default: on an H100 they ran 2.4x (--amp) to 4.9x (TF32) faster than the
-  // fused train_pass kernel and 1.8x faster than split_forward (docs/figures.md); the fused
-  // kernels stay available for work on them.
-  fused_ = env_is("NCF_CUDA_FUSED", "1");
-  // cuBLASLt's DRELU_BGRAD epilogue only with NCF_CUDA_DRELU=1: on an H100 (CUDA 13.0) its GEMMs
-  // came with a 2.5 ms reduction kernel per step at batch 1M, and the --amp step ran 1.28x faster
-  // with the masking pass instead (docs/figures.md, 2026-11-28 fourth session). NCF_CUDA_DRELU=mask:
-  // the DRELU epilogue without BGRAD's reduction, then a column-sum pass (not yet measured).
-  drelu_mode_ = env_is("NCF_CUDA_DRELU", "1") ? DreluMode::Bgrad : env_is("NCF_CUDA_DRELU", "mask") ? DreluMode::Mask : DreluMode::Off;
-  group_batches_ = !env_is("NCF_CUDA_GROUPED", "0");
-  // Switches of single kernels' forms, for measuring what each gains (scripts/gpu-check.sh).
-  sums_by_user_ = !env_is("NCF_CUDA_SUMS_BY_USER", "0");
-  item_sort_ = !env_is("NCF_CUDA_ITEM_SORT", "0");
-  head_dropout_ = !env_is("NCF_CUDA_HEAD_DROPOUT", "0");
-  half_math_ = !env_is("NCF_CUDA_HALF_MATH", "0");
-  forms_asked_.forward_one_buffer = env_is("NCF_CUDA_HIDDEN_FORWARD", "one-buffer");
-  forms_asked_.hidden_forward = env_is("NCF_CUDA_HIDDEN_FORWARD", "1") || forms_asked_.forward_one_buffer;
-  forms_asked_.hidden_backward = env_is("NCF_CUDA_HIDDEN_BACKWARD", "1");
-  forms_ = forms_asked_;
-  hidden_sums_ = !env_is("NCF_CUDA_HIDDEN_SUMS", "0");
-  hidden_parts_ = !env_is("NCF_CUDA_HIDDEN_PARTS", "0");
-  max_blocks_ = env_count("NCF_CUDA_MAX_BLOCKS");
 }
 
 bool CudaBackend::set_step_graphs(bool on) {
-  const bool wanted = on || env_is("NCF_CUDA_GRAPH", "1");
+  const bool wanted = on || graphs_asked_;
   if (wanted && op_times_.on()) {
     // The op times bracket each op with events read back per phase: they time the ops launched
     // one by one, which is what they are for.
@@ -218,7 +223,7 @@ void CudaBackend::run_eval_batch(uint64_t shape, const std::function<void()>& op
 bool CudaBackend::set_autotune(bool on, int rank, int ranks) {
   tune_rank_ = rank;
   tune_ranks_ = ranks;
-  if (!on && !env_is("NCF_CUDA_AUTOTUNE", "1")) {
+  if (!on && !autotune_asked_) {
     step_tuner_.reset();
     eval_tuner_.reset();
     return false;

@@ -145,6 +145,7 @@ class CudaBackend final : public Backend {
   // NCF_CUDA_MAX_BLOCKS; 0: no cap); capped(b) applies it to b blocks, grid(n) to blocks_for's
   // count for n items, and persistent_blocks() to one block per multiprocessor.
   int max_blocks_ = 0;
+  bool graphs_asked_ = false, autotune_asked_ = false;  // NCF_CUDA_GRAPH=1, NCF_CUDA_AUTOTUNE=1 (besides the trainer's options)
   unsigned capped(int64_t blocks) const { return unsigned(max_blocks_ > 0 && blocks > max_blocks_ ? max_blocks_ : blocks); }
   unsigned grid(int64_t n, int per_block = kThreads) const { return capped(blocks_for(n, per_block)); }
   int persistent_blocks() const { return int(capped(sm_count_)); }

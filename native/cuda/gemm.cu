@@ -22,11 +22,13 @@ struct GemmRunner::Plan {
 };
 
 GemmRunner::GemmRunner() {
+  // (The switches first: a constructor that throws frees nothing it took.)
+  transpose_b_ = !env_flag("NCF_CUDA_GEMM_NN");
+  const std::string tune = env_switch("NCF_CUDA_GEMM_TUNE", {"0", "1", "all"});  // (1: the default)
+  tune_ = tune == "0" ? Tune::None : tune == "all" ? Tune::All : Tune::Large;
+  log_ = env_flag("NCF_CUDA_GEMM_LOG");
   NCF_CUBLAS(cublasLtCreate(&handle_));
   NCF_CUDA(cudaMalloc(&workspace_, workspace_bytes_));
-  transpose_b_ = !env_is("NCF_CUDA_GEMM_NN", "1");
-  tune_ = env_is("NCF_CUDA_GEMM_TUNE", "0") ? Tune::None : env_is("NCF_CUDA_GEMM_TUNE", "all") ? Tune::All : Tune::Large;
-  log_ = env_is("NCF_CUDA_GEMM_LOG", "1");
 }
 
 GemmRunner::~GemmRunner() {

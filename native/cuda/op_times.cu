@@ -7,7 +7,7 @@
 
 namespace ncf::cuda {
 
-OpTimes::OpTimes() : on_(env_is("NCF_CUDA_OP_TIMES", "1")) {}
+OpTimes::OpTimes() : on_(env_flag("NCF_CUDA_OP_TIMES")) {}
 
 OpTimes::~OpTimes() {
   for (const Span& s : spans_) {
