@@ -1,13 +1,13 @@
 // The CUDA backend run by the host emulation (native/emu, cmake/NcfCudaEmu.cmake), on machines
 // without a GPU: every CUDA op against its CPU twin (selftest --device cuda), training and
 // serving through the CUDA backend (fused kernels and op chains) against the CPU backend, and the
-// NCCL path under mpirun.
+// NCCL path under mpirun (the kernel forms and --autotune: cuda-forms.test.ts).
 // This checks the kernels' indexing, launches, barriers and shuffles, the cuBLASLt layouts and
 // that host code never touches device memory; it says nothing of speed, and cannot see races.
-// The test builds ncf_cuda_emu.so (incrementally) and is skipped only where no CUDA headers exist;
-// with NCF_CUDA_PLUGIN set it uses that build instead (CI's AddressSanitizer run does).
+// test/emulator.ts builds ncf_cuda_emu.so (incrementally); the tests are skipped only where no
+// CUDA headers exist. With NCF_CUDA_PLUGIN set it uses that build instead (CI's AddressSanitizer
+// run does).
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import t from 'tap';
@@ -16,29 +16,8 @@ import { NeuMF, loadModel, prepare } from '../lib/index';
 import { paramCount } from '../lib/model/checkpoint';
 import { addon } from '../lib/native';
 import { Rng, relError } from '../lib/util/random';
+import { built, skip } from './emulator';
 import { CLI, cli, haveMpirun, runJob, tmpdir } from './helpers';
-
-const root = path.resolve(__dirname, '..', '..');
-
-function buildEmulator(): { plugin?: string; skip?: string } {
-  const sdk = process.env.NCF_CUDA_SDK ?? path.resolve(root, '..', 'shared', 'cuda-sdk');
-  const args = ['cmake-js', 'build', '--log-level', 'warn', '-O', 'build-emu', '-T', 'ncf_cuda_emu', '--CDNCF_CUDA=OFF',
-    '--CDNCF_CUDA_EMU=ON', '--CDNCF_MPI=OFF', ...(fs.existsSync(sdk) ? [`--CDNCF_CUDA_SDK=${sdk}`] : [])];
-  const r = spawnSync('npx', args, { cwd: root, encoding: 'utf8', timeout: 600_000 });
-  const out = `${r.stdout}${r.stderr}`;
-  if (r.status !== 0) {
-    const missing = /NCF_CUDA_EMU=ON but (\S+) was not found/.exec(out);
-    if (missing) return { skip: `no CUDA headers for the emulator (${missing[1]}); set NCF_CUDA_SDK` };
-    throw new Error(`building ncf_cuda_emu.so failed:\n${out}`);
-  }
-  return { plugin: path.join(root, 'build-emu', 'Release', 'ncf_cuda_emu.so') };
-}
-
-const built = process.env.NCF_CUDA_PLUGIN ? { plugin: process.env.NCF_CUDA_PLUGIN } : buildEmulator();
-// Device memory is unreadable by host code outside kernels and copies, as on a GPU (cuda_emu.h).
-process.env.NCF_EMU_PROTECT ??= '1';
-const skip = built.skip ?? false;
-if (built.plugin) process.env.NCF_CUDA_PLUGIN = built.plugin;
 
 t.test("the emulator's own checks: launches, shuffles, barriers, cuBLASLt's definition", { skip }, async (t) => {
   const exe = path.join(path.dirname(built.plugin!), 'ncf_cuda_emu_selftest');
@@ -66,20 +45,6 @@ t.test('selftest --device cuda: every CUDA op matches its CPU twin', { skip }, a
   t.match(h.stdout, /hidden_forward 256-128-64, 300 rows \(fused kernel for 1 of 2 layers\) \[tf32\] .* ok/, 'TF32 at ml-20m\'s layers: two staging buffers fit the first layer alone');
   t.notMatch(h.stdout, /FAIL/);
   t.notMatch(h.stderr, /one staging buffer/);
-  // The one-buffer form: both of those layers in TF32 (its 2 blocks each looping over 5 tiles, the
-  // staging buffer refilled once each tile's first product read it); where two buffers take as
-  // many layers (every fp16 shape here, the narrower TF32 ones), it declines to the chain.
-  const one = cli(['selftest', '--device', 'cuda', '--no-training'], tmpdir(), { NCF_CUDA_HIDDEN_FORWARD: 'one-buffer' });
-  t.equal(one.status, 0, one.stdout + one.stderr);
-  for (const blocks of ['', ', 2 blocks']) {
-    t.match(one.stdout, new RegExp(`hidden_forward 256-128-64, 300 rows \\(fused kernel for 2 of 2 layers\\) \\[tf32${blocks}\\] .* ok`));
-    for (const how of ['evaluation', 'training'])
-      t.match(one.stdout, new RegExp(`hidden_forward 256-128-64, 300 rows, ${how}, first layer from its parts \\(in the kernel\\) \\[tf32${blocks}\\] .* ok`));
-    t.match(one.stdout, new RegExp(`hidden_forward 64-48-32-16, 397 rows \\(op chain\\) \\[tf32${blocks}\\]`));
-    t.match(one.stdout, new RegExp(`hidden_forward 256-128-64, 300 rows \\(op chain\\) \\[fp16${blocks}\\]`));
-  }
-  t.notMatch(one.stdout, /FAIL/);
-  t.match(one.stderr, /ncf cuda hidden_forward: (\d+) runs of the fused kernel, \d+ with the first layer from its parts, \1 with one staging buffer/);
   const bad = cli(['selftest', '--device', 'cuda', '--no-training'], tmpdir(), { NCF_CUDA_MAX_BLOCKS: 'two' });
   t.not(bad.status, 0, 'a cap that is not a count is refused');
   t.match(bad.stderr, /NCF_CUDA_MAX_BLOCKS is 'two': expected a count/);
@@ -280,122 +245,6 @@ t.test('training and serving on the CUDA backend track the CPU backend', { skip 
     const same = a.items.every((item, i) => item === b.items[i] || Math.abs(a.scores[i] - b.scores[i]) < 1e-5);
     t.ok(same, `user ${user}: the same top 10 (${a.items.join(',')} vs ${b.items.join(',')})`);
   }
-});
-
-t.test('--autotune times each kernel form on the run\'s own steps and batches, then runs the fastest', { skip }, async (t) => {
-  const home = tmpdir();
-  const dir = tmpdir();
-  const { dir: data } = await prepare('synthetic:tiny', { out: path.join(dir, 'data'), seed: 2 });
-  // 58,500 samples an epoch: 28 steps of 2,048 rows and one of 1,156, two epochs; evaluation
-  // after each epoch in 15 batches of 20 users (2,020 rows).
-  const run = (name: string, extra: string[], env: Record<string, string> = {}, shape = ['-e', '2', '--layers', '64', '32', '16']) => {
-    const ck = path.join(dir, name);
-    const r = cli(['train', '--data', data, '-b', '2048', '--eval-after', '0', '--seed', '3', '--factors', '16', ...shape,
-      '--valid-users-per-batch', '20', '--backend', 'cuda', '--checkpoint-dir', ck, '--json', ...extra], home, env);
-    t.equal(r.status, 0, r.status === 0 ? `${name} trains` : r.stderr);
-    return { summary: JSON.parse(r.stdout), stderr: r.stderr };
-  };
-  const chain = run('amp-chain', ['--amp']);
-  const tuned = run('amp-tuned', ['--amp', '--autotune']);
-  // The tile kernels asked for: the forms they start from, and steps as CUDA Graphs (each form's
-  // steps are graphs of their own).
-  const fromBoth = run('amp-tuned-graphs', ['--amp', '--xla'], { NCF_CUDA_HIDDEN_FORWARD: '1', NCF_CUDA_HIDDEN_BACKWARD: '1', NCF_CUDA_AUTOTUNE: '1' });
-  // Where the emulated chain is the fastest, the chosen forms run: each launch of gather_add_relu
-  // (which hidden_forward's forms take inside the tile kernel) made 60 ms slower.
-  const slowed = run('amp-tuned-slowed', ['--amp', '--autotune'], { NCF_EMU_SLOW_KERNEL: 'gather_add_relu:60' });
-  // fp32 without TF32: the tile kernels decline every run, hidden_forward's too, though asked for
-  // (the form the tuning starts from).
-  const declined = run('fp32-tuned', ['--no-tf32', '--autotune'], { NCF_CUDA_HIDDEN_FORWARD: '1' });
-  const forms = ['the op chain', 'hidden_forward', 'hidden_forward (one buffer)', 'hidden_backward', 'hidden_forward + hidden_backward',
-    'hidden_forward (one buffer) + hidden_backward'];
-  // (At these widths two staging buffers take every layer: the one-buffer forms decline.)
-  const oneBuffer = (f: string) => f.startsWith('hidden_forward (one buffer)');
-  // "<what> of <rows> rows: <chosen> (<ms> ms; <form> <ms> ms | <form> declined; ...; medians of 3 runs each)"
-  const decision = (stderr: string, what: string) => {
-    const m = new RegExp(`^ncf cuda autotune: ${what} of (\\d+) rows: (.+?) \\(([\\d.]+) ms((?:; .+?)*); medians of 3 runs each\\)$`, 'm').exec(stderr);
-    if (!m) return undefined;
-    const others = m[4].split('; ').slice(1).map((s) => /^(.+?) (?:([\d.]+) ms|declined)$/.exec(s)!);
-    return { rows: Number(m[1]), chosen: m[2], ms: Number(m[3]), others: others.map((o) => ({ form: o[1], ms: o[2] === undefined ? undefined : Number(o[2]) })) };
-  };
-  const counts = (stderr: string, op: string) => Number(new RegExp(`ncf cuda ${op}: (\\d+) runs of the fused kernel`).exec(stderr)?.[1] ?? 0);
-  for (const [name, r] of [['amp', tuned], ['amp from both kernels, graphs', fromBoth], ['amp, gather_add_relu slowed', slowed]] as const) {
-    t.match(r.summary.info.kernels, /, kernel forms timed on the first steps$/, `${name}: the run says its forms are tuned`);
-    const steps = decision(r.stderr, 'training steps'), batches = decision(r.stderr, 'evaluation batches');
-    t.same(r.summary.autotune?.map((l: string) => `ncf cuda autotune: ${l}`), r.stderr.split('\n').filter((l) => l.startsWith('ncf cuda autotune: ')),
-      `${name}: the summary has the decisions`);
-    t.ok(steps && batches, `${name}: a decision for the steps and for the batches`);
-    if (!steps || !batches) continue;
-    t.equal(steps.rows, 2048, 'tuned on the full batches');
-    t.same([steps.chosen, ...steps.others.map((o) => o.form)].sort(), [...forms].sort(), 'the steps raced every form');
-    t.same([batches.chosen, ...batches.others.map((o) => o.form)].sort(), ['hidden_forward', 'hidden_forward (one buffer)', 'the op chain'],
-      'the batches raced the forms of hidden_forward against the chain');
-    for (const d of [steps, batches]) {
-      t.notOk(oneBuffer(d.chosen), `${name}: the one-buffer forms are not chosen`);
-      for (const o of d.others) {
-        if (oneBuffer(o.form)) t.equal(o.ms, undefined, `${name}: ${o.form} declined`);
-        else t.ok(o.ms !== undefined && o.ms >= d.ms, `${d.chosen} (${d.ms} ms) is the fastest: ${o.form} ${o.ms} ms`);
-      }
-    }
-    // Of the 58 steps, 18 tuned: a warm-up of each of the 6 forms (the two one-buffer ones
-    // declining there; the forward pass of one then ran as the chain, its backward pass in
-    // hidden_backward), then 3 timed steps of each of the 4 others. The other 40 (38 full, 2 of the
-    // last shape) ran the chosen forms. Of the 30 evaluation batches, 3 + 3 x 2 tuned, 21 as chosen.
-    const forward = (f: string) => f.startsWith('hidden_forward'), backward = (f: string) => f.endsWith('hidden_backward');
-    t.equal(counts(r.stderr, 'hidden_forward'), 8 + (forward(steps.chosen) ? 40 : 0) + 4 + (forward(batches.chosen) ? 21 : 0),
-      `${name}: hidden_forward ran in the tuning and then as chosen (${steps.chosen}; ${batches.chosen})`);
-    t.equal(counts(r.stderr, 'hidden_backward'), 9 + (backward(steps.chosen) ? 40 : 0), `${name}: and hidden_backward`);
-    t.notMatch(r.stderr, /with one staging buffer/, `${name}: no run of hidden_forward with one staging buffer`);
-    r.summary.epochs.forEach((e: { loss: number; hr: number }, i: number) => {
-      const c = chain.summary.epochs[i];
-      // (Every form computes the same step; only the order of sums differs.)
-      t.ok(Math.abs(e.loss - c.loss) < 1e-3 * c.loss, `${name}: epoch ${i + 1} loss ${e.loss} vs the chain's ${c.loss}`);
-      t.ok(Math.abs(e.hr - c.hr) <= 0.01, `${name}: epoch ${i + 1} HR@10 ${e.hr} vs the chain's ${c.hr}`);
-    });
-  }
-  for (const what of ['training steps', 'evaluation batches'])
-    t.match(decision(slowed.stderr, what)?.chosen, /^hidden_forward/, `with gather_add_relu slowed, the ${what} chose a form with hidden_forward`);
-  const graphs = /ncf cuda graph: (\d+) steps launched as graphs, (\d+) uncaptured; (\d+) instantiations/.exec(fromBoth.stderr);
-  // An uncaptured first step per form (the two one-buffer forms, declining there, never ran again)
-  // and for the last shape; a graph for each of the 4 forms that raced and for the last shape.
-  t.same(graphs?.slice(2).map(Number), [7, 5], 'a graph per form in the race and one for the last shape, each after an uncaptured first step');
-  // TF32 at ml-20m's hidden layers (256-128-64), one epoch: two staging buffers take the first layer
-  // alone, one buffer both; every form races (6 x 4 of the 29 steps, 3 x 4 of the 15 batches).
-  const wide = ['-e', '1', '--layers', '256', '256', '128', '64'];
-  const wideChain = run('tf32-wide-chain', [], {}, wide), wideTuned = run('tf32-wide-tuned', ['--autotune'], {}, wide);
-  const wideSteps = decision(wideTuned.stderr, 'training steps'), wideBatches = decision(wideTuned.stderr, 'evaluation batches');
-  t.ok(wideSteps && wideBatches, 'TF32, 256-128-64: a decision for the steps and for the batches');
-  if (wideSteps && wideBatches) {
-    t.same([wideSteps.chosen, ...wideSteps.others.map((o) => o.form)].sort(), [...forms].sort(), 'TF32, 256-128-64: the steps raced every form');
-    t.ok(wideSteps.others.every((o) => o.ms !== undefined && o.ms >= wideSteps.ms), 'none declined, the fastest chosen');
-    t.same([wideBatches.chosen, ...wideBatches.others.map((o) => o.form)].sort(), ['hidden_forward', 'hidden_forward (one buffer)', 'the op chain']);
-    t.ok(wideBatches.others.every((o) => o.ms !== undefined && o.ms >= wideBatches.ms), 'none declined, the fastest chosen');
-    // After the tuning: 5 steps (4 full, the last shape) and 3 batches of the chosen forms.
-    const runs = (pick: (f: string) => boolean, tuning: number) => tuning + (pick(wideSteps.chosen) ? 5 : 0) + (pick(wideBatches.chosen) ? 3 : 0);
-    const forward = (f: string) => f.startsWith('hidden_forward');
-    t.equal(counts(wideTuned.stderr, 'hidden_forward'), runs(forward, 16 + 8), `hidden_forward's runs (${wideSteps.chosen}; ${wideBatches.chosen})`);
-    t.match(wideTuned.stderr, new RegExp(`ncf cuda hidden_forward: .*, ${runs(oneBuffer, 8 + 4)} with one staging buffer`), 'and those with one staging buffer');
-  }
-  const [w, wc] = [wideTuned.summary.epochs[0], wideChain.summary.epochs[0]];
-  t.ok(Math.abs(w.loss - wc.loss) < 1e-3 * wc.loss && Math.abs(w.hr - wc.hr) <= 0.01, `TF32, 256-128-64: loss ${w.loss}, HR@10 ${w.hr} vs the chain's ${wc.loss}, ${wc.hr}`);
-  const none = decision(declined.stderr, 'training steps');
-  t.same(none && [none.chosen, none.others.map((o) => o.ms)], ['the op chain', [undefined, undefined, undefined, undefined, undefined]],
-    'without TF32 every tile kernel declines: the chain');
-  t.notMatch(declined.stderr, /ncf cuda hidden_/, 'and no tile kernel ran');
-  t.notMatch(chain.stderr, /autotune/, 'nothing tuned without --autotune');
-  t.notOk('autotune' in chain.summary, 'and the summary has no decision');
-  t.notMatch(chain.summary.info.kernels, /timed/);
-  // bench train reports the decision and writes it into its figures.
-  const out = path.join(dir, 'bench.json');
-  const bench = cli(['bench', 'train', '--synthetic', 'tiny', '-e', '1', '-b', '2048', '--backend', 'cuda', '--autotune', '--out', out], home);
-  t.equal(bench.status, 0, bench.status === 0 ? 'bench train --autotune runs' : bench.stderr);
-  t.match(bench.stdout, /^autotune: training steps of 2048 rows: .+ ms/m);
-  t.match(JSON.parse(fs.readFileSync(out, 'utf8')).autotune, [/^training steps of 2048 rows: /]);
-  // A run too short to time every form says so at its end: 3 evaluations of one 30,300-row batch.
-  const evalOut = path.join(dir, 'bench-eval.json');
-  const short = cli(['bench', 'eval', '--synthetic', 'tiny', '-b', '2048', '--repeats', '3', '--backend', 'cuda', '--autotune', '--out', evalOut], home);
-  t.equal(short.status, 0, short.status === 0 ? 'bench eval --autotune runs' : short.stderr);
-  t.match(short.stderr, /^ncf cuda autotune: evaluation batches of 30300 rows: not decided, the run ended after 3 of them \(timing 3 forms takes up to 12\)$/m);
-  t.notOk('autotune' in JSON.parse(fs.readFileSync(evalOut, 'utf8')), 'and its figures name no choice');
 });
 
 // The op-time tables of a run with NCF_CUDA_OP_TIMES=1 (native/cuda/op_times.cuh): one per
