@@ -230,8 +230,8 @@ bool CudaBackend::set_autotune(bool on, int rank, int ranks) {
   }
   use_device(device_);  // (the tuners' events belong to the current device)
   // The forms asked for first: they are what runs of other shapes take until the decision. The
-  // one-buffer forms decline where two buffers take as many layers (fp16 at ml-20m's shape): they
-  // leave the race after their warm-up run.
+  // one-buffer forms decline where two buffers fit as many layers in tiles as large (narrow
+  // layers): they leave the race after their warm-up run.
   auto forms = [&](bool backward) {
     const KernelForms asked{forms_asked_.hidden_forward, backward && forms_asked_.hidden_backward, forms_asked_.forward_one_buffer};
     std::vector<KernelForms> v{asked};

@@ -117,10 +117,10 @@ class CudaBackend final : public Backend {
   bool train_opted_in_[2] = {false, false};  // train_pass's kernels
   // hidden_forward's and hidden_backward's kernels: the forms the run asked for
   // (NCF_CUDA_HIDDEN_FORWARD=1 or =one-buffer, NCF_CUDA_HIDDEN_BACKWARD=1; off until a GPU run
-  // measures them), the
-  // forms in effect (those, or a tuner's for the step or batch being launched), whether each
-  // kernel launched (false for good after the GPU refused one), whether each is opted in to shared
-  // memory, and how many times each op ran fused (reported at the end).
+  // measures them), the forms in effect (those, or a tuner's for the step or batch being
+  // launched), whether each kernel launched (false for good after the GPU refused one), whether
+  // each is opted in to shared memory, and how many times each op ran fused (reported at the end;
+  // the forward one's also with one staging buffer).
   KernelForms forms_asked_, forms_;
   bool hidden_forward_ok_ = true, hidden_backward_ok_ = true;
   bool hidden_forward_opted_in_[2] = {false, false}, hidden_backward_opted_in_[2] = {false, false};  // [fp16, fp32]

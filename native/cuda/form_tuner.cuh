@@ -23,8 +23,8 @@ namespace ncf::cuda {
 struct KernelForms {
   bool hidden_forward = false;   // hidden_forward's tile kernel, else the chain's layers
   bool hidden_backward = false;  // hidden_backward's tile kernel, else the chain's layers
-  // With hidden_forward: its one-staging-buffer layout, which declines where it takes no more layers
-  // than the two-buffer one (hidden_forward.cu).
+  // With hidden_forward: its one-staging-buffer layout, which declines where it fits no more layers
+  // or larger tiles than the two-buffer one (hidden_forward.cu).
   bool forward_one_buffer = false;
   bool operator==(const KernelForms& o) const {
     return hidden_forward == o.hidden_forward && hidden_backward == o.hidden_backward && forward_one_buffer == o.forward_one_buffer;

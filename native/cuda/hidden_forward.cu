@@ -16,9 +16,10 @@
 // ml-20m's layers 256-128-64 both in fp16 (180 KB with 64-row tiles), the first alone in fp32
 // (210 KB with 32-row tiles; the last layer stays a cuBLASLt GEMM). The one-buffer form
 // (KernelForms::forward_one_buffer, NCF_CUDA_HIDDEN_FORWARD=one-buffer) stages act[0]'s tiles in
-// one buffer where that fits more layers, refilled once the first product has read it (so the
-// next tile's rows arrive during the later layers only): in fp32 at that shape, both layers in
-// 228 KB (222.75 KiB) with 32-row tiles; it declines where two buffers take as many layers.
+// one buffer, refilled once the first product has read it (so the next tile's rows arrive during
+// the later layers only), where that fits more layers or, as many, larger tiles (twice the warps
+// to hide latency with): at that shape in fp32 both layers (228 KB, 222.75 KiB, with 32-row
+// tiles), in fp16 128-row tiles of 16 warps (204 KiB). It declines where two buffers fit as much.
 // Memory pattern per row: act[0] read once, each later layer's output (and live units) written
 // once; the chain also wrote each pre-dropout output, read and rewrote it in the dropout pass, and
 // read it again for the next GEMM (about 0.77 KB a row less at ml-20m's shape in fp16; 1 KB for
@@ -271,14 +272,15 @@ int CudaBackend::hidden_forward(const std::vector<Mat>& act, const std::vector<L
     return Fit{};
   };
   // Two buffers (the next tile's rows arrive during the whole tile's work), or with the one-buffer
-  // form one (they arrive during the layers after the first), where that takes more layers: TF32
-  // at ml-20m's 256-128-64, both layers in 222.75 KiB with 32-row tiles instead of the first alone.
-  // Where one buffer takes no more layers, that form declines (it would be the two-buffer one).
+  // form one (they arrive during the layers after the first), where that takes more layers or
+  // larger tiles: at ml-20m's 256-128-64, in TF32 both layers in 222.75 KiB with 32-row tiles
+  // instead of the first alone, in fp16 128-row tiles (16 warps) instead of 64. Where one buffer
+  // fits no more, that form declines (it would be the two-buffer one).
   Fit fit = most_layers(2);
   a.buffers = 2;
   if (forms_.forward_one_buffer) {
-    const Fit one = most_layers(1);
-    if (one.layers <= fit.layers) return 0;
+    const Fit one = most_layers(1);  // (never fewer layers, nor smaller tiles at as many)
+    if (one.layers == fit.layers && one.rows == fit.rows) return 0;
     fit = one;
     a.buffers = 1;
   }
