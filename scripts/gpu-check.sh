@@ -239,27 +239,18 @@ try {
 }
 # The hidden-layer tile kernels under compute-sanitizer's racecheck (shared-memory hazards: the
 # staging buffers' refills against their reads, the shared tiles between layers, the bias sums),
-# with 2 blocks looping over 3 to 10 tiles (the self-test's op checks, hidden-checks.ts): fp16 and
-# TF32, then hidden_forward's one-buffer form in TF32 (one buffer refilled mid-tile, at ml-20m's
-# layers). Last in each mode (quick: none), as a diagnosis.
+# with 2 blocks looping over 1 to 10 tiles (the self-test's op checks, hidden-checks.ts, by
+# scripts/hidden-layer-checks.js): fp16 and TF32, then with hidden_forward's one-buffer form (one
+# buffer refilled mid-tile, at ml-20m's layers). Last in each mode (quick: none), as a diagnosis.
 hidden_racecheck() {
   ! $small && command -v compute-sanitizer >/dev/null || return 0
   local forward precisions
-  for forward in 1:fp16,tf32 one-buffer:tf32; do
+  for forward in 1:fp16,tf32 one-buffer:fp16,tf32; do
     precisions=${forward#*:}
     forward=${forward%%:*}
     step "compute-sanitizer racecheck: hidden_forward (NCF_CUDA_HIDDEN_FORWARD=$forward) and hidden_backward, $precisions, 2 blocks of several tiles"
-    run env NCF_CUDA_HIDDEN_FORWARD=$forward NCF_CUDA_HIDDEN_BACKWARD=1 PRECISIONS=$precisions compute-sanitizer --tool racecheck --print-limit 10 \
-      node -e '
-const { addon } = require("./dist/lib/native"), { hiddenLayerChecks } = require("./dist/lib/selftest/hidden-checks");
-const { Rng } = require("./dist/lib/util/random");
-const n = addon(), cpu = new n.OpRunner({ backend: "cpu" });
-let failed = 0;
-for (const p of process.env.PRECISIONS.split(",")) {
-  const dev = new n.OpRunner({ backend: "cuda", tf32: p === "tf32", maxBlocks: 2 });
-  for (const c of hiddenLayerChecks(dev, cpu, p, new Rng(7))) { failed += c.ok ? 0 : 1; console.log(`${c.ok ? "ok  " : "FAIL"} ${c.name} [${p}]`); }
-}
-process.exitCode = failed ? 1 : 0;' \
+    run env NCF_CUDA_HIDDEN_FORWARD=$forward NCF_CUDA_HIDDEN_BACKWARD=1 compute-sanitizer --tool racecheck --print-limit 10 \
+      node scripts/hidden-layer-checks.js "$precisions" \
       | grep -E -m 40 'FAIL|Race|Hazard|hazard|Error|ERROR SUMMARY|RACECHECK SUMMARY|at 0x|========= +#' | tee -a "$out/summary.txt"
   done
 }
