@@ -20,9 +20,9 @@
 # instead of the first alone) timed on the run's own steps and the fastest kept,
 # NCF_CUDA_AUTOTUNE=1 (--amp and TF32, training and evaluation), --amp together and with the
 # graphs, and TF32 together (also with the one-buffer forward kernel), and without the backward
-# kernel's per-user sums, NCF_CUDA_HIDDEN_SUMS=0, and (both precisions) without the forward kernel taking the first
-# layer, NCF_CUDA_HIDDEN_PARTS=0; after them a table of each switch run's samples/s against its
-# default's),
+# kernel's per-user sums, NCF_CUDA_HIDDEN_SUMS=0, and (both precisions) without the forward
+# kernel taking the first layer, NCF_CUDA_HIDDEN_PARTS=0; after them a table of each switch
+# run's samples/s against its default's),
 # HR@10 with and without --amp, the NCCL path with one rank against the single-process path, and
 # mpirun -np 2 on the CPU backend. With NCF_CUDA_DRELU=1, a line "ncf-native: cuBLASLt's DRELU_BGRAD epilogue is
 # unavailable or disagrees ..." in the summary means the epilogue's check failed on this GPU and

@@ -1,8 +1,8 @@
 #include "network.h"
 
-#include <cstdlib>
 #include <string>
 
+#include "env_switch.h"
 #include "errors.h"
 
 namespace ncf {
@@ -289,13 +289,9 @@ std::pair<size_t, size_t> Network::accumulated_grads(const Activations& a, bool 
 }
 
 FirstLayer Network::first_layer_for(int64_t rows) const {
-  if (const char* e = std::getenv("NCF_FIRST_LAYER")) {
-    const std::string v = e;
-    if (v == "parts") return FirstLayer::Parts;
-    if (v == "rows") return FirstLayer::Rows;
-    if (!v.empty() && v != "auto")
-      fail(ErrorCode::InvalidArgument, "NCF_FIRST_LAYER is '" + v + "': expected parts, rows or auto");
-  }
+  const std::string v = env_switch("NCF_FIRST_LAYER", {"parts", "rows", "auto"});
+  if (v == "parts") return FirstLayer::Parts;
+  if (v == "rows") return FirstLayer::Rows;
   return rows >= int64_t(cfg_.n_users) + int64_t(cfg_.n_items) ? FirstLayer::Parts : FirstLayer::Rows;
 }
 

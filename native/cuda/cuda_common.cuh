@@ -7,10 +7,10 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <initializer_list>
 #include <string>
 #include <type_traits>
 
+#include "../core/env_switch.h"
 #include "../core/errors.h"
 #include "../core/tensor.h"
 
@@ -34,28 +34,6 @@ namespace ncf::cuda {
 
 // Makes `device` current on the calling thread (the addon calls ops from several worker threads).
 void use_device(int device);
-
-// The environment variable `name`, one of the backend's NCF_CUDA_* switches: "" when unset or
-// empty, else one of `values`; any other value fails with an error naming the variable and the
-// values it takes (a mistyped switch would otherwise run the default unnoticed).
-inline std::string env_switch(const char* name, std::initializer_list<const char*> values) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return std::string();
-  std::string expected;
-  size_t i = 0;
-  for (const char* value : values) {
-    if (std::string(v) == value) return value;
-    expected += std::string(i == 0 ? "" : i + 1 == values.size() ? " or " : ", ") + value;
-    ++i;
-  }
-  fail(ErrorCode::InvalidArgument, std::string(name) + " is '" + v + "': expected " + expected + " (or unset)");
-}
-
-// A switch that is 0 or 1; unset or empty: `unset`.
-inline bool env_flag(const char* name, bool unset = false) {
-  const std::string v = env_switch(name, {"0", "1"});
-  return v.empty() ? unset : v == "1";
-}
 
 // The environment variable `name` as a count (unset or empty: 0); anything but digits fails with
 // an error naming it.
