@@ -196,6 +196,20 @@ export function linearChecks(r: NativeOpRunner): Check[] {
   const numX = Array.from({ length: x.length }, (_, i) => fd(x, i));
   checks.push(check('linear_backward vs finite differences', 'fp32', Math.max(relError(bk.gradW, numW, 1e-2), relError(bk.gradB, numB, 1e-2), relError(bk.dx!, numX, 1e-2)), 2e-3));
 
+  // A weight gradient over more rows than the CPU's GEMM takes in one reduction chunk (2048): it
+  // sums the chunks' partial products (5000 rows: two whole chunks and a part).
+  const long = { n: 5000, in: 24, out: 16 };
+  const lx = rng.f32(long.n * long.in), ldy = rng.f32(long.n * long.out);
+  const ly = ldy.map((_, i) => (i % 3 ? 1 : 0));  // the layer's output: where it is 0, dz is 0
+  const lg = r.linearBackward({ w: rng.f32(long.out * long.in), b: new Float32Array(long.out), in: long.in, out: long.out, x: lx, y: ly, dy: ldy, wantDx: false }).gradW;
+  const wantLg = new Float64Array(long.out * long.in);
+  for (let i = 0; i < long.n; i++)
+    for (let o = 0; o < long.out; o++) {
+      const g = ly[i * long.out + o] > 0 ? ldy[i * long.out + o] : 0;
+      for (let k = 0; k < long.in; k++) wantLg[o * long.in + k] += g * lx[i * long.in + k];
+    }
+  checks.push(check('linear_backward over 5000 rows (the weight gradient in reduction chunks) vs definition', 'fp32', relError(lg, wantLg), 1e-5));
+
   // Through the layer below (its output x clipped at 0, dropout's scale 2): dx masked and scaled,
   // and its bias gradient, with the live units from the mask or from y.
   const yBelow = x.map((v) => Math.max(v, 0));

@@ -53,6 +53,53 @@ void sgemm_serial(bool ta, bool tb, int m, int n, int k, float alpha, const floa
 }
 #endif
 
+// A GEMM whose reduction is long beside its output (a weight gradient: k the batch's rows, m x n the
+// layer's weights) is split along k instead: fixed chunks of kReduceChunk rows, each chunk's product
+// into a partial of its own (any thread), then the partials summed in chunk order. Split by rows or
+// columns of C, every thread would pack all of the other operand, the batch's activations or
+// gradients: the packing was about half the time of those GEMMs on 2 threads, and it grows with
+// the thread count. The chunks do not depend on the thread count, so neither do this GEMM's sums.
+constexpr int kReduceChunk = 2048;
+constexpr int64_t kMaxPartialFloats = int64_t(16) << 20;  // 64 MB of partials at most
+
+bool split_reduction(int m, int n, int k) {
+  const int64_t chunks = (int64_t(k) + kReduceChunk - 1) / kReduceChunk;
+  return chunks >= 2 && k >= 4 * std::max(m, n) && chunks * m * n <= kMaxPartialFloats;
+}
+
+// C = alpha op(A) op(B) (beta 0: every caller's) with the reduction split as above.
+void sgemm_split_reduction(ThreadPool& pool, bool ta, bool tb, int m, int n, int k, float alpha, const float* a,
+                           int lda, const float* b, int ldb, float* c, int ldc) {
+  const int chunks = (k + kReduceChunk - 1) / kReduceChunk;
+  const size_t mn = size_t(m) * n;
+  thread_local std::vector<float> partials;  // kept, so that steady-state calls touch no fresh pages
+  if (partials.size() < mn * chunks) partials.resize(mn * chunks);
+  float* part = partials.data();
+  pool.parallel_for(chunks, [&](int64_t first, int64_t end, int) {
+    for (int64_t q = first; q < end; ++q) {
+      const int k0 = int(q) * kReduceChunk, len = std::min(kReduceChunk, k - k0);
+      // Columns k0.. of op(A) and rows k0.. of op(B).
+      const float* a_q = ta ? a + size_t(k0) * lda : a + k0;
+      const float* b_q = tb ? b + k0 : b + size_t(k0) * ldb;
+      sgemm_serial(ta, tb, m, n, len, alpha, a_q, lda, b_q, ldb, 0.0f, part + mn * q, n);
+    }
+  });
+  // C = the partials summed in chunk order, row by row into a row of sums.
+  pool.parallel_for(m, [&](int64_t first, int64_t end, int) {
+    std::vector<float> sum(static_cast<size_t>(n));
+    for (int64_t i = first; i < end; ++i) {
+      float* __restrict s = sum.data();
+      const float* __restrict p0 = part + size_t(i) * n;
+      for (int j = 0; j < n; ++j) s[j] = p0[j];
+      for (int q = 1; q < chunks; ++q) {
+        const float* __restrict pq = p0 + mn * q;
+        for (int j = 0; j < n; ++j) s[j] += pq[j];
+      }
+      std::copy(s, s + n, c + size_t(i) * ldc);
+    }
+  });
+}
+
 }  // namespace
 
 const char* blas_name() {
@@ -63,11 +110,15 @@ const char* blas_name() {
 #endif
 }
 
+// Whether sgemm splits C by rows (else by columns): with enough rows for every thread, or at least
+// as many rows as columns.
+static bool split_by_rows(ThreadPool& pool, int m, int n) { return m >= 32 * pool.size() || m >= n; }
+
 void sgemm(ThreadPool& pool, bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
            const float* b, int ldb, float beta, float* c, int ldc) {
   if (m <= 0 || n <= 0) return;
-  const int threads = pool.size();
-  const bool split_rows = m >= 32 * threads || m >= n;
+  if (beta == 0.0f && split_reduction(m, n, k)) return sgemm_split_reduction(pool, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+  const bool split_rows = split_by_rows(pool, m, n);
   const int64_t extent = split_rows ? m : n;
   // Blocks of at least 16 rows/columns keep each BLAS call efficient.
   pool.parallel_for(
@@ -80,6 +131,27 @@ void sgemm(ThreadPool& pool, bool ta, bool tb, int m, int n, int k, float alpha,
         } else {
           const float* b_blk = tb ? b + begin * ldb : b + begin;
           sgemm_serial(ta, tb, m, len, k, alpha, a, lda, b_blk, ldb, beta, c + begin, ldc);
+        }
+      },
+      16);
+}
+
+void sgemm_rows_then(ThreadPool& pool, bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
+                     const float* b, int ldb, float beta, float* c, int ldc, int64_t block,
+                     const std::function<void(int64_t, int64_t, int)>& then) {
+  if (m <= 0) return;
+  if (n <= 0 || !split_by_rows(pool, m, n)) {
+    sgemm(pool, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    pool.parallel_for(m, then, 16);
+    return;
+  }
+  pool.parallel_for(
+      m,
+      [&](int64_t begin, int64_t end, int t) {
+        for (int64_t r0 = begin; r0 < end; r0 += block) {
+          const int64_t r1 = std::min(end, r0 + block);
+          sgemm_serial(ta, tb, int(r1 - r0), n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+          then(r0, r1, t);
         }
       },
       16);

@@ -57,7 +57,9 @@ void CpuBackend::head_forward_backward(const EmbedTables& t, const uint32_t* use
   // The last layer's dropout, in place (the contract allows it): then this is the unit on that
   // layer's output after dropout, and its gradient goes back through both as for any layer.
   if (below && below->dropout.active)
-    relu_dropout_rows(pool_, mlp.f32(), mlp.rows, p.mlp_width, nullptr, below->dropout, UnitMask{});
+    pool_.parallel_for(
+        mlp.rows, [&](int64_t b, int64_t e, int) { relu_dropout_range(mlp.f32(), b, e, p.mlp_width, nullptr, below->dropout, UnitMask{}); },
+        16);
   const float scale = grad_scale * (scaler ? *scaler->scale : 1.0f);
   const int f = p.factors, w = p.mlp_width, width = f + w;
   const int64_t n = mlp.rows;
