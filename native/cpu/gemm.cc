@@ -54,34 +54,41 @@ void sgemm_serial(bool ta, bool tb, int m, int n, int k, float alpha, const floa
 #endif
 
 // A GEMM whose reduction is long beside its output (a weight gradient: k the batch's rows, m x n the
-// layer's weights) is split along k instead: fixed chunks of kReduceChunk rows, each chunk's product
-// into a partial of its own (any thread), then the partials summed in chunk order. Split by rows or
-// columns of C, every thread would pack all of the other operand, the batch's activations or
-// gradients: the packing was about half the time of those GEMMs on 2 threads, and it grows with
-// the thread count. The chunks do not depend on the thread count, so neither do this GEMM's sums.
+// layer's weights) is split along k instead: chunks of at least kReduceChunk rows, each chunk's
+// product into a partial of its own (any thread), then the partials summed in chunk order. Split
+// by rows or columns of C, every thread would pack all of the other operand, the batch's
+// activations or gradients: the packing was about half the time of those GEMMs on 2 threads, and
+// it grows with the thread count. The chunks depend on the shape alone (at most kMaxPartialFloats
+// of partials: longer chunks for a long k), not on the thread count, so neither do the sums.
 constexpr int kReduceChunk = 2048;
-constexpr int64_t kMaxPartialFloats = int64_t(16) << 20;  // 64 MB of partials at most
+constexpr int64_t kMaxPartialFloats = int64_t(4) << 20;  // 16 MB, kept by each calling thread
 
-bool split_reduction(int m, int n, int k) {
-  const int64_t chunks = (int64_t(k) + kReduceChunk - 1) / kReduceChunk;
-  return chunks >= 2 && k >= 4 * std::max(m, n) && chunks * m * n <= kMaxPartialFloats;
+// The number of chunks the reduction is split into (1: not split), each of ceil(k / chunks) rows
+// but the last, which is not empty.
+int reduction_chunks(int m, int n, int k) {
+  if (k < 2 * kReduceChunk || k < 4 * std::max(m, n)) return 1;
+  const int64_t most = kMaxPartialFloats / (int64_t(m) * n);
+  const int64_t chunks = std::min<int64_t>((int64_t(k) + kReduceChunk - 1) / kReduceChunk, most);
+  if (chunks < 2) return 1;
+  const int64_t per_chunk = (k + chunks - 1) / chunks;
+  return int((k + per_chunk - 1) / per_chunk);
 }
 
-// C = alpha op(A) op(B) (beta 0: every caller's) with the reduction split as above.
+// C = alpha op(A) op(B) (beta 0: every caller's) with the reduction split into `chunks` as above.
 void sgemm_split_reduction(ThreadPool& pool, bool ta, bool tb, int m, int n, int k, float alpha, const float* a,
-                           int lda, const float* b, int ldb, float* c, int ldc) {
-  const int chunks = (k + kReduceChunk - 1) / kReduceChunk;
+                           int lda, const float* b, int ldb, float* c, int ldc, int chunks) {
+  const int per_chunk = (k + chunks - 1) / chunks;
   const size_t mn = size_t(m) * n;
   thread_local std::vector<float> partials;  // kept, so that steady-state calls touch no fresh pages
   if (partials.size() < mn * chunks) partials.resize(mn * chunks);
   float* part = partials.data();
   pool.parallel_for(chunks, [&](int64_t first, int64_t end, int) {
     for (int64_t q = first; q < end; ++q) {
-      const int k0 = int(q) * kReduceChunk, len = std::min(kReduceChunk, k - k0);
+      const int64_t k0 = q * per_chunk, len = std::min<int64_t>(per_chunk, k - k0);
       // Columns k0.. of op(A) and rows k0.. of op(B).
       const float* a_q = ta ? a + size_t(k0) * lda : a + k0;
       const float* b_q = tb ? b + k0 : b + size_t(k0) * ldb;
-      sgemm_serial(ta, tb, m, n, len, alpha, a_q, lda, b_q, ldb, 0.0f, part + mn * q, n);
+      sgemm_serial(ta, tb, m, n, int(len), alpha, a_q, lda, b_q, ldb, 0.0f, part + mn * q, n);
     }
   });
   // C = the partials summed in chunk order, row by row into a row of sums.
@@ -100,6 +107,10 @@ void sgemm_split_reduction(ThreadPool& pool, bool ta, bool tb, int m, int n, int
   });
 }
 
+// Whether sgemm splits C by rows (else by columns): with enough rows for every thread, or at least
+// as many rows as columns.
+bool split_by_rows(ThreadPool& pool, int m, int n) { return m >= 32 * pool.size() || m >= n; }
+
 }  // namespace
 
 const char* blas_name() {
@@ -110,14 +121,11 @@ const char* blas_name() {
 #endif
 }
 
-// Whether sgemm splits C by rows (else by columns): with enough rows for every thread, or at least
-// as many rows as columns.
-static bool split_by_rows(ThreadPool& pool, int m, int n) { return m >= 32 * pool.size() || m >= n; }
-
 void sgemm(ThreadPool& pool, bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
            const float* b, int ldb, float beta, float* c, int ldc) {
   if (m <= 0 || n <= 0) return;
-  if (beta == 0.0f && split_reduction(m, n, k)) return sgemm_split_reduction(pool, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+  if (const int chunks = reduction_chunks(m, n, k); beta == 0.0f && chunks > 1)
+    return sgemm_split_reduction(pool, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, chunks);
   const bool split_rows = split_by_rows(pool, m, n);
   const int64_t extent = split_rows ? m : n;
   // Blocks of at least 16 rows/columns keep each BLAS call efficient.
