@@ -109,13 +109,14 @@ void CpuBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* 
         const int64_t w = c1 - c0;
         std::vector<float> masked(static_cast<size_t>(y ? w : 0)), bias_sums(static_cast<size_t>(y ? w : 0), 0.0f);
         for (int64_t r = 0; r < n; ++r) {
-          const float* __restrict src = g + r * c + c0;
+          const float* src = g + r * c + c0;  // the row's columns as summed: masked first with the layer
           if (y) {
+            const float* __restrict in = src;
             const float* __restrict yr = y + r * c + c0;
             float* __restrict m = masked.data();
             float* __restrict gb = bias_sums.data();
             for (int64_t j = 0; j < w; ++j) {
-              const float v = src[j] * sc;  // both loads unconditional, so the select vectorises
+              const float v = in[j] * sc;  // both loads unconditional, so the select vectorises
               m[j] = yr[j] > 0.0f ? v : 0.0f;
               gb[j] += m[j];
             }
