@@ -64,15 +64,6 @@ class CpuBackend final : public Backend {
   size_t peak_ = 0;
 };
 
-// y[r] = dropout(relu(y[r] + bias)) for rows [r0, r1) of y (bias may be null: none), and their live
-// units into mask when it is not empty, on the calling thread: linear_forward's and
-// gather_add_relu's last pass.
-void relu_dropout_range(float* y, int64_t r0, int64_t r1, int cols, const float* bias, const Dropout& d, UnitMask mask);
-
-// Rows of a matrix of `cols` floats per block when a pass follows its computation in cache
-// (about 256 KB).
-int64_t rows_in_cache(int cols);
-
 // Throws InvalidArgument unless m is fp32 (the CPU backend computes in fp32 only).
 void require_f32(const Mat& m, const char* what);
 

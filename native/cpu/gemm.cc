@@ -91,18 +91,16 @@ void sgemm_split_reduction(ThreadPool& pool, bool ta, bool tb, int m, int n, int
       sgemm_serial(ta, tb, m, n, int(len), alpha, a_q, lda, b_q, ldb, 0.0f, part + mn * q, n);
     }
   });
-  // C = the partials summed in chunk order, row by row into a row of sums.
+  // C = the partials summed in chunk order, row by row.
   pool.parallel_for(m, [&](int64_t first, int64_t end, int) {
-    std::vector<float> sum(static_cast<size_t>(n));
     for (int64_t i = first; i < end; ++i) {
-      float* __restrict s = sum.data();
+      float* __restrict s = c + size_t(i) * ldc;
       const float* __restrict p0 = part + size_t(i) * n;
       for (int j = 0; j < n; ++j) s[j] = p0[j];
       for (int q = 1; q < chunks; ++q) {
         const float* __restrict pq = p0 + mn * q;
         for (int j = 0; j < n; ++j) s[j] += pq[j];
       }
-      std::copy(s, s + n, c + size_t(i) * ldc);
     }
   });
 }

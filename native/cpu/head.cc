@@ -6,12 +6,14 @@
 // order, the GMF tables' gradients scattered by row owner (owned_scatter.h); with the last hidden
 // layer, its dropout first, applied to mlp in place (linear_forward's pass), and its
 // relu_dropout_backward last.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "../core/errors.h"
 #include "cpu_backend.h"
 #include "owned_scatter.h"
+#include "row_pass.h"
 
 namespace ncf {
 
@@ -68,13 +70,12 @@ void CpuBackend::head_forward_backward(const EmbedTables& t, const uint32_t* use
   // Pass 1, rows in parallel: logit, loss, the logit gradient (kept for pass 2), d_mlp and
   // per-thread partial sums of the weight gradients, added in thread order.
   std::vector<float> dlogit(static_cast<size_t>(n));
-  const int T = pool_.size();
-  std::vector<std::vector<float>> partial(size_t(T), std::vector<float>(size_t(width + 1), 0.0f));
-  std::vector<double> loss(size_t(T), 0.0);
+  ColumnSums partial(pool_.size(), width + 1);
+  std::vector<double> loss(size_t(pool_.size()), 0.0);
   pool_.parallel_for(
       n,
       [&](int64_t b, int64_t e, int tid) {
-        float* acc = partial[size_t(tid)].data();
+        float* acc = partial.of(tid);
         double l = 0.0;
         for (int64_t i = b; i < e; ++i) {
           const float* mu = t.mf_user + size_t(users[i]) * f;
@@ -96,11 +97,10 @@ void CpuBackend::head_forward_backward(const EmbedTables& t, const uint32_t* use
         loss[size_t(tid)] = l;
       },
       64);
-  for (int j = 0; j <= width; ++j) {
-    float s = 0.0f;
-    for (int k = 0; k < T; ++k) s += partial[size_t(k)][size_t(j)];
-    if (j < width) grad_w[j] = s; else grad_b[0] = s;
-  }
+  std::vector<float> sums(size_t(width) + 1);
+  partial.total(sums.data());
+  std::copy(sums.begin(), sums.end() - 1, grad_w);
+  grad_b[0] = sums.back();
   for (double l : loss) *loss_sum += l;
   // Pass 2: the GMF product's gradient (g w_gmf) times the other table's row, into each table row.
   scatter_by_owner(

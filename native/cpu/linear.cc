@@ -15,6 +15,7 @@
 #include "../core/errors.h"
 #include "cpu_backend.h"
 #include "gemm.h"
+#include "row_pass.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the dropout fast path reads Philox words as uint16 pairs");
 
@@ -35,39 +36,13 @@ void dropout_blocks(const Dropout& d, int64_t row0, int64_t rows, int groups, U3
 }
 
 // dz = dy * live * scale in place on rows [b, e) (live: y > 0), adding each column's values to acc.
-void relu_dropout_backward_range(float* dz, const float* yp, int64_t b, int64_t e, int out, const Dropout& d,
-                                 float* __restrict acc) {
-  const float sc = d.active ? d.scale : 1.0f;  // a local, so the compiler keeps it in a register and vectorises
+void relu_dropout_backward_range(float* dz, const float* yp, int64_t b, int64_t e, int out, const Dropout& d, float* acc) {
+  const float sc = d.active ? d.scale : 1.0f;
   for (int64_t i = b; i < e; ++i) {
-    float* __restrict row = dz + size_t(i) * out;
-    const float* __restrict yr = yp + size_t(i) * out;
-    for (int j = 0; j < out; ++j) {
-      const float v = row[j] * sc;  // both loads unconditional, so the select vectorises
-      const float g = yr[j] > 0.0f ? v : 0.0f;
-      row[j] = g;
-      acc[j] += g;
-    }
+    float* row = dz + size_t(i) * out;
+    relu_dropout_backward_row(row, yp + size_t(i) * out, out, sc, row, acc);
   }
 }
-
-// A bias gradient as per-thread column sums (thread t's: of(t)), added in thread order at the end,
-// so that it is the same for the same rows and thread count.
-class ColumnSums {
- public:
-  ColumnSums(int threads, int cols) : cols_(cols), part_(size_t(threads) * size_t(cols), 0.0f) {}
-  float* of(int t) { return part_.data() + size_t(t) * size_t(cols_); }
-  void total(float* out) const {
-    for (int j = 0; j < cols_; ++j) {
-      float s = 0.0f;
-      for (size_t q = size_t(j); q < part_.size(); q += size_t(cols_)) s += part_[q];
-      out[j] = s;
-    }
-  }
-
- private:
-  int cols_;
-  std::vector<float> part_;
-};
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include "../core/errors.h"
 #include "cpu_backend.h"
 #include "gemm.h"
+#include "row_pass.h"
 
 namespace ncf {
 
@@ -111,16 +112,8 @@ void CpuBackend::pair_row_sums(Mat dz, const LayerBelow* layer, const uint32_t* 
         for (int64_t r = 0; r < n; ++r) {
           const float* src = g + r * c + c0;  // the row's columns as summed: masked first with the layer
           if (y) {
-            const float* __restrict in = src;
-            const float* __restrict yr = y + r * c + c0;
-            float* __restrict m = masked.data();
-            float* __restrict gb = bias_sums.data();
-            for (int64_t j = 0; j < w; ++j) {
-              const float v = in[j] * sc;  // both loads unconditional, so the select vectorises
-              m[j] = yr[j] > 0.0f ? v : 0.0f;
-              gb[j] += m[j];
-            }
-            src = m;
+            relu_dropout_backward_row(src, y + r * c + c0, w, sc, masked.data(), bias_sums.data());
+            src = masked.data();
           }
           float* __restrict di = si + int64_t(items[r]) * c + c0;
           for (int64_t j = 0; j < w; ++j) di[j] += src[j];
